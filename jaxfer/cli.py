@@ -1,0 +1,64 @@
+"""``jaxfer`` command line. User mistakes end with one line on stderr and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jaxfer.config import ConfigError
+
+DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jaxfer", description="Transfer learning for deep RL, in JAX.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train DQN / Double DQN agents, all seeds at once")
+    t.add_argument("config", nargs="?", help="YAML config (default: the embedded Catch DQN config)")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="override config entries")
+    t.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
+    t.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
+    return p
+
+
+def _train(args) -> int:
+    from jaxfer import config
+
+    if args.config is not None and "=" in args.config and not Path(args.config).exists():
+        args.overrides.insert(0, args.config)  # `jaxfer train key=value` with the embedded config
+        args.config = None
+    overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
+    cfg = config.load(args.config, overrides)
+    out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
+
+    import jax
+
+    if args.distributed:
+        jax.distributed.initialize()
+    from jaxfer import run
+
+    summary = run.train(cfg, out, progress=not args.no_progress)
+    mean = summary["final"]["mean"]
+    headline = "eval_catch_rate" if "eval_catch_rate" in mean else "eval_return"
+    done = "already finished" if summary.get("already_finished") else "finished"
+    print(f"{out}: {done}; {cfg.seeds} seeds, final {headline} {mean[headline]:.3f} (seed mean); "
+          f"{summary['steady_env_steps_per_s']} env steps/s after {summary['compile_seconds']} s compile")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _train(args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"jaxfer: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxfer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

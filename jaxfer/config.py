@@ -1,0 +1,122 @@
+"""Typed training configs: YAML files plus ``key=value`` overrides, validated with one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config: the message is one line naming the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every hyper-parameter of a DQN run, in one place. Step counts are env steps per seed."""
+
+    env: str = "catch/v0"  # environment id (jaxfer.envs.known_env_ids())
+    obs: str = "grid"  # observation mode: "grid" (native 21x21) or "pixels84"
+    network: str = "catch_cnn"  # jaxfer.nets.NETWORKS key
+    conv_impl: str = "gemm"  # "gemm" (fast on CPU) or "xla" (native conv op); same parameters
+    double: bool = False  # Double DQN target (online argmax, target evaluation)
+    seeds: int = 4  # independent agents trained at once (the leading array axis)
+    seed: int = 0  # seed i uses PRNGKey(seed + i), so seed i alone reproduces seed i of a batch
+    num_envs: int = 4  # envs per seed; one gradient update per vector step of all of them
+    total_steps: int = 40_000  # env steps per seed
+    epoch_steps: int = 2_000  # env steps per seed between metric rows / progress / checkpoints
+    buffer_size: int = 10_000  # replay capacity (transitions per seed)
+    batch_size: int = 32
+    learning_starts: int = 1_000  # env steps of random-policy collection before updates
+    target_update: int = 250  # gradient updates between target-network syncs
+    gamma: float = 0.99
+    lr: float = 5e-4  # Adam step size
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_decay_steps: int = 10_000  # linear epsilon decay length (env steps)
+    eval_envs: int = 32  # greedy evaluation envs per seed at the end of each epoch
+    eval_steps: int = 50  # vector steps of greedy evaluation (Catch episodes last 10-11 steps)
+    strategy: str = "vmap"  # how the seed axis runs: "vmap" (sharded over devices) or "sequential"
+    unroll: int = 1  # lax.scan unroll of the update loop inside one epoch
+
+    def validate(self) -> "TrainConfig":
+        from jaxfer import envs, nets  # late import: config must load without jax for --help
+
+        checks = [
+            (self.env in envs.ENV_IDS, f"unknown env id '{self.env}'; known: {', '.join(envs.known_env_ids())}"),
+            (self.obs in envs.OBS_MODES, f"obs must be one of {', '.join(envs.OBS_MODES)}, got '{self.obs}'"),
+            (self.network in nets.NETWORKS, f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
+            (self.conv_impl in ("gemm", "xla"), f"conv_impl must be 'gemm' or 'xla', got '{self.conv_impl}'"),
+            (self.strategy in ("vmap", "sequential"), f"strategy must be 'vmap' or 'sequential', got '{self.strategy}'"),
+            (self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}"),
+        ]
+        for name in ("num_envs", "total_steps", "epoch_steps", "buffer_size", "batch_size", "target_update",
+                     "eval_envs", "eval_steps", "unroll"):
+            checks.append((getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}"))
+        checks += [
+            (self.epoch_steps % self.num_envs == 0, f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs ({self.num_envs})"),
+            (self.total_steps % self.epoch_steps == 0, f"total_steps ({self.total_steps}) must be a multiple of epoch_steps ({self.epoch_steps})"),
+            (0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}"),
+            (self.batch_size <= self.buffer_size, "batch_size must not exceed buffer_size"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+    @property
+    def num_epochs(self) -> int:
+        return self.total_steps // self.epoch_steps
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _coerce(key: str, value):
+    """Check one value against the field's type; ints are accepted where floats are expected."""
+    if key not in _FIELDS:
+        raise ConfigError(f"unknown config key '{key}'; known: {', '.join(_FIELDS)}")
+    want = _TYPES[key]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if want is int and isinstance(value, float) and value.is_integer() and abs(value) >= 1000:
+        return int(value)  # 1e5 in YAML reads as a float
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(f"config key '{key}' expects {want.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(values: dict) -> TrainConfig:
+    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` with the value read as YAML (so 3, 0.5, true, catch/v1 all work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{text}': value is not valid YAML") from None
+
+
+def load(path: str | Path | None, overrides: typing.Iterable[str] = ()) -> TrainConfig:
+    values: dict = {}
+    if path is not None:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read config '{path}': {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config '{path}' must be a mapping of key: value")
+    values.update(parse_override(o) for o in overrides)
+    return from_dict(values)
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,78 @@
+"""Atomic file writes and pytree checkpoints: a crash never leaves a half-written file behind.
+
+Checkpoints are plain ``.npz`` files keyed by the pytree path (hand-written rather than orbax:
+a single synchronous file per run is all a chunked host loop needs, and it loads anywhere).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def save_tree(path: Path, tree, **extra) -> None:
+    """Save a pytree of arrays (and scalar extras) as one .npz, atomically."""
+    leaves = {_path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+    leaves |= {f"__{k}": np.asarray(v) for k, v in extra.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **leaves)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_tree(path: Path, like):
+    """Load a .npz written by ``save_tree`` into the structure of ``like``; returns (tree, extras)."""
+    with np.load(path) as data:
+        arrays = dict(data)
+    leaves = []
+    for p, x in jax.tree_util.tree_leaves_with_path(like):
+        name = _path_name(p)
+        if name not in arrays:
+            raise KeyError(f"checkpoint {path} has no entry '{name}'")
+        if arrays[name].shape != np.shape(x):
+            raise ValueError(f"checkpoint {path}: '{name}' has shape {arrays[name].shape}, expected {np.shape(x)}")
+        leaves.append(arrays[name])
+    extras = {k[2:]: v for k, v in arrays.items() if k.startswith("__")}
+    return jax.tree.unflatten(jax.tree.structure(like), leaves), extras

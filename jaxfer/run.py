@@ -1,0 +1,120 @@
+"""The host loop: chunks of jitted training, progress, metrics, checkpoints, resume, outputs.
+
+One compiled call advances every seed by one epoch; between calls the host appends the epoch's
+metrics, rewrites ``metrics.csv`` and the checkpoint atomically, and updates the progress bar. A run
+restarted with the same command and directory resumes from its checkpoint and ends with the same
+numbers as an uninterrupted run (same device count and strategy: different batch shapes may round
+differently, and RL amplifies that over long runs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from jaxfer import envs, io, report, seeds
+from jaxfer.agents import dqn
+from jaxfer.config import ConfigError, TrainConfig, to_dict
+
+CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
+    "checkpoint.npz", "metrics.csv", "run.json", "config.yaml", "params.npz", "learning_curve.png")
+
+
+def environment_info() -> dict:
+    versions = {p: metadata.version(p) for p in ("jax", "jaxlib", "flax", "optax", "chex", "numpy")}
+    dev = jax.devices()[0]
+    return {
+        "versions": versions | {"python": platform.python_version()},
+        "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count(),
+                   "processes": jax.process_count()},
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def prepare_dir(out: Path, cfg: TrainConfig) -> bool:
+    """Claim ``out`` for this config; True if it already holds a finished run of the same config."""
+    saved = out / CONFIG
+    if saved.exists():
+        if yaml.safe_load(saved.read_text()) != to_dict(cfg):
+            raise ConfigError(f"{out} holds a run with a different config; pass another --out")
+        return (out / RUN_JSON).exists()
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a jaxfer run directory; pass another --out")
+    io.atomic_write_bytes(saved, yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
+    return False
+
+
+def metric_rows(epoch: int, metrics: dict) -> list[dict]:
+    num_seeds = len(metrics["env_steps"])
+    return [{"epoch": epoch, "seed": s} | {k: v[s].item() for k, v in metrics.items()} for s in range(num_seeds)]
+
+
+def train(cfg: TrainConfig, out: Path, progress: bool = True) -> dict:
+    """Train ``cfg.seeds`` agents into ``out``; resumes a checkpoint there. Returns the run summary."""
+    out = Path(out)
+    if prepare_dir(out, cfg):
+        return io_summary(out)
+    env = envs.make(cfg.env, cfg.obs)
+    trainer = dqn.make_train(cfg, env)
+    state = seeds.place(jax.jit(jax.vmap(trainer.init))(seeds.seed_keys(cfg.seed, cfg.seeds)), cfg.seeds)
+    start, rows = 0, []
+    if (out / CHECKPOINT).exists():
+        state, extras = io.load_tree(out / CHECKPOINT, like=state)
+        state = seeds.place(state, cfg.seeds)
+        start = int(extras["epoch"])
+        rows = [r for r in io.read_csv(out / METRICS) if int(r["epoch"]) < start]
+    epoch_fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy)
+
+    bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    headline = "eval_catch_rate" if cfg.env.startswith("catch/") else "eval_return"
+    epoch_seconds = []
+    for epoch in range(start, cfg.num_epochs):
+        tick = time.perf_counter()
+        state, metrics = epoch_fn(state)
+        metrics = seeds.fetch(metrics)
+        epoch_seconds.append(time.perf_counter() - tick)
+        rows += metric_rows(epoch, metrics)
+        if jax.process_index() == 0:
+            io.write_csv(out / METRICS, rows)
+            io.save_tree(out / CHECKPOINT, seeds.fetch(state), epoch=epoch + 1)
+        bar.set_postfix({"steps/s": f"{cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]:.0f}",
+                         headline: f"{metrics[headline].mean():.3f}"})
+        bar.update()
+    bar.close()
+
+    steady = epoch_seconds[1:] or epoch_seconds
+    summary = {
+        "config": to_dict(cfg),
+        **environment_info(),
+        "compile_seconds": round(compile_s, 3),
+        "steady_env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * len(steady) / sum(steady), 1) if steady else None,
+        "epochs_timed": len(steady),
+        "resumed_from_epoch": start,
+        "final": final_metrics(rows, cfg.num_epochs - 1),
+    }
+    if jax.process_index() == 0:
+        io.save_tree(out / PARAMS, seeds.fetch(state.params))
+        report.learning_curve(out / CURVE, {f"{'Double ' if cfg.double else ''}DQN": rows}, cfg.env)
+        io.write_json(out / RUN_JSON, summary)
+    return summary
+
+
+def final_metrics(rows: list[dict], epoch: int) -> dict:
+    last = [r for r in rows if int(r["epoch"]) == epoch]
+    keys = [k for k in last[0] if k not in ("epoch", "seed")]
+    per_seed = {k: [float(r[k]) for r in last] for k in keys}
+    return {"per_seed": per_seed, "mean": {k: float(np.mean(v)) for k, v in per_seed.items()}}
+
+
+def io_summary(out: Path) -> dict:
+    return json.loads((out / RUN_JSON).read_text()) | {"already_finished": True}
