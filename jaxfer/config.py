@@ -29,12 +29,12 @@ class TrainConfig:
     buffer_size: int = 10_000  # replay capacity (transitions per seed)
     batch_size: int = 32
     learning_starts: int = 1_000  # env steps of random-policy collection before updates
-    target_update: int = 250  # gradient updates between target-network syncs
+    target_update: int = 100  # gradient updates between target-network syncs
     gamma: float = 0.99
-    lr: float = 5e-4  # Adam step size
+    lr: float = 1e-3  # Adam step size
     eps_start: float = 1.0
     eps_end: float = 0.05
-    eps_decay_steps: int = 10_000  # linear epsilon decay length (env steps)
+    eps_decay_steps: int = 5_000  # linear epsilon decay length (env steps)
     eval_envs: int = 32  # greedy evaluation envs per seed at the end of each epoch
     eval_steps: int = 50  # vector steps of greedy evaluation (Catch episodes last 10-11 steps)
     strategy: str = "vmap"  # how the seed axis runs: "vmap" (sharded over devices) or "sequential"
@@ -81,8 +81,8 @@ def _coerce(key: str, value):
     want = _TYPES[key]
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if want is int and isinstance(value, float) and value.is_integer() and abs(value) >= 1000:
-        return int(value)  # 1e5 in YAML reads as a float
+    if want is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # 1e5 reads as a float
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
         raise ConfigError(f"config key '{key}' expects {want.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -98,9 +98,14 @@ def parse_override(text: str) -> tuple[str, object]:
     if not sep or not key:
         raise ConfigError(f"override '{text}' is not of the form key=value")
     try:
-        return key.strip(), yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise ConfigError(f"override '{text}': value is not valid YAML") from None
+    try:  # YAML 1.1 reads 4e4 as a string
+        value = float(value) if isinstance(value, str) else value
+    except ValueError:
+        pass
+    return key.strip(), value
 
 
 def load(path: str | Path | None, overrides: typing.Iterable[str] = ()) -> TrainConfig:

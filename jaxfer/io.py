@@ -16,19 +16,24 @@ import jax
 import numpy as np
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(binary_file)`` on a temp file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_json(path: Path, obj) -> None:
@@ -57,9 +62,7 @@ def save_tree(path: Path, tree, **extra) -> None:
     """Save a pytree of arrays (and scalar extras) as one .npz, atomically."""
     leaves = {_path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
     leaves |= {f"__{k}": np.asarray(v) for k, v in extra.items()}
-    buf = io.BytesIO()
-    np.savez(buf, **leaves)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, lambda f: np.savez(f, **leaves))
 
 
 def load_tree(path: Path, like):

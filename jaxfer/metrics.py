@@ -1,0 +1,234 @@
+"""Transfer metrics on learning curves: area ratio, bootstrap CIs, IQM, rank correlations, .dat reading.
+
+Pure numpy, no JAX: these run on a handful of logged curves after training, on any machine.
+
+Conventions. A curve is 1-D (epochs,) or 2-D (seeds, epochs). The area ratio follows Sabatelli's thesis
+(2022, ch. 8): ``R = (A_transfer - A_scratch) / A_scratch`` where ``A`` is the composite trapezoid rule
+with unit spacing over the first ``window`` epochs of the SEED-MEAN curve. Because the trapezoid rule is
+linear, the area of the seed-mean curve equals the mean of the per-seed areas, which the per-seed and
+bootstrap functions use.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "area_under_curve", "area_ratio", "area_ratio_per_seed", "bootstrap_ci", "area_ratio_ci",
+    "iqm", "spearman", "kendall_tau", "read_dat",
+]
+
+
+def _curves(x, name: str) -> np.ndarray:
+    """A float array of 1 or 2 dims: anything else is a caller mistake worth a clear error."""
+    a = np.asarray(x, dtype=float)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D (epochs,) or 2-D (seeds, epochs), got shape {a.shape}")
+    return a
+
+
+def _window(a: np.ndarray, window: int | None, name: str) -> np.ndarray:
+    """The first ``window`` epochs. Too-short curves raise instead of silently shortening the horizon,
+    because areas over different horizons are not comparable."""
+    if window is None:
+        return a
+    window = int(window)
+    if window < 2:
+        raise ValueError(f"window must be >= 2 epochs (one point has zero area), got {window}")
+    if a.shape[-1] < window:
+        raise ValueError(f"{name} has {a.shape[-1]} epochs, fewer than window={window}")
+    return a[..., :window]
+
+
+def area_under_curve(curve, window: int | None = None):
+    """Composite trapezoid rule with unit spacing over the first ``window`` epochs (all if None).
+
+    Unit spacing (epoch index as x) is what the thesis tables use. 1-D input gives a float; 2-D
+    (seeds, epochs) gives one area per row.
+    """
+    a = _window(_curves(curve, "curve"), window, "curve")
+    if a.shape[-1] < 2:
+        raise ValueError("a curve needs at least 2 epochs to have an area")
+    area = np.trapezoid(a, axis=-1)
+    return float(area) if a.ndim == 1 else area
+
+
+def _mean_curve(a: np.ndarray) -> np.ndarray:
+    """Seed mean of a 2-D curve (1-D passes through): the thesis takes A of the seed-mean curve."""
+    return a.mean(axis=0) if a.ndim == 2 else a
+
+
+def _same_length(t: np.ndarray, s: np.ndarray, window: int | None) -> None:
+    """Without a window both arms must span the same epochs, or the ratio mixes horizons."""
+    if window is None and t.shape[-1] != s.shape[-1]:
+        raise ValueError(f"transfer has {t.shape[-1]} epochs, scratch {s.shape[-1]}: pass window=")
+
+
+def area_ratio(transfer, scratch, window: int | None = None) -> float:
+    """Sabatelli's area ratio R = (A_transfer - A_scratch) / A_scratch of the seed-mean curves.
+
+    R > 0 means transfer learned faster or better than scratch over the window. 2-D inputs are
+    averaged over seeds first (definition: area of the SEED-MEAN curve).
+    """
+    t = _mean_curve(_window(_curves(transfer, "transfer"), window, "transfer"))
+    s = _mean_curve(_window(_curves(scratch, "scratch"), window, "scratch"))
+    _same_length(t, s, window)
+    a_t, a_s = area_under_curve(t), area_under_curve(s)
+    return (a_t - a_s) / a_s
+
+
+def area_ratio_per_seed(transfer, scratch, window: int | None = None) -> np.ndarray:
+    """R of each transfer seed (rows of ``transfer`` (S, E)) against the seed-mean scratch area.
+
+    Shows the spread over transfer seeds with a common denominator; their mean equals ``area_ratio``.
+    """
+    t = _window(_curves(transfer, "transfer"), window, "transfer")
+    t = t[None] if t.ndim == 1 else t
+    s = _mean_curve(_window(_curves(scratch, "scratch"), window, "scratch"))
+    _same_length(t, s, window)
+    a_s = area_under_curve(s)
+    return (area_under_curve(t) - a_s) / a_s
+
+
+def _check_alpha(alpha: float, n_boot: int) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+
+
+def bootstrap_ci(samples, statistic: Callable = np.mean, n_boot: int = 2000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap (1 - alpha) CI of ``statistic`` over ``samples`` (rows resampled).
+
+    Percentile intervals need no normality assumption, which few seeds cannot support. Seeded so
+    reports are reproducible.
+    """
+    _check_alpha(alpha, n_boot)
+    x = np.asarray(samples, dtype=float)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError("bootstrap_ci needs at least one sample")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(int(n_boot), len(x)))
+    stats = np.array([statistic(x[i]) for i in idx], dtype=float)
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def area_ratio_ci(transfer, scratch, window: int | None = None, n_boot: int = 2000, alpha: float = 0.05,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """(point, low, high): R of the seed means, with a percentile bootstrap CI over seeds.
+
+    The arms are independent runs, so seeds (rows) of transfer and of scratch are resampled
+    independently; each resample recomputes the ratio of seed-mean areas (mean of per-seed areas,
+    by linearity of the trapezoid rule).
+    """
+    _check_alpha(alpha, n_boot)
+    t = _window(_curves(transfer, "transfer"), window, "transfer")
+    s = _window(_curves(scratch, "scratch"), window, "scratch")
+    t, s = (t[None] if t.ndim == 1 else t), (s[None] if s.ndim == 1 else s)
+    _same_length(t, s, window)
+    a_t, a_s = area_under_curve(t), area_under_curve(s)
+    point = (a_t.mean() - a_s.mean()) / a_s.mean()
+    rng = np.random.default_rng(seed)
+    bt = a_t[rng.integers(0, len(a_t), size=(int(n_boot), len(a_t)))].mean(axis=1)
+    bs = a_s[rng.integers(0, len(a_s), size=(int(n_boot), len(a_s)))].mean(axis=1)
+    low, high = np.quantile((bt - bs) / bs, [alpha / 2, 1 - alpha / 2])
+    return float(point), float(low), float(high)
+
+
+def iqm(x) -> float:
+    """Interquartile mean: mean of the middle 50% of all values (flattened), as rliable reports.
+
+    Robust to outlier seeds yet less noisy than the median. Same cut as
+    ``scipy.stats.trim_mean(x, 0.25, axis=None)``: drop ``int(0.25 * n)`` values at each end.
+    """
+    a = np.sort(np.asarray(x, dtype=float).ravel())
+    if a.size == 0:
+        raise ValueError("iqm of an empty array")
+    cut = int(0.25 * a.size)
+    return float(a[cut:a.size - cut].mean())
+
+
+def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if a.size != b.size:
+        raise ValueError(f"x and y differ in length: {a.size} vs {b.size}")
+    return a, b
+
+
+def _rank_average(a: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (so tied values count equally)."""
+    order = np.argsort(a, kind="mergesort")
+    sorted_a = a[order]
+    # Start of each run of equal values, then the average of the 1-based ranks inside each run.
+    starts = np.flatnonzero(np.r_[True, sorted_a[1:] != sorted_a[:-1]])
+    ends = np.r_[starts[1:], a.size]
+    avg = (starts + 1 + ends) / 2.0
+    ranks = np.empty(a.size)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (Pearson on average ranks): does a predictor order targets right?
+
+    NaN when fewer than 2 points, any value is NaN, or either input is constant (undefined).
+    """
+    a, b = _pair(x, y)
+    if a.size < 2 or np.isnan(a).any() or np.isnan(b).any():
+        return float("nan")
+    ra, rb = _rank_average(a), _rank_average(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+def _tied_pairs(a: np.ndarray) -> float:
+    _, counts = np.unique(a, return_counts=True)
+    return float((counts * (counts - 1) / 2).sum())
+
+
+def kendall_tau(x, y) -> float:
+    """Kendall's tau-b: pairwise order agreement, corrected for ties (scipy's default variant).
+
+    Pair counting is O(n^2) time and O(n) memory, fine for the tens of games or layers compared.
+    NaN when fewer than 2 points, any value is NaN, or either input is constant.
+    """
+    a, b = _pair(x, y)
+    n = a.size
+    if n < 2 or np.isnan(a).any() or np.isnan(b).any():
+        return float("nan")
+    s = 0.0  # concordant minus discordant pairs (tied pairs contribute 0)
+    for i in range(n - 1):
+        s += float((np.sign(a[i + 1:] - a[i]) * np.sign(b[i + 1:] - b[i])).sum())
+    n0 = n * (n - 1) / 2
+    denom = np.sqrt((n0 - _tied_pairs(a)) * (n0 - _tied_pairs(b)))
+    return float(s / denom) if denom > 0 else float("nan")
+
+
+def read_dat(path: str | Path) -> dict[str, np.ndarray]:
+    """Columns of a whitespace-separated .dat file with a header row of names (pgfplots style).
+
+    Returns name -> 1-D float array, in header order. Makes no assumption on which columns exist
+    (e.g. some files have no ``epochs`` column).
+    """
+    path = Path(path)
+    with path.open() as f:
+        header = f.readline().split()
+        if not header:
+            raise ValueError(f"{path}: empty file or empty header row")
+        if len(set(header)) != len(header):
+            raise ValueError(f"{path}: duplicate column names in header {header}")
+        rows = []
+        for lineno, line in enumerate(f, start=2):
+            row = line.split()
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}: line {lineno} has {len(row)} fields, header has {len(header)}")
+            rows.append(row)
+    data = np.array(rows, dtype=float).reshape(len(rows), len(header))
+    return {name: data[:, j].copy() for j, name in enumerate(header)}

@@ -1,0 +1,28 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Many tests compile the same programs (same shapes, other seeds); XLA's persistent cache shares the
+# work between tests and with the CLI subprocesses below.
+CACHE = ROOT / ".pytest_cache" / "jax"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600):
+    """Run ``python -m jaxfer.cli`` in a subprocess; returns CompletedProcess (text)."""
+    full_env = os.environ.copy() | (env or {})
+    return subprocess.run([sys.executable, "-m", "jaxfer.cli", *map(str, args)], cwd=cwd or ROOT,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

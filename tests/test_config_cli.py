@@ -1,0 +1,63 @@
+"""Config validation and the CLI's answer to user mistakes: one line on stderr, exit 2, no traceback."""
+import dataclasses
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from jaxfer import config
+
+
+def test_catch_dqn_yaml_spells_out_the_embedded_defaults():
+    assert yaml.safe_load((ROOT / "configs/catch_dqn.yaml").read_text()) == dataclasses.asdict(config.TrainConfig())
+
+
+def test_overrides_are_typed():
+    cfg = config.load(None, ["seeds=3", "lr=0.01", "double=true", "env=catch/v1", "total_steps=4e4"])
+    assert (cfg.seeds, cfg.lr, cfg.double, cfg.env, cfg.total_steps) == (3, 0.01, True, "catch/v1", 40000)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["bogus=1"], "unknown config key 'bogus'"),
+    (["lr=fast"], "config key 'lr' expects float"),
+    (["seeds=2.5"], "config key 'seeds' expects int"),
+    (["seeds=0"], "seeds must be >= 1"),
+    (["env=catch/v9"], "unknown env id 'catch/v9'"),
+    (["epoch_steps=1001"], "multiple of num_envs"),
+    (["novalue"], "not of the form key=value"),
+])
+def test_config_errors(overrides, needle):
+    with pytest.raises(config.ConfigError, match=needle.replace("(", r"\(")):
+        config.load(None, overrides)
+
+
+def _one_line_error(proc, needle):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "bogus_key=1"], "unknown config key 'bogus_key'"),
+    (["train", "lr=abc"], "expects float"),
+    (["train", "--seeds", "0"], "seeds must be >= 1"),
+    (["train", "env=pong/v0"], "unknown env id 'pong/v0'; known: catch/v0"),
+    (["train", "configs/does_not_exist.yaml"], "cannot read config"),
+])
+def test_cli_bad_input(cli, tmp_path, args, needle):
+    _one_line_error(cli(*args, "--out", tmp_path / "run"), needle)
+
+
+def test_cli_bad_yaml_type(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: catch/v0\nnum_envs: four\n")
+    _one_line_error(cli("train", bad, "--out", tmp_path / "run"), "config key 'num_envs' expects int")
+
+
+def test_cli_never_overwrites_other_results(cli, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    _one_line_error(cli("train", "--out", out), "not a jaxfer run directory")
+    assert (out / "notes.txt").read_text() == "mine"

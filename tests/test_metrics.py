@@ -1,0 +1,264 @@
+"""Tests of jaxfer.metrics: unit cases, plus reproduction of Sabatelli's (2022, ch. 8) Catch tables."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxfer.metrics import (area_ratio, area_ratio_ci, area_ratio_per_seed, area_under_curve, bootstrap_ci,
+                            iqm, kendall_tau, read_dat, spearman)
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sabatelli_catch"
+WINDOW = 246  # the tables integrate the first 246 epochs (rows 0..245), see REF / "README.md"
+TOL = 0.001
+
+
+@pytest.fixture(scope="module")
+def ref() -> Path:
+    if not REF.is_dir():
+        pytest.skip(f"reference data not found at {REF} (expects shared/ checked out beside the repo)")
+    return REF
+
+
+# ---------------------------------------------------------------------------------------------- areas
+
+def test_trapezoid_hand_values():
+    assert area_under_curve([0.0, 1.0, 2.0, 3.0]) == pytest.approx(4.5)
+    assert area_under_curve([1.0, 3.0, 5.0], window=2) == pytest.approx(2.0)
+    assert area_under_curve([2.0, 2.0, 2.0, 2.0, 2.0]) == pytest.approx(8.0)
+
+
+def test_trapezoid_matches_numpy_and_rows():
+    rng = np.random.default_rng(0)
+    curves = rng.random((4, 50))
+    per_row = area_under_curve(curves, window=30)
+    assert per_row.shape == (4,)
+    np.testing.assert_allclose(per_row, [np.trapezoid(c[:30]) for c in curves])
+    assert area_under_curve(curves[1]) == pytest.approx(np.trapezoid(curves[1]))
+
+
+def test_window_errors():
+    with pytest.raises(ValueError):
+        area_under_curve([1.0, 2.0, 3.0], window=4)
+    with pytest.raises(ValueError):
+        area_under_curve([1.0, 2.0, 3.0], window=1)
+    with pytest.raises(ValueError):
+        area_ratio([1.0, 2.0, 3.0], [1.0, 2.0])  # different horizons without a window
+    assert area_ratio([1.0, 2.0, 3.0], [1.0, 2.0], window=2) == pytest.approx(0.0)
+
+
+def test_area_ratio_hand_and_seed_mean():
+    assert area_ratio([2.0, 2.0, 2.0], [1.0, 1.0, 1.0]) == pytest.approx(1.0)
+    assert area_ratio([1.0, 1.0], [2.0, 2.0]) == pytest.approx(-0.5)
+    rng = np.random.default_rng(1)
+    t, s = rng.random((5, 20)) + 0.5, rng.random((3, 20)) + 0.5
+    # 2-D input means the seed-mean curve.
+    assert area_ratio(t, s) == pytest.approx(area_ratio(t.mean(0), s.mean(0)))
+
+
+def test_area_ratio_per_seed():
+    s = np.array([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]])  # seed-mean area 4
+    t = np.array([[2.0, 2.0, 2.0], [4.0, 4.0, 4.0], [6.0, 6.0, 6.0]])  # areas 4, 8, 12
+    np.testing.assert_allclose(area_ratio_per_seed(t, s), [0.0, 1.0, 2.0])
+    rng = np.random.default_rng(2)
+    t, s = rng.random((6, 40)) + 0.2, rng.random((4, 40)) + 0.2
+    r = area_ratio_per_seed(t, s, window=25)
+    assert r.shape == (6,)
+    # Common denominator: the mean of per-seed ratios is the ratio of seed means.
+    assert r.mean() == pytest.approx(area_ratio(t, s, window=25))
+
+
+# ---------------------------------------------------------------------------------------- bootstrap
+
+def test_bootstrap_ci_contains_mean_and_is_seeded():
+    x = np.random.default_rng(3).normal(1.0, 0.5, size=30)
+    low, high = bootstrap_ci(x)
+    assert low < x.mean() < high
+    assert bootstrap_ci(x, seed=7) == bootstrap_ci(x, seed=7)
+    low_m, high_m = bootstrap_ci(x, statistic=np.median, n_boot=500)
+    assert low_m <= np.median(x) <= high_m
+    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def _arms(n_seeds: int, seed: int):
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0.2, 0.9, 60)
+    transfer = base + 0.1 + rng.normal(0, 0.1, size=(n_seeds, 1)) + rng.normal(0, 0.02, size=(n_seeds, 60))
+    scratch = base + rng.normal(0, 0.1, size=(n_seeds, 1)) + rng.normal(0, 0.02, size=(n_seeds, 60))
+    return transfer, scratch
+
+
+def test_area_ratio_ci_contains_point_and_narrows_with_seeds():
+    t5, s5 = _arms(5, 4)
+    point, low, high = area_ratio_ci(t5, s5)
+    assert point == pytest.approx(area_ratio(t5, s5))
+    assert low <= point <= high
+    t50, s50 = _arms(50, 5)
+    p50, l50, h50 = area_ratio_ci(t50, s50)
+    assert l50 <= p50 <= h50
+    assert (h50 - l50) < 0.6 * (high - low)  # ~ 1/sqrt(10) expected
+    # Windowed version uses only the first epochs.
+    assert area_ratio_ci(t5, s5, window=10)[0] == pytest.approx(area_ratio(t5, s5, window=10))
+
+
+# ------------------------------------------------------------------------------------ iqm, ranks
+
+def test_iqm_hand():
+    assert iqm(np.arange(1, 9)) == pytest.approx(4.5)  # mean of 3, 4, 5, 6
+    assert iqm([0, 1, 2, 3, 4, 5, 6, 1000]) == pytest.approx(3.5)  # outlier dropped
+    assert iqm([0, 0, 0, 1, 2, 3, 10, 20, 30, 40]) == pytest.approx(6.0)  # n=10: drop 2 each end
+    assert iqm([[1.0, 2.0], [3.0, 4.0]]) == pytest.approx(2.5)  # flattened
+    assert iqm([5.0]) == pytest.approx(5.0)
+
+
+def test_iqm_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(6)
+    for n in (1, 2, 3, 5, 7, 10, 11, 13, 100):
+        x = rng.standard_cauchy(n)
+        assert iqm(x) == pytest.approx(stats.trim_mean(x, 0.25, axis=None))
+
+
+def test_rank_correlations_hand():
+    x, y = [1, 2, 3, 4, 5], [5, 6, 7, 8, 7]
+    # y ranks (average for the tie): 1, 2, 3.5, 5, 3.5 -> r = 8 / sqrt(10 * 9.5)
+    assert spearman(x, y) == pytest.approx(8 / np.sqrt(95))
+    # 8 concordant, 1 discordant, 1 pair tied in y: tau_b = 7 / sqrt(10 * 9)
+    assert kendall_tau(x, y) == pytest.approx(7 / np.sqrt(90))
+    assert spearman(x, x) == pytest.approx(1.0) and kendall_tau(x, x) == pytest.approx(1.0)
+    assert spearman(x, x[::-1]) == pytest.approx(-1.0) and kendall_tau(x, x[::-1]) == pytest.approx(-1.0)
+    # Monotone, not linear: still perfect.
+    assert spearman([1, 2, 3, 4], [1, 10, 100, 1000]) == pytest.approx(1.0)
+    # Ties in both: x ranks 1.5 1.5 3 4, y ranks 1 2.5 2.5 4; tau: C=4, D=0, 1 tie each -> 4/5;
+    # spearman: centred ranks (-1,-1,.5,1.5) and (-1.5,0,0,1.5) -> 3.75 / 4.5.
+    assert kendall_tau([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(4 / 5)
+    assert spearman([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(3.75 / 4.5)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3])) and np.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError):
+        spearman([1, 2], [1, 2, 3])
+
+
+def test_rank_correlations_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(8)
+    for n in (3, 8, 25):
+        x = rng.integers(0, 5, n).astype(float)  # many ties
+        y = x + rng.integers(-2, 3, n)
+        assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
+        assert kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y)[0])
+        z = rng.normal(size=n)
+        assert spearman(z, y) == pytest.approx(stats.spearmanr(z, y)[0])
+        assert kendall_tau(z, y) == pytest.approx(stats.kendalltau(z, y)[0])
+
+
+# ----------------------------------------------------------------------------------------- read_dat
+
+def test_read_dat_roundtrip(tmp_path):
+    p = tmp_path / "x.dat"
+    p.write_text("epochs a b\n0 0.5 1\n1 0.25 2\n\n")
+    d = read_dat(p)
+    assert list(d) == ["epochs", "a", "b"]
+    np.testing.assert_allclose(d["a"], [0.5, 0.25])
+    p.write_text("a b\n1 2 3\n")
+    with pytest.raises(ValueError):
+        read_dat(p)
+
+
+def test_read_dat_reference_files(ref):
+    d = read_dat(ref / "self_transfer_catch_v0.dat")
+    assert list(d)[:3] == ["epochs", "baseline", "std_baseline"]
+    assert len(d["baseline"]) == 246
+    np.testing.assert_array_equal(d["epochs"], np.arange(246))
+    # v4 has no epochs column but is otherwise the same data as v1 (README).
+    v1, v4 = read_dat(ref / "self_transfer_catch_v1.dat"), read_dat(ref / "self_transfer_catch_v4.dat")
+    assert "epochs" not in v4
+    assert list(v4) == [k for k in v1 if k != "epochs"]
+    for k in v4:
+        np.testing.assert_allclose(v4[k], v1[k])
+
+
+# ---------------------------------------------------- Sabatelli (2022) ch. 8, published Catch tables
+# Self-transfer table (Tables/Chapter08/catch_self_tl_results.tex): column Catch-v{v} comes from
+# self_transfer_catch_v{v}.dat, R(only_head | self_transfer_full_fine_tuning vs baseline). This table
+# uses the prose naming (v1 = small paddle): the baseline of self_transfer_catch_v{v}.dat is the
+# target_catch curve of catch_v{v}.dat, checked below.
+SELF_TRANSFER = {
+    "only_head": [0.05, 0.141, 0.674, 0.059],
+    "self_transfer_full_fine_tuning": [0.017, -0.218, 0.393, -0.236],
+}
+# Entries that the stated formula (trapezoid, unit spacing, first 246 epochs of the seed-mean curve)
+# does NOT reproduce within 0.001 from the stored curves. Measured |error|; no window, rule (trapezoid,
+# Simpson, sum, 1-based start) or rounding of the curves brings all eight within 0.001 at once.
+SELF_NOT_REPRODUCED = {
+    ("only_head", 1): "computed 0.14223 vs published 0.141 (off by 0.00123)",
+    ("only_head", 2): "computed 0.67509 vs published 0.674 (off by 0.00109)",
+    ("self_transfer_full_fine_tuning", 2): "computed 0.39418 vs published 0.393 (off by 0.00118)",
+}
+
+
+def _self_params():
+    for arm, values in SELF_TRANSFER.items():
+        for v, published in enumerate(values):
+            marks = ()
+            if (arm, v) in SELF_NOT_REPRODUCED:
+                marks = pytest.mark.xfail(strict=True, reason="published value not reproducible within 0.001: "
+                                          + SELF_NOT_REPRODUCED[(arm, v)])
+            yield pytest.param(arm, v, published, marks=marks, id=f"{arm}-v{v}")
+
+
+def _self_ratio(ref, arm, v):
+    d = read_dat(ref / f"self_transfer_catch_v{v}.dat")
+    return area_ratio(d[arm], d["baseline"], window=WINDOW)
+
+
+@pytest.mark.parametrize("arm,v,published", list(_self_params()))
+def test_self_transfer_table(ref, arm, v, published):
+    assert _self_ratio(ref, arm, v) == pytest.approx(published, abs=TOL)
+
+
+def test_self_transfer_table_bounded_error(ref):
+    """Regression guard for the entries above that miss 0.001: every entry is still within 0.0013 of
+    the published 3-decimal value, so the mismatch is last-digit noise, not a wrong mapping."""
+    for arm, values in SELF_TRANSFER.items():
+        for v, published in enumerate(values):
+            assert abs(_self_ratio(ref, arm, v) - published) < 0.0013, (arm, v)
+
+
+def test_self_transfer_naming(ref):
+    for v in range(4):
+        base = read_dat(ref / f"self_transfer_catch_v{v}.dat")["baseline"][:WINDOW]
+        target = read_dat(ref / f"catch_v{v}.dat")["target_catch"][:WINDOW]
+        np.testing.assert_allclose(base, target, atol=1e-5)  # catch_v*.dat is rounded to 5 decimals
+
+
+def test_readme_full_length_example(ref):
+    # README: self-transfer v2 only-head gives 0.408 over all 346 epochs (the window matters).
+    d = read_dat(ref / "self_transfer_catch_v2.dat")
+    assert len(d["baseline"]) == 346
+    assert area_ratio(d["only_head"], d["baseline"]) == pytest.approx(0.408, abs=TOL)
+
+
+# Cross-transfer table (Tables/Chapter08/catch_tl_results.tex), table naming, row = source, column =
+# target. Target "v4" of the table is file catch_v1.dat; the other targets keep their number. Inside
+# each file the source columns already use the table naming (Catch_v0, Catch_v2, Catch_v3, Catch_v4).
+TARGET_FILE = {"v0": "catch_v0.dat", "v2": "catch_v2.dat", "v3": "catch_v3.dat", "v4": "catch_v1.dat"}
+CROSS = {  # (source, target): published R
+    ("v0", "v2"): -0.026, ("v0", "v3"): -0.486, ("v0", "v4"): -0.479,
+    ("v2", "v0"): -0.16, ("v2", "v3"): -0.121, ("v2", "v4"): -0.248,
+    ("v3", "v0"): -0.406, ("v3", "v2"): -0.313, ("v3", "v4"): -0.465,
+    ("v4", "v0"): -0.016, ("v4", "v2"): -0.24, ("v4", "v3"): -0.179,
+}
+
+
+@pytest.mark.parametrize("source,target", list(CROSS), ids=[f"{s}->{t}" for s, t in CROSS])
+def test_cross_transfer_table(ref, source, target):
+    d = read_dat(ref / TARGET_FILE[target])
+    r = area_ratio(d[f"Catch_{source}"], d["target_catch"], window=WINDOW)
+    assert r == pytest.approx(CROSS[(source, target)], abs=TOL)
+
+
+def test_cross_transfer_files_cover_table(ref):
+    for target, fname in TARGET_FILE.items():
+        cols = set(read_dat(ref / fname))
+        sources = {f"Catch_{s}" for s in ("v0", "v2", "v3", "v4") if s != target}
+        assert sources <= cols, (fname, sources - cols)
+        assert f"Catch_{target}" not in cols
