@@ -49,7 +49,12 @@ def _train(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may also follow the options
+    unknown = [e for e in extra if "=" not in e or e.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides += extra
     try:
         return _train(args)
     except (ConfigError, FileNotFoundError) as e:

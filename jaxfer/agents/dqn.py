@@ -97,11 +97,13 @@ def make_train(cfg: TrainConfig, env: Env, freeze=None) -> Trainer:
             stats |= {"caught": jnp.sum(info["caught"]), "landed": jnp.sum(info["ball_landed"])}
         return stats
 
-    def sgd_step(state: TrainState, key):
-        batch = replay.sample(state.replay, key, cfg.batch_size)
-        loss, grads = jax.value_and_grad(lambda p: td_loss(net, cfg, p, state.target_params, batch))(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return optax.apply_updates(state.params, updates), opt_state, loss
+    def sgd_step(params, target_params, opt_state, batch):
+        loss, grads = jax.value_and_grad(lambda p: td_loss(net, cfg, p, target_params, batch))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    def no_step(params, target_params, opt_state, batch):
+        return params, opt_state, jnp.float32(0.0)
 
     def iteration(state: TrainState, _):
         key, k_act, k_env, k_sample = jax.random.split(state.key, 4)
@@ -111,9 +113,11 @@ def make_train(cfg: TrainConfig, env: Env, freeze=None) -> Trainer:
         env_steps = state.env_steps + n_env
         state = state._replace(replay=buf, env_state=env_state, obs=next_obs, key=key, env_steps=env_steps)
 
+        # Only small operands enter the cond: passing the replay buffer would copy it every step.
         learn = env_steps >= cfg.learning_starts
+        batch = replay.sample(buf, k_sample, cfg.batch_size)
         params, opt_state, loss = jax.lax.cond(
-            learn, sgd_step, lambda s, k: (s.params, s.opt_state, jnp.float32(0.0)), state, k_sample)
+            learn, sgd_step, no_step, state.params, state.target_params, state.opt_state, batch)
         updates = state.updates + learn
         sync = learn & (updates % cfg.target_update == 0)
         target = jax.tree.map(lambda p, t: jnp.where(sync, p, t), params, state.target_params)

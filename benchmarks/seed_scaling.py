@@ -1,0 +1,121 @@
+"""Aggregate env steps/s of DQN on Catch ("grid") vs the number of seeds, per execution strategy.
+
+For S seeds: "vmap" runs one compiled call over all S agents (the seed axis sharded over the
+devices, if several); "sequential" runs the same S agents one after another with one compiled
+single-agent call. Also: the same vmapped run on 2 forced host devices (a subprocess), the rollout
+alone (no learning) to split where the time goes, the update's FLOP/s against this machine's f32
+matmul roofline. Compile time is reported apart from the steady state.
+
+    python benchmarks/seed_scaling.py                # S = 1, 4, 16, 64, 256
+    python benchmarks/seed_scaling.py --seeds 1 4    # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from jaxfer import config, envs, io, seeds
+from jaxfer.agents import dqn
+from jaxfer.run import environment_info
+
+RESULTS = Path(__file__).parent / "results"
+BASE = ["epoch_steps=1024", "buffer_size=2000", "learning_starts=0", "eval_envs=1", "eval_steps=1", "total_steps=1024"]
+
+
+def matmul_roofline(n: int = 2048, reps: int = 10) -> float:
+    """Practical f32 FLOP/s of this device: a large square matmul."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(reps):
+        out = f(a)
+    out.block_until_ready()
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dict:
+    cfg = config.load(None, BASE + extra + [f"seeds={num_seeds}", f"strategy={strategy}"])
+    trainer = dqn.make_train(cfg, envs.make(cfg.env, cfg.obs))
+    state = seeds.place(jax.jit(jax.vmap(trainer.init))(seeds.seed_keys(0, num_seeds)), num_seeds)
+    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, strategy)
+    state, m = fn(state)  # warm-up epoch
+    jax.block_until_ready(m)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        state, m = fn(state)
+    jax.block_until_ready(m)
+    seconds = time.perf_counter() - start
+    steps = num_seeds * cfg.epoch_steps * epochs
+    updates_per_s = steps / cfg.num_envs / seconds if cfg.learning_starts == 0 else 0.0
+    return {"seeds": num_seeds, "strategy": strategy, "devices": jax.device_count(), "compile_s": round(compile_s, 2),
+            "env_steps_per_s": round(steps / seconds, 1), "updates_per_s": round(updates_per_s, 1),
+            "flops_per_s": updates_per_s * update_flops(cfg, trainer), "seconds": round(seconds, 2)}
+
+
+def update_flops(cfg, trainer) -> float:
+    """XLA's FLOP count of one gradient of the TD loss (forward + backward), per agent."""
+    env = envs.make(cfg.env, cfg.obs)
+    obs = jnp.zeros((cfg.batch_size, *env.obs_shape), env.obs_dtype)
+    batch = dqn.replay.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
+                                  jnp.zeros(cfg.batch_size), obs)
+    params = trainer.network.init(jax.random.PRNGKey(0), obs[:1])
+    grad = jax.jit(jax.grad(lambda p: dqn.td_loss(trainer.network, cfg, p, p, batch)))
+    return grad.lower(params).compile().cost_analysis().get("flops", float("nan"))
+
+
+def sharded_subprocess(num_seeds: int, devices: int, epochs: int) -> dict:
+    """The vmap strategy on ``devices`` forced host devices (XLA must see the flag before import)."""
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import seed_scaling as b;"
+            f"print(json.dumps(b.measure({num_seeds}, 'vmap', [], {epochs})))")
+    env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1]) | {"strategy": f"vmap_sharded_{devices}dev"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 16, 64, 256])
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs of 1024 env steps per seed")
+    p.add_argument("--out", type=Path, default=RESULTS / "seed_scaling.json")
+    args = p.parse_args()
+
+    roofline = matmul_roofline()
+    rows = []
+    for s in args.seeds:
+        for strategy in ("vmap", "sequential"):
+            rows.append(measure(s, strategy, [], args.epochs))
+            print(json.dumps(rows[-1]), flush=True)
+        if s % 2 == 0 and (os.cpu_count() or 1) >= 2:
+            rows.append(sharded_subprocess(s, 2, args.epochs))
+            print(json.dumps(rows[-1]), flush=True)
+        # Where the time goes: the same loop with learning switched off (acting + env + replay writes).
+        # Sequential, because under vmap the per-seed `learn` predicate turns lax.cond into a select
+        # that computes the update anyway.
+        rows.append(measure(s, "sequential", ["learning_starts=1000000000"], args.epochs) | {"strategy": "rollout_only"})
+        print(json.dumps(rows[-1]), flush=True)
+    for r in rows:
+        r["roofline_fraction"] = round(r.pop("flops_per_s") / roofline, 4)
+    single = next(r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap")
+    speedups = {}
+    for r in rows:
+        if r["strategy"] != "sequential":
+            seq = next(q["env_steps_per_s"] for q in rows if q["seeds"] == r["seeds"] and q["strategy"] == "sequential")
+            speedups[f"{r['strategy']}@{r['seeds']}"] = {"vs_sequential": round(r["env_steps_per_s"] / seq, 2),
+                                                        "vs_one_seed": round(r["env_steps_per_s"] / single, 2)}
+    io.write_json(args.out, {"benchmark": "seed_scaling", "env": "catch/v0", "obs": "grid", "network": "catch_cnn",
+                             "base_overrides": BASE, **environment_info(), "matmul_f32_flops_per_s": roofline,
+                             "rows": rows, "speedups": speedups})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
