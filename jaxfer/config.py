@@ -37,7 +37,7 @@ class TrainConfig:
     eps_decay_steps: int = 5_000  # linear epsilon decay length (env steps)
     eval_envs: int = 32  # greedy evaluation envs per seed at the end of each epoch
     eval_steps: int = 50  # vector steps of greedy evaluation (Catch episodes last 10-11 steps)
-    strategy: str = "vmap"  # how the seed axis runs: "vmap" (sharded over devices) or "sequential"
+    strategy: str = "auto"  # seed axis: "vmap" (sharded over devices), "sequential", or "auto" (measured choice)
     unroll: int = 1  # lax.scan unroll of the update loop inside one epoch
 
     def validate(self) -> "TrainConfig":
@@ -48,7 +48,7 @@ class TrainConfig:
             (self.obs in envs.OBS_MODES, f"obs must be one of {', '.join(envs.OBS_MODES)}, got '{self.obs}'"),
             (self.network in nets.NETWORKS, f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
             (self.conv_impl in ("gemm", "xla"), f"conv_impl must be 'gemm' or 'xla', got '{self.conv_impl}'"),
-            (self.strategy in ("vmap", "sequential"), f"strategy must be 'vmap' or 'sequential', got '{self.strategy}'"),
+            (self.strategy in ("auto", "vmap", "sequential"), f"strategy must be 'auto', 'vmap' or 'sequential', got '{self.strategy}'"),
             (self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}"),
         ]
         for name in ("num_envs", "total_steps", "epoch_steps", "buffer_size", "batch_size", "target_update",

@@ -53,5 +53,5 @@ def test_errors_name_the_problem():
     other = _init("catch_cnn", 3, 0, shape=(21, 21, 2))  # 2 input channels instead of 4
     with pytest.raises(transfer.TransferError, match="layer 'conv_0' does not fit"):
         transfer.apply("fine_tune", other, source)
-    with pytest.raises(transfer.TransferError, match="layer 'conv_2' is not in the source network"):
-        transfer.apply("first_n", source, _init("nature_cnn", 3, 0, shape=(84, 84, 4)), n=3)
+    with pytest.raises(transfer.TransferError, match="layer 'conv_0' is not in the source network"):
+        transfer.apply("first_n", _init("mlp", 3, 0), source, n=1)
