@@ -22,8 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxfer import config, envs, io, seeds
-from jaxfer.agents import dqn
+from jaxfer import agents, config, envs, io, replay, seeds
 from jaxfer.run import environment_info
 
 RESULTS = Path(__file__).parent / "results"
@@ -44,7 +43,7 @@ def matmul_roofline(n: int = 2048, reps: int = 10) -> float:
 
 def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dict:
     cfg = config.load(None, BASE + extra + [f"seeds={num_seeds}", f"strategy={strategy}"])
-    trainer = dqn.make_train(cfg, envs.make(cfg.env, cfg.obs))
+    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
     state = seeds.place(jax.jit(jax.vmap(trainer.init))(seeds.seed_keys(0, num_seeds)), num_seeds)
     fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, strategy)
     state, m = fn(state)  # warm-up epoch
@@ -65,10 +64,11 @@ def update_flops(cfg, trainer) -> float:
     """XLA's FLOP count of one gradient of the TD loss (forward + backward), per agent."""
     env = envs.make(cfg.env, cfg.obs)
     obs = jnp.zeros((cfg.batch_size, *env.obs_shape), env.obs_dtype)
-    batch = dqn.replay.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
+    batch = replay.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
                                   jnp.zeros(cfg.batch_size), obs)
-    params = trainer.network.init(jax.random.PRNGKey(0), obs[:1])
-    grad = jax.jit(jax.grad(lambda p: dqn.td_loss(trainer.network, cfg, p, p, batch)))
+    algo = trainer.algorithm
+    params = algo.init_params(jax.random.PRNGKey(0), obs[:1])
+    grad = jax.jit(jax.grad(lambda p: algo.loss(p, p, batch)))
     return grad.lower(params).compile().cost_analysis().get("flops", float("nan"))
 
 

@@ -18,6 +18,7 @@ class TrainConfig:
 
     env: str = "catch/v0"  # environment id (jaxfer.envs.known_env_ids())
     obs: str = "grid"  # observation mode: "grid" (native 21x21) or "pixels84"
+    agent: str = "dqn"  # "dqn" (with `double` for Double DQN), "dqv" or "dqv_max"
     network: str = "catch_cnn"  # jaxfer.nets.NETWORKS key
     conv_impl: str = "gemm"  # "gemm" (fast on CPU) or "xla" (native conv op); same parameters
     double: bool = False  # Double DQN target (online argmax, target evaluation)
@@ -46,6 +47,7 @@ class TrainConfig:
         checks = [
             (self.env in envs.ENV_IDS, f"unknown env id '{self.env}'; known: {', '.join(envs.known_env_ids())}"),
             (self.obs in envs.OBS_MODES, f"obs must be one of {', '.join(envs.OBS_MODES)}, got '{self.obs}'"),
+            (self.agent in ("dqn", "dqv", "dqv_max"), f"unknown agent '{self.agent}'; known: dqn, dqv, dqv_max"),
             (self.network in nets.NETWORKS, f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
             (self.conv_impl in ("gemm", "xla"), f"conv_impl must be 'gemm' or 'xla', got '{self.conv_impl}'"),
             (self.strategy in ("auto", "vmap", "sequential"), f"strategy must be 'auto', 'vmap' or 'sequential', got '{self.strategy}'"),

@@ -27,9 +27,9 @@ class Replay(NamedTuple):
 
 
 def init(capacity: int, obs_shape: tuple, obs_dtype) -> Replay:
-    obs = jnp.zeros((capacity, *obs_shape), obs_dtype)
-    data = Transition(obs, jnp.zeros(capacity, jnp.int32), jnp.zeros(capacity, jnp.float32),
-                      jnp.zeros(capacity, bool), obs)
+    data = Transition(jnp.zeros((capacity, *obs_shape), obs_dtype), jnp.zeros(capacity, jnp.int32),
+                      jnp.zeros(capacity, jnp.float32), jnp.zeros(capacity, bool),
+                      jnp.zeros((capacity, *obs_shape), obs_dtype))
     return Replay(data, jnp.int32(0), jnp.int32(0))
 
 

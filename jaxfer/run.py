@@ -22,7 +22,7 @@ import yaml
 from tqdm import tqdm
 
 from jaxfer import envs, io, report, seeds
-from jaxfer.agents import dqn
+from jaxfer import agents
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 
 CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
@@ -64,7 +64,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True) -> dict:
     if prepare_dir(out, cfg):
         return io_summary(out)
     env = envs.make(cfg.env, cfg.obs)
-    trainer = dqn.make_train(cfg, env)
+    trainer = agents.make_train(cfg, env)
     state = seeds.place(jax.jit(jax.vmap(trainer.init))(seeds.seed_keys(cfg.seed, cfg.seeds)), cfg.seeds)
     start, rows = 0, []
     if (out / CHECKPOINT).exists():
@@ -104,7 +104,8 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True) -> dict:
     }
     if jax.process_index() == 0:
         io.save_tree(out / PARAMS, seeds.fetch(state.params))
-        report.learning_curve(out / CURVE, {f"{'Double ' if cfg.double else ''}DQN": rows}, cfg.env)
+        label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max"}[cfg.agent]
+        report.learning_curve(out / CURVE, {label: rows}, cfg.env)
         io.write_json(out / RUN_JSON, summary)
     return summary
 

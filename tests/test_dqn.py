@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxfer import config, envs, replay, seeds
+from jaxfer import agents, config, envs, replay, seeds
 from jaxfer.agents import dqn
 from jaxfer.nets import layer_names, make_network
 
@@ -22,9 +22,9 @@ SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_si
 
 def _run(overrides, num_seeds, seed=0, freeze=None, params=None):
     cfg = config.load(None, SHORT + overrides + [f"seeds={num_seeds}", f"seed={seed}"])
-    trainer = dqn.make_train(cfg, envs.make(cfg.env, cfg.obs), freeze=freeze)
+    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs), freeze=freeze)
     init = jax.vmap(trainer.init) if params is None else jax.vmap(trainer.init, in_axes=(0, None))
-    state = init(seeds.seed_keys(cfg.seed, cfg.seeds), *(() if params is None else (params,)))
+    state = seeds.place(init(seeds.seed_keys(cfg.seed, cfg.seeds), *(() if params is None else (params,))), num_seeds)
     epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy)
     history = []
     for _ in range(cfg.num_epochs):
@@ -74,7 +74,7 @@ def test_td_loss_matches_hand_computed_targets(double):
 def test_frozen_layers_get_exactly_zero_updates():
     cfg = config.load(None, SHORT)
     env = envs.make(cfg.env, cfg.obs)
-    params = dqn.make_train(cfg, env).init(jax.random.PRNGKey(7)).params
+    params = agents.make_train(cfg, env).init(jax.random.PRNGKey(7)).params
     freeze = {"params": {name: jax.tree.map(lambda _: name.startswith("conv"), layer)
                          for name, layer in params["params"].items()}}
     state, history = _run([], 2, freeze=freeze, params=params)

@@ -1,50 +1,14 @@
-"""DQN and Double DQN (one flag) as pure functions of one agent's state; seeds are added by vmap.
-
-``make_train(cfg, env)`` returns ``Trainer(init, epoch)``: ``init(key, params=None)`` builds a
-fresh state (optionally from given parameters, e.g. transferred layers); ``epoch(state)`` runs
-``cfg.epoch_steps`` env steps per seed (one gradient update per vector step of ``cfg.num_envs``
-envs after ``learning_starts``), then a greedy evaluation, and returns ``(state, metrics)``.
-"""
+"""DQN and Double DQN (one flag, ``double``): the TD loss on one network and its target copy."""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
-
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxfer import replay
+from jaxfer.agents.value_based import Algorithm
 from jaxfer.config import TrainConfig
-from jaxfer.envs import Env
 from jaxfer.nets import make_network
-
-
-class TrainState(NamedTuple):
-    params: chex.ArrayTree
-    target_params: chex.ArrayTree
-    opt_state: chex.ArrayTree
-    replay: replay.Replay
-    env_state: chex.ArrayTree  # num_envs envs
-    obs: jax.Array  # (num_envs, *obs_shape)
-    key: jax.Array
-    env_steps: jax.Array  # int32, env steps taken by this agent
-    updates: jax.Array  # int32, gradient updates taken
-
-
-class Trainer(NamedTuple):
-    init: Callable[..., TrainState]
-    epoch: Callable[[TrainState], tuple[TrainState, dict]]
-    network: object
-
-
-def make_optimizer(cfg: TrainConfig, freeze=None) -> optax.GradientTransformation:
-    """Adam; layers marked True in the ``freeze`` tree get exactly zero updates."""
-    adam = optax.adam(cfg.lr)
-    if freeze is None:
-        return adam
-    labels = jax.tree.map(lambda frozen: "frozen" if frozen else "train", freeze)
-    return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
 
 
 def td_loss(net, cfg: TrainConfig, params, target_params, batch: replay.Transition):
@@ -65,94 +29,6 @@ def td_loss(net, cfg: TrainConfig, params, target_params, batch: replay.Transiti
     return optax.huber_loss(q_taken, jax.lax.stop_gradient(target)).mean()
 
 
-def make_train(cfg: TrainConfig, env: Env, freeze=None) -> Trainer:
-    net = make_network(cfg.network, env.num_actions, cfg.conv_impl)
-    tx = make_optimizer(cfg, freeze)
-    n_env = cfg.num_envs
-    vreset, vstep = jax.vmap(env.reset), jax.vmap(env.step)
-
-    def init(key: jax.Array, params=None) -> TrainState:
-        k_net, k_env, key = jax.random.split(key, 3)
-        env_state, obs = vreset(jax.random.split(k_env, n_env))
-        if params is None:
-            params = net.init(k_net, obs[:1])
-        return TrainState(
-            params=params, target_params=params, opt_state=tx.init(params),
-            replay=replay.init(cfg.buffer_size, env.obs_shape, env.obs_dtype),
-            env_state=env_state, obs=obs, key=key, env_steps=jnp.int32(0), updates=jnp.int32(0))
-
-    def epsilon(env_steps):
-        frac = jnp.clip(env_steps / cfg.eps_decay_steps, 0.0, 1.0)
-        return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
-
-    def act(params, obs, key, eps):
-        k_explore, k_random = jax.random.split(key)
-        greedy = net.apply(params, obs).argmax(-1)
-        random = jax.random.randint(k_random, greedy.shape, 0, env.num_actions)
-        return jnp.where(jax.random.uniform(k_explore, greedy.shape) < eps, random, greedy).astype(jnp.int32)
-
-    def episode_stats(reward, done, info):
-        stats = {"return_sum": jnp.sum(info["episode_return"] * done), "episodes": jnp.sum(done)}
-        if "caught" in info:  # Catch: count balls, also in the sparse v4
-            stats |= {"caught": jnp.sum(info["caught"]), "landed": jnp.sum(info["ball_landed"])}
-        return stats
-
-    def sgd_step(params, target_params, opt_state, batch):
-        loss, grads = jax.value_and_grad(lambda p: td_loss(net, cfg, p, target_params, batch))(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    def no_step(params, target_params, opt_state, batch):
-        return params, opt_state, jnp.float32(0.0)
-
-    def iteration(state: TrainState, _):
-        key, k_act, k_env, k_sample = jax.random.split(state.key, 4)
-        action = act(state.params, state.obs, k_act, epsilon(state.env_steps))
-        env_state, next_obs, reward, done, info = vstep(state.env_state, action, jax.random.split(k_env, n_env))
-        buf = replay.add(state.replay, replay.Transition(state.obs, action, reward, done, next_obs))
-        env_steps = state.env_steps + n_env
-        state = state._replace(replay=buf, env_state=env_state, obs=next_obs, key=key, env_steps=env_steps)
-
-        # Only small operands enter the cond: passing the replay buffer would copy it every step.
-        learn = env_steps >= cfg.learning_starts
-        batch = replay.sample(buf, k_sample, cfg.batch_size)
-        params, opt_state, loss = jax.lax.cond(
-            learn, sgd_step, no_step, state.params, state.target_params, state.opt_state, batch)
-        updates = state.updates + learn
-        sync = learn & (updates % cfg.target_update == 0)
-        target = jax.tree.map(lambda p, t: jnp.where(sync, p, t), params, state.target_params)
-        state = state._replace(params=params, target_params=target, opt_state=opt_state, updates=updates)
-        return state, episode_stats(reward, done, info) | {"loss_sum": loss, "learn": learn}
-
-    def evaluate(params, key):
-        """Greedy play on fresh envs: mean return of finished episodes (and catch rate on Catch)."""
-        k_reset, key = jax.random.split(key)
-        env_state, obs = vreset(jax.random.split(k_reset, cfg.eval_envs))
-
-        def step(carry, k):
-            env_state, obs = carry
-            action = net.apply(params, obs).argmax(-1)
-            env_state, obs, reward, done, info = vstep(env_state, action, jax.random.split(k, cfg.eval_envs))
-            return (env_state, obs), episode_stats(reward, done, info)
-
-        _, stats = jax.lax.scan(step, (env_state, obs), jax.random.split(key, cfg.eval_steps))
-        return jax.tree.map(jnp.sum, stats)
-
-    def summarise(stats, prefix):
-        out = {f"{prefix}return": stats["return_sum"] / jnp.maximum(stats["episodes"], 1),
-               f"{prefix}episodes": stats["episodes"]}
-        if "caught" in stats:
-            out[f"{prefix}catch_rate"] = stats["caught"] / jnp.maximum(stats["landed"], 1)
-        return out
-
-    def epoch(state: TrainState) -> tuple[TrainState, dict]:
-        chex.assert_shape(state.obs, (n_env, *env.obs_shape))
-        state, stats = jax.lax.scan(iteration, state, None, cfg.epoch_steps // n_env, unroll=cfg.unroll)
-        stats = jax.tree.map(jnp.sum, stats)
-        key, k_eval = jax.random.split(state.key)
-        metrics = summarise(stats, "train_") | summarise(evaluate(state.params, k_eval), "eval_")
-        metrics |= {"loss": stats["loss_sum"] / jnp.maximum(stats["learn"], 1), "epsilon": epsilon(state.env_steps),
-                    "env_steps": state.env_steps}
-        return state._replace(key=key), metrics
-
-    return Trainer(init, epoch, net)
+def algorithm(cfg: TrainConfig, num_actions: int) -> Algorithm:
+    net = make_network(cfg.network, num_actions, cfg.conv_impl)
+    return Algorithm(net.init, net.apply, lambda p, t, batch: td_loss(net, cfg, p, t, batch))

@@ -1,0 +1,55 @@
+"""DQV and DQV-Max (Sabatelli et al.; targets as in the authors' code).
+
+Both learn a state-value network V (head of width 1) beside the Q-network; parameters are
+``{"q": ..., "v": ...}`` and the agent acts epsilon-greedily on Q.
+- DQV: y = r + gamma V(s'; phi-); Q and V both regress to y (only V's target copy is used).
+- DQV-Max: V regresses to r + gamma max_a Q(s', a; theta-) (only Q's target copy is used);
+  Q regresses to r + gamma V(s'; phi) with the online V.
+Terminal transitions bootstrap nothing (y = r). Q loss Huber, V loss squared error.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxfer import replay
+from jaxfer.agents.value_based import Algorithm
+from jaxfer.config import TrainConfig
+from jaxfer.nets import make_network
+
+
+def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params, batch: replay.Transition):
+    def bootstrap(value):
+        return jax.lax.stop_gradient(batch.reward + cfg.gamma * (1.0 - batch.done) * value)
+
+    q = jnp.take_along_axis(qnet.apply(params["q"], batch.obs), batch.action[:, None], -1)[:, 0]
+    n = batch.action.shape[0]
+    v_both = vnet.apply(params["v"], jnp.concatenate([batch.obs, batch.next_obs]))[:, 0]  # one forward: [s, s']
+    v, v_next = v_both[:n], v_both[n:]
+    if use_max:
+        y_v = bootstrap(qnet.apply(target_params["q"], batch.next_obs).max(-1))
+        y_q = bootstrap(v_next)
+    else:
+        y_v = y_q = bootstrap(vnet.apply(target_params["v"], batch.next_obs)[:, 0])
+    return optax.huber_loss(q, y_q).mean() + jnp.mean((v - y_v) ** 2)
+
+
+def _algorithm(cfg: TrainConfig, num_actions: int, use_max: bool) -> Algorithm:
+    qnet = make_network(cfg.network, num_actions, cfg.conv_impl)
+    vnet = make_network(cfg.network, 1, cfg.conv_impl)
+
+    def init_params(key, obs):
+        k_q, k_v = jax.random.split(key)
+        return {"q": qnet.init(k_q, obs), "v": vnet.init(k_v, obs)}
+
+    return Algorithm(init_params, lambda p, obs: qnet.apply(p["q"], obs),
+                     lambda p, t, batch: dqv_loss(qnet, vnet, cfg, use_max, p, t, batch))
+
+
+def algorithm(cfg: TrainConfig, num_actions: int) -> Algorithm:
+    return _algorithm(cfg, num_actions, use_max=False)
+
+
+def max_algorithm(cfg: TrainConfig, num_actions: int) -> Algorithm:
+    return _algorithm(cfg, num_actions, use_max=True)
