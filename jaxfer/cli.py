@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from jaxfer.config import ConfigError
+from jaxfer.transfer import TransferError
 
 DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
 
@@ -20,7 +21,25 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
+    x = sub.add_parser("transfer", help="a transfer sweep: sources, (source, target, mode) cells, scratch baselines")
+    x.add_argument("config", help="sweep YAML (sources, targets, modes, pairs, window, train)")
+    x.add_argument("overrides", nargs="*", metavar="key=value", help="override the training config")
+    x.add_argument("--out", type=Path, help="sweep directory (default: runs/<config name>)")
+    x.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _transfer(args) -> int:
+    from jaxfer import sweep
+
+    cfg = sweep.load(args.config, args.overrides)
+    out = args.out or Path("runs") / Path(args.config).stem
+    ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
+    print(f"{out}: {len(ratios)} cells")
+    for r in ratios:
+        print(f"  {r['source']:>10} -> {r['target']:<10} {r['mode']:<18} R = {r['area_ratio']:+.3f} "
+              f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+    return 0
 
 
 def _train(args) -> int:
@@ -56,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides += extra
     try:
-        return _train(args)
-    except (ConfigError, FileNotFoundError) as e:
+        return _train(args) if args.command == "train" else _transfer(args)
+    except (ConfigError, TransferError, FileNotFoundError) as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -58,14 +58,21 @@ def metric_rows(epoch: int, metrics: dict) -> list[dict]:
     return [{"epoch": epoch, "seed": s} | {k: v[s].item() for k, v in metrics.items()} for s in range(num_seeds)]
 
 
-def train(cfg: TrainConfig, out: Path, progress: bool = True) -> dict:
-    """Train ``cfg.seeds`` agents into ``out``; resumes a checkpoint there. Returns the run summary."""
+def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, freeze=None,
+          meta: dict | None = None) -> dict:
+    """Train ``cfg.seeds`` agents into ``out``; resumes a checkpoint there. Returns the run summary.
+
+    ``init_params`` (seed axis first) start the agents from given weights, e.g. transferred layers;
+    ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json.
+    """
     out = Path(out)
     if prepare_dir(out, cfg):
         return io_summary(out)
     env = envs.make(cfg.env, cfg.obs)
-    trainer = agents.make_train(cfg, env)
-    state = seeds.place(jax.jit(jax.vmap(trainer.init))(seeds.seed_keys(cfg.seed, cfg.seeds)), cfg.seeds)
+    trainer = agents.make_train(cfg, env, freeze=freeze)
+    keys = seeds.seed_keys(cfg.seed, cfg.seeds)
+    init = jax.jit(jax.vmap(trainer.init))
+    state = seeds.place(init(keys) if init_params is None else init(keys, init_params), cfg.seeds)
     start, rows = 0, []
     if (out / CHECKPOINT).exists():
         state, extras = io.load_tree(out / CHECKPOINT, like=state)
@@ -95,6 +102,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True) -> dict:
     steady = epoch_seconds[1:] or epoch_seconds
     summary = {
         "config": to_dict(cfg),
+        **(meta or {}),
         **environment_info(),
         "compile_seconds": round(compile_s, 3),
         "steady_env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * len(steady) / sum(steady), 1) if steady else None,
@@ -108,6 +116,12 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True) -> dict:
         report.learning_curve(out / CURVE, {label: rows}, cfg.env)
         io.write_json(out / RUN_JSON, summary)
     return summary
+
+
+def init_params(cfg: TrainConfig):
+    """The fresh parameters (seed axis first) that ``train(cfg, ...)`` would start from."""
+    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
+    return jax.jit(jax.vmap(lambda key: trainer.init(key).params))(seeds.seed_keys(cfg.seed, cfg.seeds))
 
 
 def final_metrics(rows: list[dict], epoch: int) -> dict:
