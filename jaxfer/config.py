@@ -65,6 +65,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        try:  # the env's own checks (e.g. an observation mode it does not have)
+            envs.make(self.env, self.obs)
+        except envs.EnvError as e:
+            raise ConfigError(str(e)) from None
         return self
 
     @property

@@ -44,6 +44,7 @@ def _one_line_error(proc, needle):
     (["train", "--seeds", "0"], "seeds must be >= 1"),
     (["train", "env=pong/v0"], "unknown env id 'pong/v0'; known: catch/v0"),
     (["train", "configs/does_not_exist.yaml"], "cannot read config"),
+    (["train", "env=minatar/Breakout", "obs=pixels84"], "has only the native 'grid' observation"),
 ])
 def test_cli_bad_input(cli, tmp_path, args, needle):
     _one_line_error(cli(*args, "--out", tmp_path / "run"), needle)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import functools
 
-from jaxfer.envs import catch
-from jaxfer.envs.base import Env
+from jaxfer.envs import catch, minatar
+from jaxfer.envs.base import Env, EnvError
 
 OBS_MODES = ("grid", "pixels84")
 
-
-class EnvError(ValueError):
-    """Unknown environment id or observation mode."""
-
-
-# id -> factory(obs: str) -> Env. Other backends (minatar/, atari/) register here too.
+# id -> factory(obs: str) -> Env. Backends: catch/ (pure JAX), minatar/ (gymnax); atari/ comes next.
 ENV_IDS = {env_id: functools.partial(catch.make_catch, env_id) for env_id in catch.VERSIONS}
+ENV_IDS |= {env_id: functools.partial(minatar.make_minatar, env_id) for env_id in minatar.GAMES}
 
 
 def known_env_ids() -> list[str]:

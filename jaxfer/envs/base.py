@@ -6,6 +6,10 @@ import dataclasses
 from typing import Any, Callable
 
 
+class EnvError(ValueError):
+    """Unknown environment id or observation mode."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Env:
     """A pure-functional environment.
