@@ -62,3 +62,13 @@ def test_cli_never_overwrites_other_results(cli, tmp_path):
     (out / "notes.txt").write_text("mine")
     _one_line_error(cli("train", "--out", out), "not a jaxfer run directory")
     assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    from jaxfer import sweep
+
+    if "sources" in yaml.safe_load(path.read_text()):
+        sweep.check_cells(sweep.load(path))
+    else:
+        config.load(path)
