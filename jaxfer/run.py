@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     headline = "eval_catch_rate" if cfg.env.startswith("catch/") else "eval_return"
     epoch_seconds = []
+    writer, pending = ThreadPoolExecutor(max_workers=1), None  # checkpoints are written behind the next epoch
     for epoch in range(start, cfg.num_epochs):
         tick = time.perf_counter()
         state, metrics = epoch_fn(state)
@@ -93,11 +95,17 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
         rows += metric_rows(epoch, metrics)
         if jax.process_index() == 0:
             io.write_csv(out / METRICS, rows)
-            io.save_tree(out / CHECKPOINT, seeds.fetch(state), epoch=epoch + 1)
+            snapshot = jax.tree.map(np.array, seeds.fetch(state))  # a copy: the next call reuses donated buffers
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(io.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1)
         bar.set_postfix({"steps/s": f"{cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]:.0f}",
                          headline: f"{metrics[headline].mean():.3f}"})
         bar.update()
     bar.close()
+    if pending is not None:
+        pending.result()
+    writer.shutdown()
 
     steady = epoch_seconds[1:] or epoch_seconds
     summary = {
