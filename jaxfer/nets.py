@@ -68,7 +68,10 @@ class ConvQNet(nn.Module):
     conv_impl: str = "gemm"  # "gemm" (GemmConv) or "xla" (nn.Conv): same parameters, pick by speed
 
     @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, replace: tuple[int, jax.Array] | None = None) -> jax.Array:
+        """Q-values. Each conv activation is sown into the "activations" collection, and
+        ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
+        Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
         x = _scale(obs)
         for i, (features, kernel, stride) in enumerate(self.convs):
             if self.conv_impl == "xla":
@@ -76,6 +79,9 @@ class ConvQNet(nn.Module):
             else:
                 conv = GemmConv(features, kernel, stride, name=f"conv_{i}")
             x = nn.relu(conv(x))
+            self.sow("activations", f"conv_{i}_relu", x)
+            if replace is not None and replace[0] == i:
+                x = replace[1]
         x = x.reshape(x.shape[:-3] + (-1,))
         for i, features in enumerate(self.dense):
             x = nn.relu(nn.Dense(features, name=f"dense_{i}")(x))
