@@ -79,7 +79,8 @@ class ConvQNet(nn.Module):
             else:
                 conv = GemmConv(features, kernel, stride, name=f"conv_{i}")
             x = nn.relu(conv(x))
-            self.sow("activations", f"conv_{i}_relu", x)
+            if not self.is_initializing():  # keep activations out of the parameter tree
+                self.sow("activations", f"conv_{i}_relu", x)
             if replace is not None and replace[0] == i:
                 x = replace[1]
         x = x.reshape(x.shape[:-3] + (-1,))

@@ -37,6 +37,7 @@ def test_layer_names_in_forward_order_even_after_tree_ops():
     net = make_network("nature_cnn", 6)
     params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 84, 84, 4), jnp.uint8))
     expected = ["conv_0", "conv_1", "conv_2", "dense_0", "head"]
+    assert set(params) == {"params"}  # sown activations stay out of the parameter tree
     assert layer_names(params) == expected
     assert layer_names(jax.tree.map(lambda x: x, params)) == expected
 
