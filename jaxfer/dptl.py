@@ -96,12 +96,17 @@ def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
     return dm_pix.ssim(a[..., None].astype(jnp.float32), b[..., None].astype(jnp.float32), max_val=1.0, filter_fn=blur)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _cam_mask_ssim(cams, frames, block_size, method, offset):
+    return ssim(cams, threshold_mask(frames, block_size, method, offset))
+
+
 def score(cams: jax.Array, frames: jax.Array, block_size: int = 35, method: str = "gaussian",
           offset: float = 0.0, n_boot: int = 2000, seed: int = 0) -> dict:
     """DPTL transferability: mean SSIM(CAM, threshold mask) over frames, with a bootstrap CI.
 
     ``cams`` (N, H, W) in [0, 1]; ``frames`` (N, H, W) grayscale at the CAM's resolution.
     """
-    per_frame = np.asarray(jax.jit(lambda c, f: ssim(c, threshold_mask(f, block_size, method, offset)))(cams, frames))
+    per_frame = np.asarray(_cam_mask_ssim(cams, frames, block_size, method, offset))
     low, high = metrics.bootstrap_ci(per_frame, n_boot=n_boot, seed=seed)
     return {"score": float(per_frame.mean()), "ci_low": float(low), "ci_high": float(high), "frames": len(per_frame)}
