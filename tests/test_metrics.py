@@ -262,3 +262,18 @@ def test_cross_transfer_files_cover_table(ref):
         sources = {f"Catch_{s}" for s in ("v0", "v2", "v3", "v4") if s != target}
         assert sources <= cols, (fname, sources - cols)
         assert f"Catch_{target}" not in cols
+
+
+def test_reference_tables_agree_with_the_test_tables():
+    """jaxfer.reference (used to compare our sweeps) holds the same published numbers as this file."""
+    from jaxfer import reference
+
+    table = {"v0": "catch/v0", "v2": "catch/v2", "v3": "catch/v3", "v4": "catch/v1"}
+    assert {(table[s], table[t]): r for (s, t), r in CROSS.items()} == reference.CROSS
+    for mode, arm in (("only_head", "only_head"), ("fine_tune", "self_transfer_full_fine_tuning")):
+        assert [reference.SELF[(f"catch/v{v}", mode)] for v in range(4)] == SELF_TRANSFER[arm]
+    rows, summary = reference.compare([
+        {"source": "catch/v0", "target": "catch/v2", "mode": "fine_tune", "area_ratio": "-0.5", "ci_low": "-1", "ci_high": "0"},
+        {"source": "catch/v2", "target": "catch/v2", "mode": "only_head", "area_ratio": "-0.1", "ci_low": "-1", "ci_high": "0"},
+        {"source": "catch/v2", "target": "catch/v0", "mode": "first_n:1", "area_ratio": "0.3", "ci_low": "0", "ci_high": "1"}])
+    assert [r["same_sign"] for r in rows] == [True, False] and summary["same_sign"] == 1
