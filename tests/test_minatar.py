@@ -1,6 +1,5 @@
 """MinAtar through gymnax behind jaxfer's env API: shapes, episode bookkeeping, jit and vmap."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,6 +1,5 @@
 """A run killed after a checkpoint and restarted with the same command ends with the same numbers."""
 import json
-import os
 import signal
 import subprocess
 import sys
