@@ -35,7 +35,7 @@ def main() -> None:
     frames = obs[..., -1].astype(jnp.float32) / 255.0
 
     def batched(o, f):
-        return dptl.ssim(gradcam.cams(net, params, o, chunk=64), dptl.threshold_mask(f))
+        return dptl.cam_mask_ssim(gradcam.cams(net, params, o, chunk=32), f)
 
     fn = jax.jit(batched)
     start = time.perf_counter()

@@ -61,9 +61,8 @@ def _block_weights(block_size: int, method: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _threshold_matrices(h: int, w: int, block_size: int, method: str):
-    weights = _block_weights(block_size, method)
-    return (jnp.asarray(reflect_filter_matrix(h, weights), jnp.float32),
-            jnp.asarray(reflect_filter_matrix(w, weights), jnp.float32))
+    weights = _block_weights(block_size, method)  # numpy, not jnp: a cached jnp array made under a trace leaks it
+    return (reflect_filter_matrix(h, weights).astype(np.float32), reflect_filter_matrix(w, weights).astype(np.float32))
 
 
 def threshold_local(frames: jax.Array, block_size: int = 35, method: str = "gaussian", offset: float = 0.0):
@@ -83,7 +82,7 @@ def _ssim_matrices(h: int, w: int, size: int = 11, sigma: float = 1.5):
     hw = size // 2
     f = np.exp(-0.5 * ((np.arange(size) - hw) / sigma) ** 2)
     f /= f.sum()
-    return jnp.asarray(valid_filter_matrix(h, f), jnp.float32), jnp.asarray(valid_filter_matrix(w, f), jnp.float32)
+    return valid_filter_matrix(h, f).astype(np.float32), valid_filter_matrix(w, f).astype(np.float32)
 
 
 def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -96,9 +95,15 @@ def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
     return dm_pix.ssim(a[..., None].astype(jnp.float32), b[..., None].astype(jnp.float32), max_val=1.0, filter_fn=blur)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _cam_mask_ssim(cams, frames, block_size, method, offset):
-    return ssim(cams, threshold_mask(frames, block_size, method, offset))
+def cam_mask_ssim(cams, frames, block_size: int = 35, method: str = "gaussian", offset: float = 0.0,
+                  chunk: int = 25):
+    """Per-frame SSIM(CAM, threshold mask), in chunks: XLA CPU runs these GEMMs ~3x faster per frame
+    on 25 frames at a time than on 1000 (8.2k vs 2.8k frames/s, 84x84)."""
+    one = lambda x: ssim(x[0], threshold_mask(x[1], block_size, method, offset))  # noqa: E731
+    return jax.lax.map(one, (cams, frames), batch_size=chunk)
+
+
+_cam_mask_ssim = jax.jit(cam_mask_ssim, static_argnums=(2, 3, 5))
 
 
 def score(cams: jax.Array, frames: jax.Array, block_size: int = 35, method: str = "gaussian",

@@ -71,10 +71,11 @@ def cam(net, params, obs, layer: str, action=None, method: str = "gradcam"):
 
 
 def cams(net, params, obs_batch, layer: str | None = None, actions=None, method: str = "gradcam",
-         chunk: int = 64):
+         chunk: int = 32):
     """Maps for a batch (B, H, W, C) -> (B, H, W); ``layer`` defaults to the last conv layer.
 
-    The batch runs in chunks of ``chunk`` (XLA CPU runs conv nets slower per image at large batches).
+    The batch runs in chunks of ``chunk``: XLA CPU runs conv nets slower per image at large batches
+    (Nature CNN Grad-CAM on 1000 frames: 3.7k frames/s in chunks of 32, 2.8k in chunks of 64).
     """
     available = conv_layers(params)
     layer = layer or (available[-1] if available else None)
