@@ -58,3 +58,11 @@ def test_score_of_a_cam_equal_to_the_mask_is_one():
 def test_bad_block_size():
     with pytest.raises(ValueError, match="block_size must be odd"):
         dptl.threshold_local(jnp.zeros((1, 10, 10)), 10)
+
+
+def test_filters_first_built_under_jit_work_outside_it():
+    """The filter matrices are cached: the cache must not keep values traced by the first caller."""
+    frames = jnp.asarray(_frames(2, size=23, seed=4))
+    inside = jax.jit(lambda f: dptl.threshold_mask(f, 11))(frames)
+    np.testing.assert_array_equal(dptl.threshold_mask(frames, 11), inside)
+    np.testing.assert_allclose(jax.jit(dptl.ssim)(frames / 3, frames / 3), dptl.ssim(frames / 3, frames / 3), atol=1e-6)
