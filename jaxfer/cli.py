@@ -56,11 +56,11 @@ def _train(args) -> int:
 
     if args.distributed:
         jax.distributed.initialize()
-    from jaxfer import run
+    from jaxfer import report, run
 
     summary = run.train(cfg, out, progress=not args.no_progress)
     mean = summary["final"]["mean"]
-    headline = "eval_catch_rate" if "eval_catch_rate" in mean else "eval_return"
+    headline = report.curve_metric([mean])
     done = "already finished" if summary.get("already_finished") else "finished"
     print(f"{out}: {done}; {cfg.seeds} seeds, final {headline} {mean[headline]:.3f} (seed mean); "
           f"{summary['steady_env_steps_per_s']} env steps/s after {summary['compile_seconds']} s compile")

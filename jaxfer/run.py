@@ -22,8 +22,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from jaxfer import envs, io, report, seeds
-from jaxfer import agents
+from jaxfer import agents, envs, io, report, seeds
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 
 CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
@@ -84,7 +83,6 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
 
     bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    headline = "eval_catch_rate" if cfg.env.startswith("catch/") else "eval_return"
     epoch_seconds = []
     writer, pending = ThreadPoolExecutor(max_workers=1), None  # checkpoints are written behind the next epoch
     for epoch in range(start, cfg.num_epochs):
@@ -99,6 +97,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
             if pending is not None:
                 pending.result()
             pending = writer.submit(io.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1)
+        headline = report.curve_metric([metrics])  # catch rate on Catch, return elsewhere
         bar.set_postfix({"steps/s": f"{cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]:.0f}",
                          headline: f"{metrics[headline].mean():.3f}"})
         bar.update()
