@@ -127,8 +127,8 @@ def landing_x(x, y, vx, terminal=16):
 # registry / API
 # --------------------------------------------------------------------------------------------
 def test_registry_and_errors():
-    assert known_env_ids() == ALL_IDS
-    assert set(ENV_IDS) == set(ALL_IDS)
+    assert [e for e in known_env_ids() if e.startswith("catch/")] == ALL_IDS
+    assert set(ALL_IDS) <= set(ENV_IDS)
     with pytest.raises(EnvError) as exc:
         make("catch/v9")
     assert isinstance(exc.value, ValueError)
