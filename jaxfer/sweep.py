@@ -96,14 +96,13 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
         run_dir = out / "scratch" / _slug(env_id)
         run.train(dataclasses.replace(cfg.train, env=env_id), run_dir, progress, meta={"mode": "scratch"})
         scratch[env_id] = run_dir
+    fresh = {env_id: run.init_params(dataclasses.replace(cfg.train, env=env_id)) for env_id in scratch}
+    trained = {env_id: io.load_tree(scratch[env_id] / run.PARAMS, like=fresh[env_id])[0] for env_id in cfg.sources}
     curves = {}
     for source, target, mode in cfg.cells():
         train_cfg = dataclasses.replace(cfg.train, env=target)
         name, n, frozen = parse_mode(mode)
-        fresh = run.init_params(train_cfg)
-        source_like = run.init_params(dataclasses.replace(cfg.train, env=source))
-        source_params, _ = io.load_tree(scratch[source] / run.PARAMS, like=source_like)
-        params, freeze = transfer.apply(name, source_params, fresh, n=n, frozen=frozen)
+        params, freeze = transfer.apply(name, trained[source], fresh[target], n=n, frozen=frozen)
         unbatched_freeze = None if freeze is None else jax.tree.map(bool, freeze)
         run_dir = out / "cells" / f"{_slug(source)}__{_slug(target)}__{mode.replace(':', '-')}"
         run.train(train_cfg, run_dir, progress, init_params=params, freeze=unbatched_freeze,
@@ -115,21 +114,18 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
 def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> list[dict]:
     long_rows, ratios = [], []
 
-    def curve(run_dir):
+    def curve(source, target, mode, run_dir):
+        """Seed x epoch values of a run; its rows join the long-form table."""
         rows = io.read_csv(run_dir / run.METRICS)
         metric = report.curve_metric(rows)
-        return rows, metric, report.seed_matrix(rows, metric)
+        long_rows.extend({"source": source, "target": target, "mode": mode, "seed": r["seed"], "epoch": r["epoch"],
+                          "env_steps": r["env_steps"], "metric": metric, "value": r[metric]} for r in rows)
+        return report.seed_matrix(rows, metric)[1]
 
-    for env_id, run_dir in scratch.items():
-        rows, metric, _ = curve(run_dir)
-        long_rows += [{"source": env_id, "target": env_id, "mode": "scratch", "seed": r["seed"], "epoch": r["epoch"],
-                       "env_steps": r["env_steps"], "metric": metric, "value": r[metric]} for r in rows]
+    baseline = {env_id: curve(env_id, env_id, "scratch", run_dir) for env_id, run_dir in scratch.items()}
     for (source, target, mode), run_dir in cells.items():
-        rows, metric, (_, values) = curve(run_dir)
-        long_rows += [{"source": source, "target": target, "mode": mode, "seed": r["seed"], "epoch": r["epoch"],
-                       "env_steps": r["env_steps"], "metric": metric, "value": r[metric]} for r in rows]
-        _, _, (_, base) = curve(scratch[target])
-        point, low, high = metrics.area_ratio_ci(values, base, window=cfg.window)
+        values = curve(source, target, mode, run_dir)
+        point, low, high = metrics.area_ratio_ci(values, baseline[target], window=cfg.window)
         ratios.append({"source": source, "target": target, "mode": mode, "area_ratio": round(point, 4),
                        "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": values.shape[0]})
     io.write_csv(out / "curves.csv", long_rows)
