@@ -33,8 +33,17 @@ def _scale(obs: jax.Array) -> jax.Array:
     return obs.astype(jnp.float32) / 255.0
 
 
+def same_padding(x: jax.Array, kernel: int, stride: int) -> jax.Array:
+    """Zero-pad H and W as XLA's "SAME" does (output size = ceil(input / stride))."""
+    pads = []
+    for size in x.shape[-3:-1]:
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 3) + pads + [(0, 0)])
+
+
 class GemmConv(nn.Module):
-    """A VALID, strided 2-D convolution computed as shifted slices + one matrix product.
+    """A strided 2-D convolution ("VALID" or "SAME") computed as shifted slices + one matrix product.
 
     Same parameters (``kernel`` (kh, kw, cin, cout), ``bias``) and outputs as ``nn.Conv``, but no
     convolution op: XLA CPU runs conv gradients inside loops and vmapped (grouped) convs slowly,
@@ -44,10 +53,13 @@ class GemmConv(nn.Module):
     features: int
     kernel: int
     stride: int
+    padding: str = "VALID"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k, s, cin = self.kernel, self.stride, x.shape[-1]
+        if self.padding == "SAME":
+            x = same_padding(x, k, s)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         ho = (x.shape[-3] - k) // s + 1
@@ -59,13 +71,22 @@ class GemmConv(nn.Module):
         return patches @ kernel.reshape(k * k * cin, self.features) + bias
 
 
+def max_pool(x: jax.Array, size: int) -> jax.Array:
+    """``size x size`` max-pool, stride ``size``, "VALID", as a reshape: no reduce_window, whose
+    gradient (select-and-scatter) is slow on XLA CPU."""
+    h, w, c = x.shape[-3] // size, x.shape[-2] // size, x.shape[-1]
+    x = x[..., : h * size, : w * size, :].reshape(x.shape[:-3] + (h, size, w, size, c))
+    return x.max(axis=(-4, -2))
+
+
 class ConvQNet(nn.Module):
     """Conv trunk + dense layers + linear head; one class serves every Q-network here."""
 
     num_actions: int
-    convs: Sequence[tuple[int, int, int]]  # (features, kernel, stride)
+    convs: Sequence[tuple[int, ...]]  # (features, kernel, stride) or (features, kernel, stride, pool)
     dense: Sequence[int]
     conv_impl: str = "gemm"  # "gemm" (GemmConv) or "xla" (nn.Conv): same parameters, pick by speed
+    padding: str = "VALID"  # of every conv: "VALID" or "SAME"
 
     @nn.compact
     def __call__(self, obs: jax.Array, replace: tuple[int, jax.Array] | None = None) -> jax.Array:
@@ -73,12 +94,14 @@ class ConvQNet(nn.Module):
         ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
         Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
         x = _scale(obs)
-        for i, (features, kernel, stride) in enumerate(self.convs):
+        for i, (features, kernel, stride, *pool) in enumerate(self.convs):
             if self.conv_impl == "xla":
-                conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding="VALID", name=f"conv_{i}")
+                conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding=self.padding, name=f"conv_{i}")
             else:
-                conv = GemmConv(features, kernel, stride, name=f"conv_{i}")
+                conv = GemmConv(features, kernel, stride, self.padding, name=f"conv_{i}")
             x = nn.relu(conv(x))
+            if pool:  # non-overlapping max-pool (commutes with the ReLU)
+                x = max_pool(x, pool[0])
             if not self.is_initializing():  # keep activations out of the parameter tree
                 self.sow("activations", f"conv_{i}_relu", x)
             if replace is not None and replace[0] == i:
