@@ -44,8 +44,8 @@ def matmul_roofline(n: int = 2048, reps: int = 10) -> float:
 def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dict:
     cfg = config.load(None, BASE + extra + [f"seeds={num_seeds}", f"strategy={strategy}"])
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-    state = seeds.place(jax.jit(jax.vmap(trainer.init))(seeds.seed_keys(0, num_seeds)), num_seeds)
-    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, strategy)
+    state = trainer.init(seeds.seed_keys(0, num_seeds))
+    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, num_seeds, strategy)
     state, m = fn(state)  # warm-up epoch
     jax.block_until_ready(m)
     start = time.perf_counter()
@@ -57,16 +57,16 @@ def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dic
     updates_per_s = steps / cfg.num_envs / seconds if cfg.learning_starts == 0 else 0.0
     return {"seeds": num_seeds, "strategy": strategy, "devices": jax.device_count(), "compile_s": round(compile_s, 2),
             "env_steps_per_s": round(steps / seconds, 1), "updates_per_s": round(updates_per_s, 1),
-            "flops_per_s": updates_per_s * update_flops(cfg, trainer), "seconds": round(seconds, 2)}
+            "flops_per_s": updates_per_s * update_flops(cfg), "seconds": round(seconds, 2)}
 
 
-def update_flops(cfg, trainer) -> float:
+def update_flops(cfg) -> float:
     """XLA's FLOP count of one gradient of the TD loss (forward + backward), per agent."""
     env = envs.make(cfg.env, cfg.obs)
     obs = jnp.zeros((cfg.batch_size, *env.obs_shape), env.obs_dtype)
     batch = replay.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
                                   jnp.zeros(cfg.batch_size), obs)
-    algo = trainer.algorithm
+    algo = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions)
     params = algo.init_params(jax.random.PRNGKey(0), obs[:1])
     grad = jax.jit(jax.grad(lambda p: algo.loss(p, p, batch)))
     return grad.lower(params).compile().cost_analysis().get("flops", float("nan"))

@@ -70,16 +70,15 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
         return io_summary(out)
     env = envs.make(cfg.env, cfg.obs)
     trainer = agents.make_train(cfg, env, freeze=freeze)
-    keys = seeds.seed_keys(cfg.seed, cfg.seeds)
-    init = jax.jit(jax.vmap(trainer.init))
-    state = seeds.place(init(keys) if init_params is None else init(keys, init_params), cfg.seeds)
+    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
     start, rows = 0, []
     if (out / CHECKPOINT).exists():
-        state, extras = io.load_tree(out / CHECKPOINT, like=state)
-        state = seeds.place(state, cfg.seeds)
+        saved, extras = io.load_tree(out / CHECKPOINT, like=trainer.checkpoint(state))
+        state = trainer.restore(state, saved)
         start = int(extras["epoch"])
         rows = [r for r in io.read_csv(out / METRICS) if int(r["epoch"]) < start]
-    epoch_fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy)
+    epoch_fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, cfg.seeds, cfg.strategy,
+                                                   sliceable=trainer.pool.checkpointable)
 
     bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -93,7 +92,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
         rows += metric_rows(epoch, metrics)
         if jax.process_index() == 0:
             io.write_csv(out / METRICS, rows)
-            snapshot = jax.tree.map(np.array, seeds.fetch(state))  # a copy: the next call reuses donated buffers
+            snapshot = jax.tree.map(np.array, seeds.fetch(trainer.checkpoint(state)))  # a copy: buffers are donated
             if pending is not None:
                 pending.result()
             pending = writer.submit(io.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1)
@@ -115,10 +114,11 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
         "steady_env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * len(steady) / sum(steady), 1) if steady else None,
         "epochs_timed": len(steady),
         "resumed_from_epoch": start,
+        "env_options": trainer.pool.options,
         "final": final_metrics(rows, cfg.num_epochs - 1),
     }
     if jax.process_index() == 0:
-        io.save_tree(out / PARAMS, seeds.fetch(state.params))
+        io.save_tree(out / PARAMS, seeds.fetch(state.agent.params))
         label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max"}[cfg.agent]
         report.learning_curve(out / CURVE, {label: rows}, cfg.env)
         io.write_json(out / RUN_JSON, summary)
@@ -128,7 +128,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
 def init_params(cfg: TrainConfig):
     """The fresh parameters (seed axis first) that ``train(cfg, ...)`` would start from."""
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-    return jax.jit(jax.vmap(lambda key: trainer.init(key).params))(seeds.seed_keys(cfg.seed, cfg.seeds))
+    return trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds)).agent.params
 
 
 def final_metrics(rows: list[dict], epoch: int) -> dict:

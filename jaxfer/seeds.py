@@ -1,8 +1,8 @@
 """How the seed axis executes: one code path for 1 CPU, many devices, or many hosts.
 
-``compile_over_seeds(fn, state, strategy)`` turns a single-agent ``fn(state) -> (state, out)`` into
-a compiled function over states with a leading seed axis:
-- "vmap": ``jit(vmap(fn))`` with the seed axis sharded over all devices (``jax.sharding``); what
+``compile_over_seeds(fn, state, num_seeds, strategy)`` compiles a training epoch over states with
+a leading seed axis (``jaxfer.agents.loop`` vmaps the agents inside):
+- "vmap": all seeds in one call, the seed axis sharded over all devices (``jax.sharding``); what
   wins on accelerators and, with small networks, on this CPU too;
 - "sequential": one compiled single-agent call per seed; the baseline the seed-scaling
   benchmark compares against, and a fallback where vmapped kernels lose;
@@ -50,25 +50,28 @@ def resolve(strategy: str, num_seeds: int) -> str:
     return "sequential" if jax.default_backend() == "cpu" and per_device > CPU_VMAP_MAX_SEEDS else "vmap"
 
 
-def compile_over_seeds(fn: Callable, state, strategy: str) -> tuple[Callable, float]:
+def compile_over_seeds(fn: Callable, state, num_seeds: int, strategy: str, sliceable: bool = True
+                       ) -> tuple[Callable, float]:
     """Returns (compiled function over the seed axis, compile seconds).
 
-    The vmap path donates its input (replay buffers updated in place rather than copied per call:
-    3.6k vs 3.0k env steps/s at 64 seeds): pass a state from ``place`` and use the returned state.
+    ``fn`` maps a state with a leading seed axis to ``(state, out)`` (its own vmaps inside). "vmap"
+    runs all seeds in one call and donates its input (replay buffers updated in place rather than
+    copied per call: 3.6k vs 3.0k env steps/s at 64 seeds): pass a state from ``place`` and use the
+    returned state. "sequential" runs one-seed slices; a state that cannot be sliced (an envpool
+    pool of all seeds, ``sliceable=False``) always runs as one call.
     """
-    strategy = resolve(strategy, jax.tree.leaves(state)[0].shape[0])
+    strategy = resolve(strategy, num_seeds) if sliceable else "vmap"
     start = time.perf_counter()
     if strategy == "vmap":
-        compiled = jax.jit(jax.vmap(fn), donate_argnums=0).lower(state).compile()
+        compiled = jax.jit(fn, donate_argnums=0).lower(state).compile()
         return compiled, time.perf_counter() - start
     if strategy != "sequential":
         raise ValueError(f"unknown strategy '{strategy}'")
-    one = jax.jit(fn).lower(jax.tree.map(lambda x: x[0], state)).compile()
+    one = jax.jit(fn).lower(jax.tree.map(lambda x: x[:1], state)).compile()
 
     def sequential(states):
-        num_seeds = jax.tree.leaves(states)[0].shape[0]
-        outs = [one(jax.tree.map(lambda x: x[i], states)) for i in range(num_seeds)]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        outs = [one(jax.tree.map(lambda x: x[i : i + 1], states)) for i in range(num_seeds)]
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
     return sequential, time.perf_counter() - start
 

@@ -23,9 +23,10 @@ SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_si
 def _run(overrides, num_seeds, seed=0, freeze=None, params=None):
     cfg = config.load(None, SHORT + overrides + [f"seeds={num_seeds}", f"seed={seed}"])
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs), freeze=freeze)
-    init = jax.vmap(trainer.init) if params is None else jax.vmap(trainer.init, in_axes=(0, None))
-    state = seeds.place(init(seeds.seed_keys(cfg.seed, cfg.seeds), *(() if params is None else (params,))), num_seeds)
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy)
+    if params is not None:  # the same start for every seed
+        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape)), params)
+    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), params)
+    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, num_seeds, cfg.strategy)
     history = []
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
@@ -75,14 +76,15 @@ def test_td_loss_matches_hand_computed_targets(double):
 def test_frozen_layers_get_exactly_zero_updates():
     cfg = config.load(None, SHORT)
     env = envs.make(cfg.env, cfg.obs)
-    params = agents.make_train(cfg, env).init(jax.random.PRNGKey(7)).params
+    params = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions).init_params(
+        jax.random.PRNGKey(7), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
     freeze = {"params": {name: jax.tree.map(lambda _: name.startswith("conv"), layer)
                          for name, layer in params["params"].items()}}
     state, history = _run([], 2, freeze=freeze, params=params)
     assert history[-1]["loss"].min() > 0  # it did learn something
     for name in layer_names(params):
         for leaf in ("kernel", "bias"):
-            before, after = params["params"][name][leaf], state.params["params"][name][leaf]
+            before, after = params["params"][name][leaf], state.agent.params["params"][name][leaf]
             same = [np.array_equal(before, after[s]) for s in range(2)]
             assert same == [name.startswith("conv")] * 2, name
 

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from jaxfer.agents import dqn, dqv
-from jaxfer.agents.value_based import Trainer, TrainState, make_train as _make_train
+from jaxfer.agents.loop import LoopState, Trainer, make_loop
+from jaxfer.agents.value_based import make_agent
 
 ALGORITHMS = {"dqn": dqn.algorithm, "dqv": dqv.algorithm, "dqv_max": dqv.max_algorithm}
 
 
 def make_train(cfg, env, freeze=None) -> Trainer:
-    """Pure, jittable training functions for one agent of ``cfg.agent`` on ``env``."""
-    return _make_train(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions), freeze)
+    """The training loop of ``cfg.seeds`` agents of kind ``cfg.agent`` on ``env``."""
+    return make_loop(cfg, env, make_agent(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions), freeze))
 
 
-__all__ = ["ALGORITHMS", "Trainer", "TrainState", "make_train"]
+__all__ = ["ALGORITHMS", "LoopState", "Trainer", "make_train"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from jaxfer.envs import catch, minatar
-from jaxfer.envs.base import Env, EnvError
+from jaxfer.envs.base import Env, EnvError, Pool, pool
 
 OBS_MODES = ("grid", "pixels84")
 
@@ -26,4 +26,4 @@ def make(env_id: str, obs: str = "grid") -> Env:
     return ENV_IDS[env_id](obs)
 
 
-__all__ = ["ENV_IDS", "OBS_MODES", "Env", "EnvError", "known_env_ids", "make"]
+__all__ = ["ENV_IDS", "OBS_MODES", "Env", "EnvError", "Pool", "known_env_ids", "make", "pool"]
