@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from jaxfer import agents, envs, io, report, seeds
+from jaxfer import agents, envs, io, memory, report, seeds
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 
 CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
@@ -66,10 +66,15 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json.
     """
     out = Path(out)
+    env = envs.make(cfg.env, cfg.obs)
+    agent = agents.make_agent(cfg, env, freeze)
+    needs = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    memory.check(needs)
     if prepare_dir(out, cfg):
         return io_summary(out)
-    env = envs.make(cfg.env, cfg.obs)
-    trainer = agents.make_train(cfg, env, freeze=freeze)
+    if progress:
+        print(memory.describe(needs), file=sys.stderr)
+    trainer = agents.make_train(cfg, env, agent=agent)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
     start, rows = 0, []
     if (out / CHECKPOINT).exists():
@@ -115,6 +120,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
         "epochs_timed": len(steady),
         "resumed_from_epoch": start,
         "env_options": trainer.pool.options,
+        "memory_bytes": needs,
         "final": final_metrics(rows, cfg.num_epochs - 1),
     }
     if jax.process_index() == 0:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfer import replay
+from jaxfer import frame_replay, replay
 from jaxfer.agents.loop import Agent, Rollout
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
@@ -30,7 +30,7 @@ class ValueState(NamedTuple):
     params: chex.ArrayTree
     target_params: chex.ArrayTree
     opt_state: chex.ArrayTree
-    replay: replay.Replay
+    replay: replay.Replay | frame_replay.FrameReplay
     key: jax.Array
     env_steps: jax.Array  # int32, env steps taken by this agent
     updates: jax.Array  # int32, gradient updates taken
@@ -45,15 +45,31 @@ def make_optimizer(lr: float, freeze=None) -> optax.GradientTransformation:
     return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
 
 
+def make_memory(cfg: TrainConfig, env: Env):
+    """(init(), add(buf, Rollout), sample(buf, key)): frame-once storage for stacked frames."""
+    if env.frame_stack_fill is None:
+        def add(buf, r: Rollout):
+            flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), r)
+            return replay.add(buf, replay.Transition(flat.obs, flat.action, flat.reward, flat.done, flat.next_obs))
+
+        return (lambda: replay.init(cfg.buffer_size, env.obs_shape, env.obs_dtype), add,
+                lambda buf, key: replay.sample(buf, key, cfg.batch_size))
+    k = env.obs_shape[-1]
+    return (lambda: frame_replay.init(cfg.buffer_size, cfg.num_envs, env.obs_shape, env.obs_dtype),
+            lambda buf, r: frame_replay.add(buf, r.obs, r.action, r.reward, r.done, r.first),
+            lambda buf, key: frame_replay.sample(buf, key, cfg.batch_size, k, env.frame_stack_fill))
+
+
 def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agent:
     tx = make_optimizer(cfg.lr, freeze)
+    memory_init, memory_add, memory_sample = make_memory(cfg, env)
 
     def init(key: jax.Array, obs: jax.Array, params=None) -> ValueState:
         k_net, key = jax.random.split(key)
         if params is None:
             params = algo.init_params(k_net, obs[:1])
         return ValueState(params=params, target_params=jax.tree.map(jnp.copy, params), opt_state=tx.init(params),
-                          replay=replay.init(cfg.buffer_size, env.obs_shape, env.obs_dtype), key=key,
+                          replay=memory_init(), key=key,
                           env_steps=jnp.int32(0), updates=jnp.int32(0))
 
     def epsilon(env_steps):
@@ -79,13 +95,12 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
         return params, opt_state, jnp.float32(0.0)
 
     def learn(agent: ValueState, rollout: Rollout, memory):
-        flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), rollout)
-        buf = replay.add(agent.replay, replay.Transition(flat.obs, flat.action, flat.reward, flat.done, flat.next_obs))
-        env_steps = agent.env_steps + flat.action.shape[0]
+        buf = memory_add(agent.replay, rollout)
+        env_steps = agent.env_steps + rollout.action.size
         key, k_sample = jax.random.split(agent.key)
         # Only small operands enter the cond: passing the replay buffer would copy it every step.
         learn = env_steps >= cfg.learning_starts
-        batch = replay.sample(buf, k_sample, cfg.batch_size)
+        batch = memory_sample(buf, k_sample)
         params, opt_state, loss = jax.lax.cond(
             learn, sgd_step, no_step, agent.params, agent.target_params, agent.opt_state, batch)
         updates = agent.updates + learn

@@ -51,6 +51,9 @@ class Env:
     reset: Callable | None = None
     step: Callable | None = None
     make_pool: Callable | None = None
+    # Set where obs = (H, W, K) single frames stacked oldest first: what the env shows before an
+    # episode's first frame, "zeros" or "repeat" (jaxfer.frame_replay then stores each frame once).
+    frame_stack_fill: str | None = None
 
 
 def pool(env: Env, num_seeds: int, num_envs: int, seed: int) -> Pool:

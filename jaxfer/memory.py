@@ -1,0 +1,47 @@
+"""What a run will hold in memory, known before anything is allocated (``jax.eval_shape``)."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jaxfer.config import ConfigError
+
+
+def _bytes(tree) -> int:
+    return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def estimate(agent, env, num_envs: int, num_seeds: int) -> dict:
+    """Bytes of one seed's agent state by part (replay, params, target_params, opt_state, ...) and
+    of all seeds: the arrays that dominate a run; the loop's env and eval states are small."""
+    obs = jax.ShapeDtypeStruct((num_envs, *env.obs_shape), env.obs_dtype)
+    state = jax.eval_shape(lambda k, o: agent.init(k, o, None), jax.random.PRNGKey(0), obs)
+    per_seed = {name: _bytes(part) for name, part in state._asdict().items()}
+    total = sum(per_seed.values()) * num_seeds
+    return {"per_seed": per_seed, "per_seed_total": sum(per_seed.values()), "seeds": num_seeds, "total": total}
+
+
+def available() -> int:
+    """Bytes this run may still allocate: the accelerator's free memory, or the host's MemAvailable."""
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if dev.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) * 1024
+
+
+def describe(est: dict) -> str:
+    gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
+    parts = ", ".join(f"{k} {gib(v)}" for k, v in est["per_seed"].items() if v >= 2**20)
+    return f"memory: {gib(est['per_seed_total'])} per seed ({parts}) x {est['seeds']} seeds = {gib(est['total'])}"
+
+
+def check(est: dict, free: int | None = None) -> None:
+    free = available() if free is None else free
+    if est["total"] > free:
+        raise ConfigError(f"the run needs {est['total'] / 2**30:.2f} GiB ({describe(est)}) but only "
+                          f"{free / 2**30:.2f} GiB is available; lower buffer_size or seeds")

@@ -1,0 +1,55 @@
+"""The memory estimate printed before a run equals what the run allocates; too much is refused."""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from jaxfer import agents, config, envs, memory, seeds
+from jaxfer.config import ConfigError
+
+
+def _allocated(state) -> int:
+    return sum(np.asarray(x).nbytes for x in jax.tree.leaves(state.agent))
+
+
+@pytest.mark.parametrize("frames", [False, True])
+def test_estimate_matches_allocated_arrays(frames):
+    cfg = config.load(None, ["obs=pixels84", "network=nature_cnn", "buffer_size=2000", "seeds=2", "eval_envs=2"])
+    env = envs.make(cfg.env, cfg.obs)
+    if frames:  # the same obs shape, stored one frame per transition
+        env = dataclasses.replace(env, frame_stack_fill="zeros")
+    agent = agents.make_agent(cfg, env)
+    est = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    state = agents.make_train(cfg, env, agent=agent).init(seeds.seed_keys(0, cfg.seeds))
+    actual = _allocated(state)
+    assert abs(est["total"] - actual) <= 0.1 * actual
+
+
+def test_frame_replay_stores_each_frame_once():
+    cfg = config.load(None, ["obs=pixels84", "buffer_size=4000"])
+    env = envs.make(cfg.env, cfg.obs)
+    full = memory.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, 1)["per_seed"]["replay"]
+    framed_env = dataclasses.replace(env, frame_stack_fill="zeros")
+    framed = memory.estimate(agents.make_agent(cfg, framed_env), framed_env, cfg.num_envs, 1)["per_seed"]["replay"]
+    assert 7.5 < full / framed < 8.0  # obs + next_obs of 4 frames each vs 1 frame (+ small fields)
+
+
+def test_too_much_memory_is_one_line_error(tmp_path):
+    est = {"per_seed": {"replay": 10}, "per_seed_total": 10, "seeds": 3, "total": 30}
+    with pytest.raises(ConfigError, match="needs"):
+        memory.check(est, free=29)
+    memory.check(est, free=30)
+    out = run_cli("train", "buffer_size=100000000", "--no-progress", "--out", tmp_path / "run")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "GiB is available" in out.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_frame_replay_agent_trains_through_the_loop():
+    cfg = config.load(None, ["obs=pixels84", "network=nature_cnn", "buffer_size=400", "seeds=2", "total_steps=200",
+                             "epoch_steps=200", "learning_starts=100", "eval_envs=2", "eval_steps=4"])
+    env = dataclasses.replace(envs.make(cfg.env, cfg.obs), frame_stack_fill="repeat")
+    trainer = agents.make_train(cfg, env)
+    state, metrics = jax.jit(trainer.epoch)(trainer.init(seeds.seed_keys(0, 2)))
+    assert np.all(np.asarray(metrics["loss"]) > 0) and np.all(np.asarray(state.agent.updates) == 26)  # at env steps 100, 104, ..., 200
