@@ -72,3 +72,9 @@ def test_every_shipped_config_loads(path):
         sweep.check_cells(sweep.load(path))
     else:
         config.load(path)
+
+
+def test_network_that_cannot_take_the_observations_is_one_line(cli, tmp_path):
+    out = cli("train", "env=minatar/Breakout", "network=nature_cnn", "--out", tmp_path / "run")
+    _one_line_error(out, "network 'nature_cnn' cannot take minatar/Breakout's 'grid' observations of shape (10, 10, 4)")
+    assert not (tmp_path / "run").exists()

@@ -1,15 +1,31 @@
 """Agents: ``make_agent`` / ``make_train(cfg, env, freeze=None)`` pick the kind named by ``cfg.agent``."""
 from __future__ import annotations
 
+import jax
+
 from jaxfer.agents import dqn, dqv, value_based
 from jaxfer.agents.loop import Agent, LoopState, Trainer, make_loop
+from jaxfer.config import ConfigError
 
 ALGORITHMS = {"dqn": dqn.algorithm, "dqv": dqv.algorithm, "dqv_max": dqv.max_algorithm}
 
 
 def make_agent(cfg, env, freeze=None) -> Agent:
-    """The pure per-seed functions of one ``cfg.agent`` agent on ``env``."""
-    return value_based.make_agent(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions), freeze)
+    """The pure per-seed functions of one ``cfg.agent`` agent on ``env``; a network that cannot take
+    the env's observations is a ConfigError (found by tracing, before anything is allocated)."""
+    agent = value_based.make_agent(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions), freeze)
+    check_input(cfg, env, agent)
+    return agent
+
+
+def check_input(cfg, env, agent: Agent) -> None:
+    obs = jax.ShapeDtypeStruct((cfg.num_envs, *env.obs_shape), env.obs_dtype)
+    try:
+        jax.eval_shape(lambda k, o: agent.init(k, o, None), jax.random.PRNGKey(0), obs)
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        reason = "its layers shrink the input below 1x1" if isinstance(e, ZeroDivisionError) else str(e).splitlines()[0]
+        raise ConfigError(f"network '{cfg.network}' cannot take {cfg.env}'s '{cfg.obs}' observations of shape "
+                          f"{tuple(env.obs_shape)} ({reason})") from None
 
 
 def make_train(cfg, env, freeze=None, agent: Agent | None = None) -> Trainer:
