@@ -98,8 +98,6 @@ def main() -> None:
             rows.append(sharded_subprocess(s, 2, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
         # Where the time goes: the same loop with learning switched off (acting + env + replay writes).
-        # Sequential, because under vmap the per-seed `learn` predicate turns lax.cond into a select
-        # that computes the update anyway.
         rows.append(measure(s, "sequential", ["learning_starts=1000000000"], args.epochs) | {"strategy": "rollout_only"})
         print(json.dumps(rows[-1]), flush=True)
     for r in rows:

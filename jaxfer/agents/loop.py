@@ -44,7 +44,10 @@ class Agent(NamedTuple):
     initial_memory: Callable  # (num_envs) -> per-env recurrent memory; () for feed-forward agents
     act: Callable  # (agent, memory, obs, first, key) -> (memory, action (E,)): the exploring policy
     greedy: Callable  # (params, memory, obs, first) -> (memory, action): the evaluated policy
-    learn: Callable  # (agent, Rollout, memory at the rollout's start) -> (agent, stats summed over an epoch)
+    # (agent, Rollout, memory at the rollout's start, env_steps) -> (agent, stats summed over an epoch).
+    # env_steps (env steps per seed so far) is one scalar for all seeds, which step in lockstep: a
+    # lax.cond on it stays a branch under vmap instead of becoming a select that runs both sides.
+    learn: Callable
     report: Callable  # (agent, summed stats) -> dict of the epoch's metrics
     rollout_len: int
 
@@ -139,7 +142,8 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
         memory = state.memory
         state, (rollout, stats) = jax.lax.scan(env_step, state, None, horizon)
         rollout = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), rollout)  # (S, T, E, ...)
-        agents, learn_stats = jax.vmap(agent.learn)(state.agent, rollout, memory)
+        agents, learn_stats = jax.vmap(agent.learn, in_axes=(0, 0, 0, None))(
+            state.agent, rollout, memory, state.env_steps[0])
         return state._replace(agent=agents), (jax.tree.map(lambda x: x.sum(0), stats), learn_stats)
 
     def evaluate(state: LoopState) -> tuple[LoopState, dict]:

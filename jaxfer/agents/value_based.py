@@ -94,9 +94,8 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
     def no_step(params, target_params, opt_state, batch):
         return params, opt_state, jnp.float32(0.0)
 
-    def learn(agent: ValueState, rollout: Rollout, memory):
+    def learn(agent: ValueState, rollout: Rollout, memory, env_steps):
         buf = memory_add(agent.replay, rollout)
-        env_steps = agent.env_steps + rollout.action.size
         key, k_sample = jax.random.split(agent.key)
         # Only small operands enter the cond: passing the replay buffer would copy it every step.
         learn = env_steps >= cfg.learning_starts
@@ -106,7 +105,7 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
         updates = agent.updates + learn
         sync = learn & (updates % cfg.target_update == 0)
         target = jax.tree.map(lambda p, t: jnp.where(sync, p, t), params, agent.target_params)
-        agent = ValueState(params, target, opt_state, buf, key, env_steps, updates)
+        agent = ValueState(params, target, opt_state, buf, key, agent.env_steps + rollout.action.size, updates)
         return agent, {"loss_sum": loss, "learn": learn}
 
     def report(agent: ValueState, stats: dict) -> dict:
