@@ -22,11 +22,45 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     x = sub.add_parser("transfer", help="a transfer sweep: sources, (source, target, mode) cells, scratch baselines")
-    x.add_argument("config", help="sweep YAML (sources, targets, modes, pairs, window, train)")
+    x.add_argument("config", help="sweep YAML (sources, targets, modes, pairs, window, train, source_checkpoints, distill)")
     x.add_argument("overrides", nargs="*", metavar="key=value", help="override the training config")
     x.add_argument("--out", type=Path, help="sweep directory (default: runs/<config name>)")
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d = sub.add_parser("dptl", help="DPTL transferability scores of one source model on target games")
+    d.add_argument("config", help="DPTL YAML (source, targets, frames, layer, method, threshold, bootstrap)")
+    d.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = sub.add_parser("gradcam", help="what an agent attends to over an episode: PNG strip and GIF of CAM overlays")
+    g.add_argument("checkpoint", help="a jaxfer run directory (or its params.npz)")
+    g.add_argument("game", help="env id the agent plays, in its observation mode")
+    g.add_argument("--steps", type=int, help="play this many steps (default: one game)")
+    g.add_argument("--seed-index", type=int, default=0, help="which seed's agent of the run (default 0)")
+    g.add_argument("--layer", help="conv layer (default: the last)")
+    g.add_argument("--method", default="gradcam", help="gradcam, gradcam++ or eigencam")
+    g.add_argument("--out", type=Path, default=Path("runs/gradcam"), help="output directory (default: runs/gradcam)")
     return p
+
+
+def _dptl(args) -> int:
+    from jaxfer import dptl_report
+
+    cfg = dptl_report.load(args.config)
+    out = args.out or Path("runs") / Path(args.config).stem
+    rows = dptl_report.run_dptl(cfg, out, progress=not args.no_progress)
+    print(f"{out}: DPTL of {cfg.source} (seed {cfg.source_seed}) on {cfg.frames} frames per target")
+    print(f"  {'rank':>4}  {'target':<24} {'score':>6}  95% CI")
+    for r in sorted(rows, key=lambda r: r["rank"]):
+        print(f"  {r['rank']:>4}  {r['target']:<24} {r['score']:6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+    return 0
+
+
+def _gradcam(args) -> int:
+    from jaxfer import dptl_report
+
+    done = dptl_report.gradcam_episode(args.checkpoint, args.game, args.out, steps=args.steps,
+                                       seed_index=args.seed_index, layer=args.layer, method=args.method)
+    print(f"{done['png']}, {done['gif']}: {done['layer']} over {done['steps']} steps")
+    return 0
 
 
 def _transfer(args) -> int:
@@ -36,8 +70,9 @@ def _transfer(args) -> int:
     out = args.out or Path("runs") / Path(args.config).stem
     ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
     print(f"{out}: {len(ratios)} cells")
+    width = max(len(r["source"]) for r in ratios)  # "<game>+distill" sources are longer
     for r in ratios:
-        print(f"  {r['source']:>10} -> {r['target']:<10} {r['mode']:<18} R = {r['area_ratio']:+.3f} "
+        print(f"  {r['source']:>{width}} -> {r['target']:<10} {r['mode']:<18} R = {r['area_ratio']:+.3f} "
               f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     return 0
 
@@ -70,13 +105,21 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # overrides may also follow the options
-    unknown = [e for e in extra if "=" not in e or e.startswith("-")]
+    unknown = [e for e in extra if "=" not in e or e.startswith("-") or not hasattr(args, "overrides")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.overrides += extra
+    if extra:
+        args.overrides += extra
+    errors = (ConfigError, TransferError, FileNotFoundError)
+    if args.command in ("dptl", "gradcam"):  # imported only here: train and transfer need none of it
+        from jaxfer.dptl_report import DPTLError
+        from jaxfer.gradcam import GradCamError
+
+        errors += (DPTLError, GradCamError)
+    commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam}
     try:
-        return _train(args) if args.command == "train" else _transfer(args)
-    except (ConfigError, TransferError, FileNotFoundError) as e:
+        return commands[args.command](args)
+    except errors as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

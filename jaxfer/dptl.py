@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import dm_pix
 import jax
 import jax.numpy as jnp
@@ -106,12 +107,23 @@ def cam_mask_ssim(cams, frames, block_size: int = 35, method: str = "gaussian", 
 _cam_mask_ssim = jax.jit(cam_mask_ssim, static_argnums=(2, 3, 5))
 
 
+def frame_scores(cams: jax.Array, frames: jax.Array, block_size: int = 35, method: str = "gaussian",
+                 offset: float = 0.0) -> np.ndarray:
+    """Per-frame SSIM(CAM, threshold mask): ``cams`` (N, H, W) in [0, 1], ``frames`` (N, H, W)
+    grayscale at the CAM's resolution. Kept per frame so that several source models' scores of the
+    same frames can be averaged before the bootstrap."""
+    chex.assert_equal_shape([cams, frames])
+    chex.assert_rank(cams, 3)
+    return np.asarray(_cam_mask_ssim(cams, frames, block_size, method, offset))
+
+
+def summarise(per_frame, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean of per-frame scores with a percentile bootstrap CI over frames."""
+    low, high = metrics.bootstrap_ci(per_frame, n_boot=n_boot, seed=seed)
+    return {"score": float(np.mean(per_frame)), "ci_low": float(low), "ci_high": float(high), "frames": len(per_frame)}
+
+
 def score(cams: jax.Array, frames: jax.Array, block_size: int = 35, method: str = "gaussian",
           offset: float = 0.0, n_boot: int = 2000, seed: int = 0) -> dict:
-    """DPTL transferability: mean SSIM(CAM, threshold mask) over frames, with a bootstrap CI.
-
-    ``cams`` (N, H, W) in [0, 1]; ``frames`` (N, H, W) grayscale at the CAM's resolution.
-    """
-    per_frame = np.asarray(_cam_mask_ssim(cams, frames, block_size, method, offset))
-    low, high = metrics.bootstrap_ci(per_frame, n_boot=n_boot, seed=seed)
-    return {"score": float(per_frame.mean()), "ci_low": float(low), "ci_high": float(high), "frames": len(per_frame)}
+    """DPTL transferability: mean SSIM(CAM, threshold mask) over frames, with a bootstrap CI."""
+    return summarise(frame_scores(cams, frames, block_size, method, offset), n_boot, seed)

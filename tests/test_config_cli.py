@@ -68,8 +68,13 @@ def test_cli_never_overwrites_other_results(cli, tmp_path):
 def test_every_shipped_config_loads(path):
     from jaxfer import sweep
 
-    if "sources" in yaml.safe_load(path.read_text()):
+    raw = yaml.safe_load(path.read_text())
+    if "sources" in raw:
         sweep.check_cells(sweep.load(path))
+    elif "source" in raw:
+        from jaxfer import dptl_report
+
+        dptl_report.load(path)
     else:
         config.load(path)
 
