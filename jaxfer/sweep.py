@@ -1,16 +1,33 @@
 """Transfer sweeps: sources, then every (source, target, mode) cell, against scratch baselines.
 
-Every game in ``sources`` and ``targets`` is first trained from scratch (S seeds): on a source that
-run is the source model, on a target it is the baseline. Each cell then starts seed i of the target
-agent from seed i of the source model through ``jaxfer.transfer`` and trains it with the same config.
-Every run is its own resumable run directory, so an interrupted sweep picks up where it stopped and
-never redoes a finished run. Outputs in the sweep directory: ``curves.csv`` (long form: source,
-target, mode, seed, epoch, env_steps, value), ``area_ratios.csv`` (R with a bootstrap CI per cell),
-``area_ratio_<mode>.png`` heatmaps and ``curves_<target>.png``.
+Every target game is trained from scratch (S seeds): the baseline. Where a source comes from:
+- by default its own scratch run, trained here like the baselines;
+- ``source_checkpoints: {env_id: path}``: an already-trained jaxfer run directory or its params.npz
+  (paths relative to the working directory), which is then not trained again. Seed i of a cell starts
+  from seed i of the checkpoint; extra checkpoint seeds are ignored, and too few is an error rather
+  than cycling, since reusing a source seed would make the cell's seeds dependent and its CI too narrow;
+- ``distill: {schedule: fixed|varying, ...}`` (``DistillSpec``): besides each source, a student
+  distilled from it (``jaxfer.agents.distill``, the same network, seeds vmapped) is a source of its own,
+  named "<source>+distill": its own rows in area_ratios.csv and the heatmaps, so teacher and student
+  transfer sit side by side; ``pairs`` compares its game. Each student lives in a resumable directory
+  ``distill/<source>/`` (config.yaml, params.npz, run.json with the held-out KL per seed).
+Each cell starts seed i of the target agent from seed i of the source through ``jaxfer.transfer`` and
+trains it with the same config. Every run is its own resumable run directory, so an interrupted sweep
+picks up where it stopped and never redoes a finished run (a finished cell is not redone either if a
+checkpoint file changes later). Cells run one ``run.train`` call each: two 5-seed Catch cells as one
+10-seed call ran at 0.70x, 0.79x and 1.03x the speed of two calls (wall time, 3 paired repeats on this
+shared 2-core CPU; benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
+sweep directory: ``curves.csv`` (long form: source, target, mode, seed, epoch, env_steps, value),
+``area_ratios.csv`` (R with a bootstrap CI per cell), ``area_ratio_<mode>.png`` heatmaps (one row per
+source, students included) and ``curves_<target>.png``.
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
+import typing
+import zipfile
 from pathlib import Path
 
 import jax
@@ -18,8 +35,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 
-from jaxfer import config, io, metrics, report, run, transfer
+from jaxfer import agents, config, envs, io, metrics, report, run, seeds, transfer
+from jaxfer.agents import distill
 from jaxfer.config import ConfigError
+from jaxfer.nets import layer_names
+from jaxfer.transfer import TransferError
+
+DISTILLED = "+distill"  # suffix of a distilled student's source name
+STUDENT_STREAM = 1  # fold_in constant: a student's random stream differs from its teacher's init
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillSpec:
+    """How each source's student is distilled (Shachaf et al.'s schedules, Rusu et al.'s loss)."""
+
+    schedule: str = "fixed"  # "fixed" (tau 0.1, each state once) or "varying" (tau 0.1..0.5, each state five times)
+    states: int = 10_000  # teacher states per seed that the student learns from
+    held_out: int = 1_000  # more teacher states per seed, from other episodes, for the held-out KL
+    batch_size: int = 32
+    lr: float = 1e-3  # the student's Adam step size
+    epsilon: float = 0.05  # the teacher's exploration while its states are collected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,10 +65,21 @@ class SweepConfig:
     pairs: str = "all"  # "all", "self" (source == target) or "cross" (source != target)
     window: int | None = None  # epochs of the learning curve that the area ratio integrates
     train: config.TrainConfig = config.TrainConfig()
+    source_checkpoints: dict = dataclasses.field(default_factory=dict)  # env_id -> run dir or params.npz
+    distill: DistillSpec | None = None  # also use a distilled student of every source
+
+    def source_names(self) -> tuple[str, ...]:
+        """Sources in table order: the sources, then their distilled students."""
+        return self.sources + (tuple(s + DISTILLED for s in self.sources) if self.distill else ())
 
     def cells(self) -> list[tuple[str, str, str]]:
         keep = {"all": lambda s, t: True, "self": lambda s, t: s == t, "cross": lambda s, t: s != t}[self.pairs]
-        return [(s, t, m) for s in self.sources for t in self.targets if keep(s, t) for m in self.modes]
+        return [(s, t, m) for s in self.source_names() for t in self.targets if keep(game(s), t) for m in self.modes]
+
+
+def game(source: str) -> str:
+    """The env id a source was trained on ("catch/v0+distill" -> "catch/v0")."""
+    return source.removesuffix(DISTILLED)
 
 
 def parse_mode(spec: str) -> tuple[str, int | None, bool]:
@@ -50,6 +96,32 @@ def parse_mode(spec: str) -> tuple[str, int | None, bool]:
     return name, n, frozen
 
 
+def parse_distill(raw) -> DistillSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError("distill must be a mapping, e.g. {schedule: varying}")
+    types = typing.get_type_hints(DistillSpec)
+    if set(raw) - set(types):
+        raise ConfigError(f"distill: unknown keys {sorted(set(raw) - set(types))}; known: {', '.join(types)}")
+    values = {}
+    for key, value in raw.items():
+        if types[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, types[key]) or isinstance(value, bool):
+            raise ConfigError(f"distill: '{key}' expects {types[key].__name__}, got {value!r}")
+        values[key] = value
+    spec = DistillSpec(**values)
+    checks = [
+        (spec.schedule in distill.SCHEDULES, f"distill: unknown schedule '{spec.schedule}'; known: {', '.join(distill.SCHEDULES)}"),
+        (spec.batch_size >= 1 and spec.held_out >= 1, "distill: batch_size and held_out must be >= 1"),
+        (spec.states >= spec.batch_size, f"distill: states ({spec.states}) must be at least batch_size ({spec.batch_size})"),
+        (spec.lr > 0 and 0.0 <= spec.epsilon <= 1.0, "distill: lr must be > 0 and epsilon in [0, 1]"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    return spec
+
+
 def load(path: str | Path, overrides=()) -> SweepConfig:
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
@@ -61,14 +133,20 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
     for key in ("sources", "targets", "modes"):
         if not isinstance(raw.get(key), list) or not raw[key]:
             raise ConfigError(f"sweep config '{path}': '{key}' must be a non-empty list")
+    checkpoints = raw.get("source_checkpoints") or {}
+    if not isinstance(checkpoints, dict) or not all(isinstance(v, str) for v in checkpoints.values()):
+        raise ConfigError(f"sweep config '{path}': 'source_checkpoints' must map env ids to paths")
+    if set(checkpoints) - set(raw["sources"]):
+        raise ConfigError(f"source_checkpoints names {sorted(set(checkpoints) - set(raw['sources']))}, not in sources")
     train_values = dict(raw.get("train") or {})
     train_values.update(config.parse_override(o) for o in overrides)
     cfg = SweepConfig(tuple(raw["sources"]), tuple(raw["targets"]), tuple(raw["modes"]), raw.get("pairs", "all"),
-                      raw.get("window"), config.from_dict(train_values))
+                      raw.get("window"), config.from_dict(train_values), checkpoints,
+                      None if raw.get("distill") is None else parse_distill(raw["distill"]))
     if cfg.pairs not in ("all", "self", "cross"):
         raise ConfigError(f"pairs must be 'all', 'self' or 'cross', got '{cfg.pairs}'")
     for env_id in cfg.sources + cfg.targets:
-        dataclasses.replace(cfg.train, env=env_id).validate()
+        _train(cfg, env_id).validate()
     for mode in cfg.modes:
         parse_mode(mode)
     if not cfg.cells():
@@ -76,39 +154,129 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
     return cfg
 
 
+def _train(cfg: SweepConfig, env_id: str) -> config.TrainConfig:
+    return dataclasses.replace(cfg.train, env=env_id)
+
+
 def _slug(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
-def check_cells(cfg: SweepConfig) -> None:
+def load_checkpoint(env_id: str, path: str, num_seeds: int):
+    """The first ``num_seeds`` seeds (seed axis first) of a source checkpoint: a run directory or its params.npz."""
+    file = Path(path) / run.PARAMS if Path(path).is_dir() else Path(path)
+    where = f"source checkpoint '{file}' for {env_id}"
+    if not file.is_file():
+        raise ConfigError(f"{where} does not exist" + (" (an unfinished run?)" if Path(path).is_dir() else ""))
+    try:
+        with np.load(file) as data:
+            arrays = {k: data[k] for k in data.files if not k.startswith("__")}
+    except (OSError, ValueError, zipfile.BadZipFile):
+        raise ConfigError(f"{where} is not a .npz file of parameters") from None
+    tree: dict = {}
+    for name, x in arrays.items():  # keys are pytree paths: params/conv_0/kernel
+        *parents, leaf = name.split("/")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = x
+    try:
+        names = layer_names(tree)
+    except (ValueError, TypeError):
+        names = []
+    held = {x.shape[0] if x.ndim else 0 for x in arrays.values()}
+    if not names or len(held) != 1:
+        raise ConfigError(f"{where} is not a jaxfer Q-network's params (layers conv_i, dense_i, head; seed axis first)")
+    (num_held,) = held
+    if num_held < num_seeds:
+        raise ConfigError(f"{where} holds {num_held} seeds but the sweep trains {num_seeds} "
+                          "(seed i starts from the checkpoint's seed i)")
+    return jax.tree.map(lambda x: x[:num_seeds], tree)
+
+
+def check_cells(cfg: SweepConfig, checkpoints: dict) -> None:
     """Fail before any training if a cell's layers cannot be copied (shapes only, nothing computed)."""
+    games = dict.fromkeys(cfg.sources + cfg.targets)
+    shapes = {e: jax.eval_shape(lambda e=e: run.init_params(_train(cfg, e))) for e in games}
+    if cfg.distill:  # a teacher from a checkpoint must be the sweep's own network on its game
+        for env_id, params in checkpoints.items():
+            try:
+                transfer.copy_layers(params, shapes[env_id], layer_names(shapes[env_id]))
+            except TransferError as e:
+                raise TransferError(f"distilling the checkpoint of {env_id} needs the sweep's network: {e}") from None
     for source, target, mode in cfg.cells():
         name, n, frozen = parse_mode(mode)
-        src, dst = (jax.eval_shape(lambda e=e: run.init_params(dataclasses.replace(cfg.train, env=e))) for e in (source, target))
-        transfer.apply(name, src, dst, n=n, frozen=frozen)
+        try:
+            transfer.apply(name, checkpoints.get(source, shapes[game(source)]), shapes[target], n=n, frozen=frozen)
+        except TransferError as e:
+            origin = f" (checkpoint {cfg.source_checkpoints[source]})" if source in checkpoints else ""
+            raise TransferError(f"cell {source}{origin} -> {target}, {mode}: {e}") from None
 
 
 def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
-    check_cells(cfg)
+    checkpoints = {e: load_checkpoint(e, p, cfg.train.seeds) for e, p in cfg.source_checkpoints.items()}
+    check_cells(cfg, checkpoints)
     out = Path(out)
     scratch = {}
-    for env_id in dict.fromkeys(cfg.sources + cfg.targets):
+    for env_id in dict.fromkeys(tuple(s for s in cfg.sources if s not in checkpoints) + cfg.targets):
         run_dir = out / "scratch" / _slug(env_id)
-        run.train(dataclasses.replace(cfg.train, env=env_id), run_dir, progress, meta={"mode": "scratch"})
+        run.train(_train(cfg, env_id), run_dir, progress, meta={"mode": "scratch"})
         scratch[env_id] = run_dir
-    fresh = {env_id: run.init_params(dataclasses.replace(cfg.train, env=env_id)) for env_id in scratch}
-    trained = {env_id: io.load_tree(scratch[env_id] / run.PARAMS, like=fresh[env_id])[0] for env_id in cfg.sources}
+    fresh = {env_id: run.init_params(_train(cfg, env_id)) for env_id in scratch}
+    trained = {s: checkpoints[s] if s in checkpoints else io.load_tree(scratch[s] / run.PARAMS, like=fresh[s])[0]
+               for s in cfg.sources}
+    if cfg.distill:
+        for s in cfg.sources:
+            teacher = f"checkpoint {cfg.source_checkpoints[s]}" if s in checkpoints else f"scratch/{_slug(s)}"
+            trained[s + DISTILLED] = distilled_source(cfg, s, trained[s], teacher, out / "distill" / _slug(s), progress)
     curves = {}
     for source, target, mode in cfg.cells():
-        train_cfg = dataclasses.replace(cfg.train, env=target)
         name, n, frozen = parse_mode(mode)
         params, freeze = transfer.apply(name, trained[source], fresh[target], n=n, frozen=frozen)
         unbatched_freeze = None if freeze is None else jax.tree.map(bool, freeze)
         run_dir = out / "cells" / f"{_slug(source)}__{_slug(target)}__{mode.replace(':', '-')}"
-        run.train(train_cfg, run_dir, progress, init_params=params, freeze=unbatched_freeze,
-                  meta={"source": source, "mode": mode})
+        meta = {"source": source, "mode": mode} | (
+            {"source_checkpoint": cfg.source_checkpoints[source]} if source in checkpoints else {})
+        run.train(_train(cfg, target), run_dir, progress, init_params=params, freeze=unbatched_freeze, meta=meta)
         curves[source, target, mode] = run_dir
     return write_results(cfg, out, scratch, curves)
+
+
+def distilled_source(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, out: Path, progress: bool = True):
+    """The student of ``teacher`` (seed axis first) on ``env_id``: distilled once into ``out``, reloaded after.
+
+    ``out`` holds config.yaml (what was distilled: teacher, training config, DistillSpec), params.npz
+    and, written last as the finished mark, run.json with each seed's held-out KL before and after."""
+    train_cfg, spec = _train(cfg, env_id), cfg.distill
+    claim = {"teacher": teacher_name, "train": config.to_dict(train_cfg), "distill": dataclasses.asdict(spec)}
+    if (out / run.CONFIG).exists():
+        if yaml.safe_load((out / run.CONFIG).read_text()) != claim:
+            raise ConfigError(f"{out} holds a student distilled with another config; pass another --out")
+    else:
+        io.atomic_write_bytes(out / run.CONFIG, yaml.safe_dump(claim, sort_keys=False).encode())
+    like = jax.eval_shape(lambda: run.init_params(train_cfg))
+    if (out / run.RUN_JSON).exists():
+        return io.load_tree(out / run.PARAMS, like)[0]
+    if progress:
+        print(f"distilling {env_id} x{train_cfg.seeds} ({spec.schedule}, {spec.states} states per seed)", file=sys.stderr)
+    env = envs.make(env_id, train_cfg.obs)
+    algo = agents.ALGORITHMS[train_cfg.agent](train_cfg, env.num_actions)
+    keys = jax.vmap(jax.random.fold_in, (0, None))(seeds.seed_keys(train_cfg.seed, train_cfg.seeds), STUDENT_STREAM)
+
+    def one(teacher_params, key):
+        return distill.student(algo.q_values, algo.init_params, teacher_params, env, key, spec.schedule, spec.states,
+                               spec.held_out, spec.batch_size, spec.lr, spec.epsilon)
+
+    start = time.perf_counter()
+    params, stats = jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(teacher, keys))
+    seconds = time.perf_counter() - start
+    io.save_tree(out / run.PARAMS, params)
+    per_pass = stats["loss"].reshape(train_cfg.seeds, len(distill.SCHEDULES[spec.schedule]), -1).mean(-1)
+    io.write_json(out / run.RUN_JSON, claim | run.environment_info() | {
+        "seconds_with_compile": round(seconds, 2), "held_out_tau": distill.HELD_OUT_TAU,
+        "kl_before": stats["kl_before"].tolist(), "kl_after": stats["kl_after"].tolist(),
+        "loss_per_pass": per_pass.round(5).tolist()})
+    return params
 
 
 def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> list[dict]:
@@ -140,18 +308,19 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
 
 
 def heatmap(path: Path, ratios: list[dict], cfg: SweepConfig, mode: str) -> None:
-    grid = np.full((len(cfg.sources), len(cfg.targets)), np.nan)
+    sources = cfg.source_names()
+    grid = np.full((len(sources), len(cfg.targets)), np.nan)
     for r in ratios:
-        grid[cfg.sources.index(r["source"]), cfg.targets.index(r["target"])] = r["area_ratio"]
-    fig, ax = plt.subplots(figsize=(1.4 * len(cfg.targets) + 2, 1.1 * len(cfg.sources) + 1.5))
+        grid[sources.index(r["source"]), cfg.targets.index(r["target"])] = r["area_ratio"]
+    fig, ax = plt.subplots(figsize=(1.4 * len(cfg.targets) + 2, 1.1 * len(sources) + 1.5))
     lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
     im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
     for (i, j), v in np.ndenumerate(grid):
         if np.isfinite(v):
-            r = next(x for x in ratios if x["source"] == cfg.sources[i] and x["target"] == cfg.targets[j])
+            r = next(x for x in ratios if x["source"] == sources[i] and x["target"] == cfg.targets[j])
             ax.text(j, i, f"{v:.2f}\n[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(cfg.targets)), cfg.targets, rotation=30)
-    ax.set_yticks(range(len(cfg.sources)), cfg.sources)
+    ax.set_yticks(range(len(sources)), sources)
     ax.set_xlabel("target")
     ax.set_ylabel("source")
     ax.set_title(f"area ratio R, {mode}")

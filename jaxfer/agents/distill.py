@@ -3,7 +3,8 @@ the teacher's softened action distribution, KL( softmax(q_T / tau) || softmax(q_
 
 The student's logits are not divided by tau. Schedules: "fixed" (tau 0.1, each sample once) and
 "varying" (five passes with tau 0.1, 0.2, ..., 0.5: each sample five times). The distilled student is
-a parameter tree like any other, so it can be a transfer source.
+a parameter tree like any other, so it can be a transfer source (``jaxfer.sweep``'s ``distill`` key).
+Everything here is pure, so ``student`` vmaps over seeds.
 """
 from __future__ import annotations
 
@@ -70,3 +71,22 @@ def distill(q_values: Callable, student_params, states: jax.Array, teacher_q: ja
     (params, _), losses = jax.jit(lambda c: jax.lax.scan(one_pass, c, (taus, jax.random.split(key, len(taus)))))(
         (student_params, tx.init(student_params)))
     return params, losses.reshape(-1)
+
+
+HELD_OUT_TAU = 0.1  # the held-out KL is measured against the sharpest (the "fixed") teacher distribution
+
+
+def student(q_values: Callable, init_params: Callable, teacher, env: Env, key: jax.Array, schedule: str = "fixed",
+            num_states: int = 10_000, held_out: int = 1_000, batch_size: int = 32, lr: float = 1e-3,
+            epsilon: float = 0.05):
+    """One seed's distilled student: a fresh ``init_params(key, obs)`` trained on ``num_states`` teacher
+    states. The held-out KL is on another ``held_out`` states from separate teacher episodes, so it
+    measures generalisation, not memorisation. Returns (params, {"kl_before", "kl_after", "loss"})."""
+    k_init, k_collect, k_held, k_train = jax.random.split(key, 4)
+    params = init_params(k_init, jnp.zeros((1, *env.obs_shape), env.obs_dtype))
+    states, teacher_q = collect(q_values, teacher, env, num_states, k_collect, epsilon=epsilon)
+    held_states, held_q = collect(q_values, teacher, env, held_out, k_held, epsilon=epsilon)
+    before = kl_loss(held_q, q_values(params, held_states), HELD_OUT_TAU)
+    params, losses = distill(q_values, params, states, teacher_q, k_train, schedule, batch_size, lr)
+    after = kl_loss(held_q, q_values(params, held_states), HELD_OUT_TAU)
+    return params, {"kl_before": before, "kl_after": after, "loss": losses}
