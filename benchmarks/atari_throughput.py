@@ -60,15 +60,16 @@ def update_alone(cfg, reps: int = 20) -> dict:
     """One DQN gradient step + Adam at the config's batch size, jitted, in isolation."""
     env = envs.make(cfg.env, cfg.obs)
     algo = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions)
-    obs = jax.random.randint(jax.random.PRNGKey(0), (cfg.batch_size, *env.obs_shape), 0, 256).astype(jnp.uint8)
+    obs, next_obs = (jax.random.randint(jax.random.PRNGKey(i), (cfg.batch_size, *env.obs_shape), 0, 256).astype(jnp.uint8)
+                     for i in (0, 1))  # distinct obs and target params: XLA would share equal forwards
     batch = replay.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
-                              jnp.zeros(cfg.batch_size, bool), obs)
-    params = algo.init_params(jax.random.PRNGKey(0), obs[:1])
+                              jnp.zeros(cfg.batch_size, bool), next_obs)
+    params, target = (algo.init_params(jax.random.PRNGKey(i), obs[:1]) for i in (0, 1))
     tx = optax.adam(cfg.lr)
 
     @jax.jit
     def step(p, o):
-        g = jax.grad(algo.loss)(p, p, batch)
+        g = jax.grad(algo.loss)(p, target, batch)
         u, o = tx.update(g, o, p)
         return optax.apply_updates(p, u), o
 
@@ -78,7 +79,7 @@ def update_alone(cfg, reps: int = 20) -> dict:
         p, o = step(p, o)
     jax.block_until_ready(p)
     rate = reps / (time.perf_counter() - start)
-    flops = jax.jit(jax.grad(algo.loss)).lower(params, params, batch).compile().cost_analysis().get("flops")
+    flops = jax.jit(jax.grad(algo.loss)).lower(params, target, batch).compile().cost_analysis().get("flops")
     return {"updates_per_s": round(rate, 1), "gflop_per_update": round(flops / 1e9, 3), "flops_per_s": rate * flops}
 
 
@@ -92,7 +93,9 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
 torch.set_num_threads(os.cpu_count())
-env = VecFrameStack(make_atari_env("ALE/{game}-v5", n_envs={num_envs}, seed=0), n_stack=4)
+# frameskip 1 + AtariWrapper's skip 4, no sticky actions: the same emulator work per step as envpool here
+kw = {{"frameskip": 1, "repeat_action_probability": 0.0}}
+env = VecFrameStack(make_atari_env("ALE/{game}-v5", n_envs={num_envs}, seed=0, env_kwargs=kw), n_stack=4)
 model = A2C("CnnPolicy", env, verbose=0, seed=0, device="cpu")
 model.learn(total_timesteps={num_envs * 50})
 t = time.perf_counter(); model.learn(total_timesteps={steps}, reset_num_timesteps=False)
