@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--layer", help="conv layer (default: the last)")
     g.add_argument("--method", default="gradcam", help="gradcam, gradcam++ or eigencam")
     g.add_argument("--out", type=Path, default=Path("runs/gradcam"), help="output directory (default: runs/gradcam)")
+    s = sub.add_parser("segment", help="segmentation pre-training: label frames, train FCNs, transfer them into Double DQNs")
+    s.add_argument("config", help="segment YAML (env, labels, frames, fcn, ddqn: variants, train)")
+    s.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -60,6 +64,21 @@ def _gradcam(args) -> int:
     done = dptl_report.gradcam_episode(args.checkpoint, args.game, args.out, steps=args.steps,
                                        seed_index=args.seed_index, layer=args.layer, method=args.method)
     print(f"{done['png']}, {done['gif']}: {done['layer']} over {done['steps']} steps")
+    return 0
+
+
+def _segment(args) -> int:
+    from jaxfer.segment import config as seg_config, pipeline
+
+    cfg = seg_config.load(args.config)
+    out = args.out or Path("runs") / Path(args.config).stem
+    summary = pipeline.run_segment(cfg, out, progress=not args.no_progress)
+    fcn = summary["fcn"]
+    if "pixel_accuracy" in fcn:
+        print(f"{out}: FCN test pixel accuracy {fcn['pixel_accuracy']['mean']:.4f}, mean IoU {fcn['mean_iou']['mean']:.4f} "
+              f"({cfg.fcn.seeds} seeds)")
+    for r in summary.get("area_ratios", []):
+        print(f"  {r['variant']:>9} vs {r['reference']:<8} R = {r['area_ratio']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     return 0
 
 
@@ -116,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         from jaxfer.gradcam import GradCamError
 
         errors += (DPTLError, GradCamError)
-    commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam}
+    if args.command == "segment":
+        from jaxfer.segment.config import SegmentError
+        from jaxfer.segment.labels import LabelError
+
+        errors += (SegmentError, LabelError)
+    commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment}
     try:
         return commands[args.command](args)
     except errors as e:

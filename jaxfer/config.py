@@ -14,12 +14,12 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every hyper-parameter of a DQN run, in one place. Step counts are env steps per seed."""
+    """Every hyper-parameter of a run, in one place. Step counts are env steps per seed."""
 
     env: str = "catch/v0"  # environment id (jaxfer.envs.known_env_ids())
     obs: str = "grid"  # envs.obs_modes(env): catch grid (21x21)|pixels84, minatar grid, atari nature|ea3c|ea3c_stack4
-    agent: str = "dqn"  # "dqn" (with `double` for Double DQN), "dqv" or "dqv_max"
-    network: str = "catch_cnn"  # jaxfer.nets.NETWORKS key
+    agent: str = "dqn"  # "dqn" (with `double` for Double DQN), "dqv", "dqv_max" or "a2c"
+    network: str = "catch_cnn"  # jaxfer.nets.NETWORKS key; for a2c a jaxfer.ac_nets.NETWORKS key
     conv_impl: str = "gemm"  # "gemm" (fast on CPU) or "xla" (native conv op); same parameters
     double: bool = False  # Double DQN target (online argmax, target evaluation)
     seeds: int = 4  # independent agents trained at once (the leading array axis)
@@ -32,7 +32,7 @@ class TrainConfig:
     learning_starts: int = 1_000  # env steps of random-policy collection before updates
     target_update: int = 100  # gradient updates between target-network syncs
     gamma: float = 0.99
-    lr: float = 1e-3  # Adam step size
+    lr: float = 1e-3  # optimiser step size
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_decay_steps: int = 5_000  # linear epsilon decay length (env steps)
@@ -40,25 +40,42 @@ class TrainConfig:
     eval_steps: int = 50  # vector steps of greedy evaluation (Catch episodes last 10-11 steps)
     strategy: str = "auto"  # seed axis: "vmap" (sharded over devices), "sequential", or "auto" (measured choice)
     unroll: int = 1  # lax.scan unroll of the update loop inside one epoch
+    # A2C (agent: a2c) only:
+    n_steps: int = 5  # env steps per env between updates (A3C's t_max), the n of the n-step returns
+    ent_coef: float = 0.01  # entropy bonus weight
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 0.5  # global-norm gradient clipping
+    optimizer: str = "adam"  # "adam" (rl_a3c_pytorch, E-A3C's code base) or "rmsprop" (A3C, Baselines' A2C)
+    core: str = "dense"  # "dense" (feed-forward: stack frames) or "lstm" (memory per env, as A3C-LSTM / E-A3C)
+    width: float = 1.0  # conv channel multiplier (E-A3C's "expanded channels")
 
     def validate(self) -> "TrainConfig":
-        from jaxfer import envs, nets  # late import: config must load without jax for --help
+        from jaxfer import ac_nets, envs, nets  # late import: config must load without jax for --help
 
         checks = [
             (self.env in envs.ENV_IDS, f"unknown env id '{self.env}'; known: {', '.join(envs.known_env_ids())}"),
-            (self.agent in ("dqn", "dqv", "dqv_max"), f"unknown agent '{self.agent}'; known: dqn, dqv, dqv_max"),
-            (self.network in nets.NETWORKS, f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
+            (self.agent in ("dqn", "dqv", "dqv_max", "a2c"), f"unknown agent '{self.agent}'; known: dqn, dqv, dqv_max, a2c"),
+            (self.agent == "a2c" or self.network in nets.NETWORKS, f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
+            (self.agent != "a2c" or self.network in ac_nets.NETWORKS,
+             f"unknown network '{self.network}' for a2c; known: {', '.join(ac_nets.NETWORKS)}"),
+            (self.core in ac_nets.CORES, f"core must be 'dense' or 'lstm', got '{self.core}'"),
+            (self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got '{self.optimizer}'"),
             (self.conv_impl in ("gemm", "xla"), f"conv_impl must be 'gemm' or 'xla', got '{self.conv_impl}'"),
             (self.strategy in ("auto", "vmap", "sequential"), f"strategy must be 'auto', 'vmap' or 'sequential', got '{self.strategy}'"),
             (self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}"),
         ]
         for name in ("num_envs", "total_steps", "epoch_steps", "buffer_size", "batch_size", "target_update",
-                     "eval_envs", "eval_steps", "unroll"):
+                     "eval_envs", "eval_steps", "unroll", "n_steps"):
             checks.append((getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}"))
         checks += [
             (self.epoch_steps % self.num_envs == 0, f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs ({self.num_envs})"),
             (self.total_steps % self.epoch_steps == 0, f"total_steps ({self.total_steps}) must be a multiple of epoch_steps ({self.epoch_steps})"),
             (0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}"),
+            (self.agent != "a2c" or self.epoch_steps % (self.num_envs * self.n_steps) == 0,
+             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs x n_steps ({self.num_envs * self.n_steps}) for a2c"),
+            (self.ent_coef >= 0 and self.vf_coef >= 0, f"ent_coef and vf_coef must be >= 0, got {self.ent_coef}, {self.vf_coef}"),
+            (self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}"),
+            (self.width > 0, f"width must be > 0, got {self.width}"),
             (self.batch_size <= self.buffer_size, "batch_size must not exceed buffer_size"),
         ]
         for ok, msg in checks:

@@ -122,6 +122,11 @@ NETWORKS: dict[str, Callable[[int], nn.Module]] = {
     "minatar_cnn": lambda n: ConvQNet(n, convs=((16, 3, 1),), dense=(128,)),
     # No convolution at all: the fastest option for vmapped seeds on a CPU.
     "mlp": lambda n: ConvQNet(n, convs=(), dense=(256,)),
+    # Bélignon's segmentation-pretrained Double DQN: the FCN encoder fcn_f16-k3_s2_f32-k3_f32-k3_s2
+    # (conv_0..conv_2 with their max-pools, jaxfer.segment.fcn), one more conv (64@3x3, as Nature's
+    # last), dense 512, head. "SAME" convs, so MinAtar's 10x10 fits (10 -> 5 -> 2 after the pools).
+    "seg_ddqn": lambda n: ConvQNet(n, convs=((16, 3, 1, 2), (32, 3, 1), (32, 3, 1, 2), (64, 3, 1)), dense=(512,),
+                                   padding="SAME"),
 }
 
 

@@ -70,11 +70,15 @@ def test_every_shipped_config_loads(path):
 
     raw = yaml.safe_load(path.read_text())
     if "sources" in raw:
-        sweep.check_cells(sweep.load(path))
+        sweep.check_cells(sweep.load(path), checkpoints={})
     elif "source" in raw:
         from jaxfer import dptl_report
 
         dptl_report.load(path)
+    elif "fcn" in raw:
+        from jaxfer.segment import config as segment_config
+
+        segment_config.load(path)
     else:
         config.load(path)
 

@@ -1,9 +1,10 @@
-"""Agents: ``make_agent`` / ``make_train(cfg, env, freeze=None)`` pick the kind named by ``cfg.agent``."""
+"""Agents: ``make_agent`` / ``make_train(cfg, env, freeze=None)`` pick the kind named by ``cfg.agent``
+(value-based: dqn, dqv, dqv_max; actor-critic: a2c)."""
 from __future__ import annotations
 
 import jax
 
-from jaxfer.agents import dqn, dqv, value_based
+from jaxfer.agents import a2c, dqn, dqv, value_based
 from jaxfer.agents.loop import Agent, LoopState, Trainer, make_loop
 from jaxfer.config import ConfigError
 
@@ -13,7 +14,10 @@ ALGORITHMS = {"dqn": dqn.algorithm, "dqv": dqv.algorithm, "dqv_max": dqv.max_alg
 def make_agent(cfg, env, freeze=None) -> Agent:
     """The pure per-seed functions of one ``cfg.agent`` agent on ``env``; a network that cannot take
     the env's observations is a ConfigError (found by tracing, before anything is allocated)."""
-    agent = value_based.make_agent(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions), freeze)
+    if cfg.agent == "a2c":
+        agent = a2c.make_agent(cfg, env, freeze)
+    else:
+        agent = value_based.make_agent(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions), freeze)
     check_input(cfg, env, agent)
     return agent
 

@@ -1,0 +1,136 @@
+"""Actor-critic networks for A2C: conv trunk, a dense or LSTM core, one head for policy and value.
+
+Weighted layers are named in forward order as ``jaxfer.nets.layer_names`` expects: ``conv_i``, then
+``dense_0`` (the core: a Dense layer, or the LSTM cell whose gate kernels it holds), then ``head``:
+ONE dense layer with ``num_actions + 1`` outputs (the actor's logits, then the critic's value). A
+single head keeps transfer's slices meaningful: "all but the head" is trunk + core, and a new action
+set re-initialises actor and critic together (their shapes differ).
+
+Networks (``NETWORKS``):
+- ``ea3c``: E-A3C (Joo & Kim 2019; rl_a3c_pytorch's A3C-LSTM numbers): 80x80 input, convs 32@5x5 pad 2,
+  32@5x5 pad 1, 64@4x4 pad 1, 64@3x3 pad 1 (stride 1), each followed by 2x2 max-pool and ReLU, core 512;
+- ``nature_ac``: the Nature-CNN trunk (Mnih et al. 2015) with a 512 core (A2C's usual Atari network);
+- ``minatar_ac``: the MinAtar baseline trunk (one 16@3x3 conv) with a 128 core, for Catch and MinAtar.
+
+``width`` multiplies every conv's channels (E-A3C's unspecified "expanded channels"); ``core`` is
+"lstm" (memory carried per env, reset where an episode starts) or "dense" (feed-forward: give it
+stacked frames). Convs are ``GemmConv`` (fast on CPU) unless ``conv_impl="xla"``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxfer.nets import GemmConv, max_pool
+
+# (features, kernel, stride, padding, pool): pool 1 = none
+EA3C_CONVS = ((32, 5, 1, 2, 2), (32, 5, 1, 1, 2), (64, 4, 1, 1, 2), (64, 3, 1, 1, 2))
+NATURE_CONVS = ((32, 8, 4, 0, 1), (64, 4, 2, 0, 1), (64, 3, 1, 0, 1))
+MINATAR_CONVS = ((16, 3, 1, 0, 1),)
+CORES = ("lstm", "dense")
+
+
+def _head_init(num_actions: int):
+    """Orthogonal columns: small for the logits (a near-uniform first policy), unit for the value."""
+    def init(key, shape, dtype=jnp.float32):
+        k_pi, k_v = jax.random.split(key)
+        pi = nn.initializers.orthogonal(0.01)(k_pi, (shape[0], num_actions), dtype)
+        return jnp.concatenate([pi, nn.initializers.orthogonal(1.0)(k_v, (shape[0], 1), dtype)], -1)
+    return init
+
+
+class ActorCritic(nn.Module):
+    """``unroll(memory, obs (T, B, ...), first (T, B)) -> (memory, logits (T, B, A), value (T, B))``.
+
+    The trunk runs on all T*B frames at once (no conv inside a time loop, slow on XLA CPU); only the
+    LSTM steps through time. ``__call__(obs (B, ...), replace=None) -> logits`` is the single-frame view
+    Grad-CAM uses (``jaxfer.gradcam``), from a fresh memory: conv activations are sown as
+    ``activations/conv_i_relu`` and ``replace=(i, a)`` continues from ``a`` in place of conv_i's.
+    """
+
+    num_actions: int
+    convs: Sequence[tuple[int, int, int, int, int]]
+    hidden: int
+    core: str = "dense"
+    width: float = 1.0
+    conv_impl: str = "gemm"
+
+    def setup(self):
+        for i, (features, kernel, stride, pad, _) in enumerate(self.convs):
+            features = max(1, round(features * self.width))
+            if self.conv_impl == "xla":
+                conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)))
+            else:
+                conv = GemmConv(features, kernel, stride)
+            setattr(self, f"conv_{i}", conv)
+        self.dense_0 = nn.OptimizedLSTMCell(self.hidden) if self.core == "lstm" else nn.Dense(self.hidden)
+        self.head = nn.Dense(self.num_actions + 1, kernel_init=_head_init(self.num_actions))
+
+    def initial_memory(self, batch: int):
+        """Zeros: the LSTM's (c, h) at an episode's start; () for a dense core."""
+        if self.core == "dense":
+            return ()
+        return (jnp.zeros((batch, self.hidden)), jnp.zeros((batch, self.hidden)))
+
+    def torso(self, obs: jax.Array, replace=None) -> jax.Array:
+        """(..., H, W, C) uint8 frames -> (..., F) features."""
+        x = obs.astype(jnp.float32) / 255.0
+        for i, (_, kernel, _, pad, pool) in enumerate(self.convs):
+            if x.shape[-3] + 2 * pad < kernel or x.shape[-2] + 2 * pad < kernel:
+                raise ValueError(f"it shrinks below conv_{i}'s {kernel}x{kernel} kernel")
+            if pad and self.conv_impl == "gemm":
+                x = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)])
+            x = nn.relu(getattr(self, f"conv_{i}")(x))
+            if pool > 1:  # max-pool commutes with the ReLU
+                if min(x.shape[-3:-1]) < pool:
+                    raise ValueError(f"it shrinks below conv_{i}'s {pool}x{pool} max-pool")
+                x = max_pool(x, pool)
+            if not self.is_initializing():  # keep activations out of the parameter tree
+                self.sow("activations", f"conv_{i}_relu", x)
+            if replace is not None and replace[0] == i:
+                x = replace[1]
+        return x.reshape(x.shape[:-3] + (-1,))
+
+    def unroll(self, memory, obs: jax.Array, first: jax.Array):
+        return self._core_and_heads(memory, self.torso(obs), first)
+
+    def __call__(self, obs: jax.Array, replace=None) -> jax.Array:
+        features = self.torso(obs, replace)[None]
+        return self._core_and_heads(self.initial_memory(obs.shape[0]), features, jnp.ones(features.shape[:2], bool))[1][0]
+
+    def _core_and_heads(self, memory, features: jax.Array, first: jax.Array):
+        """(T, B, F) features -> (memory, logits, value); the LSTM resets its memory where ``first``."""
+        if self.core == "dense":
+            hidden = nn.relu(self.dense_0(features))
+        else:  # T is small (the rollout length): a Python loop, unrolled
+            steps = []
+            for t in range(features.shape[0]):
+                memory = jax.tree.map(lambda m: jnp.where(first[t][:, None], 0.0, m), memory)
+                memory, h = self.dense_0(memory, features[t])
+                steps.append(h)
+            hidden = jnp.stack(steps)
+        out = self.head(hidden)
+        return memory, out[..., :-1], out[..., -1]
+
+
+NETWORKS = {
+    "ea3c": (EA3C_CONVS, 512),
+    "nature_ac": (NATURE_CONVS, 512),
+    "minatar_ac": (MINATAR_CONVS, 128),
+}
+
+
+def make_network(name: str, num_actions: int, core: str = "dense", width: float = 1.0,
+                 conv_impl: str = "gemm") -> ActorCritic:
+    if name not in NETWORKS:
+        raise ValueError(f"unknown actor-critic network '{name}'; known: {', '.join(NETWORKS)}")
+    convs, hidden = NETWORKS[name]
+    return ActorCritic(num_actions, convs, hidden, core, width, conv_impl)
+
+
+def from_config(cfg, num_actions: int) -> ActorCritic:
+    """The network an A2C run of ``cfg`` trains (also what Grad-CAM needs to load its params)."""
+    return make_network(cfg.network, num_actions, cfg.core, cfg.width, cfg.conv_impl)

@@ -1,0 +1,89 @@
+"""Segmentation pictures and DDQN comparison tables: frame | labels | prediction grids, curves, area ratios."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from jaxfer import io, metrics, report, run  # noqa: E402
+
+# Which variant is compared with which: (variant, reference). The seed compared frozen-FCN-trunk
+# against its original scratch DDQN ("baseline"); the fair reference is the same network from scratch.
+COMPARISONS = (("frozen", "scratch"), ("fine_tune", "scratch"), ("baseline", "scratch"),
+               ("frozen", "baseline"), ("fine_tune", "baseline"))
+
+
+def class_colours(num_classes: int) -> ListedColormap:
+    """Background black, classes in tab10/tab20 colours."""
+    base = plt.get_cmap("tab10" if num_classes <= 11 else "tab20").colors
+    return ListedColormap([(0.0, 0.0, 0.0)] + [base[i % len(base)] for i in range(num_classes - 1)])
+
+
+def segmentation_grid(path: Path, pictures: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
+                      class_names: list[str], title: str) -> None:
+    """One row per frame: the frame as the agent sees it | its automatic labels | the FCN's prediction."""
+    rows, k = len(pictures), len(class_names)
+    cmap = class_colours(k)
+    fig, axes = plt.subplots(rows, 3, figsize=(6.6, 2.1 * rows + 0.9), squeeze=False)
+    for r in range(rows):
+        for c, (image, kw) in enumerate(((pictures[r], {"cmap": "gray" if pictures[r].ndim == 2 else None}),
+                                         (labels[r], {"cmap": cmap, "vmin": 0, "vmax": k - 1}),
+                                         (predictions[r], {"cmap": cmap, "vmin": 0, "vmax": k - 1}))):
+            axes[r, c].imshow(image, interpolation="nearest", **kw)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(("frame", "labels", "prediction")[c])
+    fig.legend(handles=[Patch(color=cmap(i), label=n) for i, n in enumerate(class_names)], loc="lower center",
+               ncol=min(k, 6), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | None) -> list[dict]:
+    """curves.csv (long form), area_ratios.csv (R with a bootstrap CI over seeds) and
+    learning_curves.png of the DDQN variants in ``runs`` (variant -> run directory)."""
+    rows = {v: io.read_csv(d / run.METRICS) for v, d in runs.items()}
+    metric = report.curve_metric(next(iter(rows.values())))
+    io.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"], "env_steps": r["env_steps"],
+                                       "metric": metric, "value": r[metric]} for v, rs in rows.items() for r in rs])
+    curves = {v: report.seed_matrix(rs, metric)[1] for v, rs in rows.items()}
+    ratios = []
+    for variant, reference in COMPARISONS:
+        if variant in curves and reference in curves:
+            point, low, high = metrics.area_ratio_ci(curves[variant], curves[reference], window=window)
+            ratios.append({"variant": variant, "reference": reference, "metric": metric, "area_ratio": round(point, 4),
+                           "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": curves[variant].shape[0]})
+    io.write_csv(out / "area_ratios.csv", ratios)
+    steps = report.seed_matrix(next(iter(rows.values())), metric)[0]
+    learning_curves(out / "learning_curves.png", steps, curves, metric, f"Double DQN on {env_id}")
+    return ratios
+
+
+def learning_curves(path: Path, steps: np.ndarray, curves: dict[str, np.ndarray], metric: str, title: str) -> None:
+    """Seed mean per variant with a 95% percentile-bootstrap CI band over seeds (per epoch)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for variant, values in curves.items():
+        band = np.array([metrics.bootstrap_ci(values[:, j]) for j in range(values.shape[1])])
+        ax.plot(steps, values.mean(0), label=f"{variant} ({values.shape[0]} seeds)")
+        ax.fill_between(steps, band[:, 0], band[:, 1], alpha=0.2)
+    ax.set_xlabel("env steps per seed")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (mean, 95% CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
