@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxfer import config, io, nets, run
-from jaxfer.segment import config as seg_config, export, labels, pipeline
+from jaxfer.segment import config as seg_config
+from jaxfer.segment import export, labels, pipeline
 from jaxfer.segment.fcn import FCN, GemmConvTranspose
 from jaxfer.segment.train import make_trainer, scores
 
@@ -62,7 +63,7 @@ def test_palette_labels_recover_known_objects():
 
 
 def test_palette_keeps_its_class_count_and_maps_other_colours_to_the_nearest():
-    frames, truth, _ = _synthetic_game()
+    frames, _, _ = _synthetic_game()
     palette = labels.fit_palette(frames, num_colours=4)  # only 2 foreground colours exist
     assert palette.num_classes == 5
     odd = frames[:1].copy()
@@ -135,9 +136,9 @@ def test_fcn_training_learns_and_seeds_differ():
     assert not np.array_equal(kernel[0], kernel[1])
 
 
-TINY_DQN = dict(env="minatar/Breakout", network="seg_ddqn", double=True, seeds=2, num_envs=2, total_steps=64,
-                epoch_steps=32, buffer_size=128, batch_size=8, learning_starts=8, target_update=4, eval_envs=2,
-                eval_steps=5)
+TINY_DQN = {"env": "minatar/Breakout", "network": "seg_ddqn", "double": True, "seeds": 2, "num_envs": 2,
+            "total_steps": 64, "epoch_steps": 32, "buffer_size": 128, "batch_size": 8, "learning_starts": 8,
+            "target_update": 4, "eval_envs": 2, "eval_steps": 5}
 
 
 def test_export_is_bit_identical_and_stays_so_when_frozen(tmp_path):
@@ -194,8 +195,8 @@ def test_cli_game_without_label_method(tmp_path, cli):
     done = cli("segment", cfg, "--out", tmp_path / "out")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "jaxfer: error: no label method 'auto' for catch/v0: its label methods are none "
-        "(labels need MinAtar object channels or Atari pixels)"]
+        ("jaxfer: error: no label method 'auto' for catch/v0: its label methods are none "
+         "(labels need MinAtar object channels or Atari pixels)")]
 
 
 def test_cli_fcn_checkpoint_of_another_input_shape(tmp_path, cli):

@@ -37,7 +37,8 @@ class DDQNConfig:
     variants: tuple[str, ...] = VARIANTS  # any of: frozen, fine_tune (FCN trunk), scratch (same net), baseline
     baseline_network: str = "minatar_cnn"  # the seed's original scratch DDQN (nature_cnn on 84x84 frames)
     window: int | None = None  # epochs the area ratio integrates (None: all)
-    train: config.TrainConfig = config.TrainConfig(network="seg_ddqn", double=True)
+    train: config.TrainConfig = dataclasses.field(
+        default_factory=lambda: config.TrainConfig(network="seg_ddqn", double=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +110,7 @@ def from_dict(raw: dict, where: str = "segment config") -> SegmentConfig:
         raw["ddqn"] = _ddqn(raw["ddqn"], env, obs)
     cfg = SegmentConfig(**raw)
     try:
-        cfg.label_method
+        labels.method_for(cfg.env, cfg.labels)
     except labels.LabelError as e:
         raise SegmentError(str(e)) from None
     for name, value, least in (("frames", cfg.frames, 2), ("frames_seed", cfg.frames_seed, 0),

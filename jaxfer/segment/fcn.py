@@ -11,7 +11,7 @@ the centre of each input cell's 8x8 footprint lands on the centre of the 4x4 pix
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import chex
 import flax.linen as nn

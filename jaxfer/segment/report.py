@@ -6,12 +6,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-from jaxfer import io, metrics, report, run  # noqa: E402
+from jaxfer import io, metrics, report, run
 
 # Which variant is compared with which: (variant, reference). The seed compared frozen-FCN-trunk
 # against its original scratch DDQN ("baseline"); the fair reference is the same network from scratch.
@@ -40,10 +40,12 @@ def segmentation_grid(path: Path, pictures: np.ndarray, labels: np.ndarray, pred
             axes[r, c].set_yticks([])
             if r == 0:
                 axes[r, c].set_title(("frame", "labels", "prediction")[c])
+    ncol = min(k, 6 if max(map(len, class_names)) <= 10 else 3)  # long names ("colour r/g/b") need room
+    legend_rows = -(-k // ncol)
     fig.legend(handles=[Patch(color=cmap(i), label=n) for i, n in enumerate(class_names)], loc="lower center",
-               ncol=min(k, 6), fontsize=7, frameon=False)
+               ncol=ncol, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.2 * legend_rows / fig.get_size_inches()[1], 1, 1))
     tmp = Path(path).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
