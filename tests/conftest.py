@@ -26,3 +26,22 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def train_epochs(cfg, env=None, freeze=None, params=None):
+    """Train ``cfg.seeds`` agents for all of ``cfg``'s epochs; params (no seed axis) start every seed."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfer import agents, envs, seeds
+
+    trainer = agents.make_train(cfg, env or envs.make(cfg.env, cfg.obs), freeze=freeze)
+    if params is not None:
+        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (cfg.seeds, *x.shape)), params)
+    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), params)
+    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.seeds, cfg.strategy)
+    history = []
+    for _ in range(cfg.num_epochs):
+        state, metrics = epoch(state)
+        history.append(seeds.fetch(metrics))
+    return state, history

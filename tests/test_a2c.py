@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, train_epochs
 
-from conftest import ROOT
 from jaxfer import ac_nets, agents, config, envs, gradcam, io, seeds, transfer
 from jaxfer.agents import a2c
 from jaxfer.envs.base import Env
@@ -19,16 +19,7 @@ SHORT = ["agent=a2c", "network=minatar_ac", "core=lstm", "num_envs=4", "n_steps=
 
 def _run(overrides, num_seeds, seed=0, freeze=None, params=None, env=None):
     cfg = config.load(None, SHORT + overrides + [f"seeds={num_seeds}", f"seed={seed}"])
-    trainer = agents.make_train(cfg, env or envs.make(cfg.env, cfg.obs), freeze=freeze)
-    if params is not None:  # the same start for every seed
-        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape)), params)
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), params)
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, num_seeds, cfg.strategy)
-    history = []
-    for _ in range(cfg.num_epochs):
-        state, metrics = epoch(state)
-        history.append(seeds.fetch(metrics))
-    return state, history
+    return train_epochs(cfg, env, freeze, params)
 
 
 def test_nstep_returns_by_hand_with_a_done_cut():

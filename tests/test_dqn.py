@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, train_epochs
 
-from conftest import ROOT
-from jaxfer import agents, config, envs, replay, seeds
+from jaxfer import agents, config, envs, replay
 from jaxfer.agents import dqn
 from jaxfer.nets import layer_names, make_network
 
@@ -22,16 +22,7 @@ SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_si
 
 def _run(overrides, num_seeds, seed=0, freeze=None, params=None):
     cfg = config.load(None, SHORT + overrides + [f"seeds={num_seeds}", f"seed={seed}"])
-    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs), freeze=freeze)
-    if params is not None:  # the same start for every seed
-        params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape)), params)
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), params)
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, num_seeds, cfg.strategy)
-    history = []
-    for _ in range(cfg.num_epochs):
-        state, metrics = epoch(state)
-        history.append(seeds.fetch(metrics))
-    return state, history
+    return train_epochs(cfg, None, freeze, params)
 
 
 def test_layer_names_in_forward_order_even_after_tree_ops():
