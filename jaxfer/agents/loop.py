@@ -104,7 +104,10 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
         k_agent, k_env, k_eval, key = (split[:, i] for i in range(4))
         env_state, obs = pool.reset(k_env)
         eval_env_state, eval_obs = eval_pool.reset(k_eval)
-        agents = jax.jit(jax.vmap(agent.init, in_axes=(0, 0, None if params is None else 0)))(k_agent, obs, params)
+        # One seed after another (lax.map, once per run): vmapped LAPACK QR calls (the LSTM's orthogonal
+        # init) deadlock XLA CPU in jax 0.10 (4 vmapped 512x512 orthogonal inits never return).
+        one = (lambda a: agent.init(a[0], a[1], None)) if params is None else (lambda a: agent.init(*a))
+        agents = jax.jit(lambda *a: jax.lax.map(one, a))(*((k_agent, obs) if params is None else (k_agent, obs, params)))
         num = keys.shape[0]
         state = LoopState(agents, env_state, obs, jnp.ones((num, n_env), bool), memories(keys),
                           eval_env_state, eval_obs, jnp.ones((num, n_eval), bool), eval_memories(keys),
