@@ -1,7 +1,6 @@
 """DQN on real Atari: frame-once replay against envpool's stacks, and a short run end to end."""
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
