@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from jaxfer import config, dptl, envs, frames, gradcam, io, nets, run  # noqa: E402
+from jaxfer import ac_nets, config, dptl, envs, frames, gradcam, io, nets, run  # noqa: E402
 from jaxfer.config import ConfigError  # noqa: E402
 
 MAX_EPISODE_STEPS = 1000  # `jaxfer gradcam` without --steps: one game, at most this long
@@ -118,12 +118,13 @@ def load(path: str | Path) -> DPTLConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """A trained agent's Q-network, rebuilt from its run directory."""
+    """A trained agent's acting network (Q-network, or an actor-critic's actor), rebuilt from its run
+    directory."""
 
     run_dir: Path
     cfg: config.TrainConfig
     env: envs.Env
-    net: object  # a jaxfer.nets.ConvQNet
+    net: object  # a jaxfer.nets.ConvQNet or jaxfer.ac_nets.ActorCritic: apply(params, obs) -> Q or logits
     params: dict  # seed axis first
 
     @property
@@ -136,7 +137,7 @@ class Source:
 
 
 def load_source(path: str | Path) -> Source:
-    """The Q-network of a run directory (``path`` may also name its params.npz)."""
+    """The acting network of a run directory (``path`` may also name its params.npz)."""
     run_dir = Path(path)
     run_dir = run_dir.parent if run_dir.name == run.PARAMS else run_dir
     _check((run_dir / run.PARAMS).is_file() and (run_dir / run.CONFIG).is_file(),
@@ -147,7 +148,8 @@ def load_source(path: str | Path) -> Source:
     except ConfigError as e:
         raise DPTLError(f"{run_dir / run.CONFIG}: {e}") from None
     env = envs.make(cfg.env, cfg.obs)
-    net = nets.make_network(cfg.network, env.num_actions, cfg.conv_impl)
+    net = (ac_nets.from_config(cfg, env.num_actions) if cfg.agent == "a2c"  # the actor's logits stand for Q
+           else nets.make_network(cfg.network, env.num_actions, cfg.conv_impl))
     shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
     with np.load(run_dir / run.PARAMS) as data:
         num_seeds = len(data[next(iter(data.keys()))])

@@ -66,7 +66,7 @@ def save_tree(path: Path, tree, **extra) -> None:
 
 
 def load_tree(path: Path, like):
-    """Load a .npz written by ``save_tree`` into the structure of ``like``; returns (tree, extras)."""
+    """Load a .npz written by ``save_tree`` into the structure (and dtypes) of ``like``; returns (tree, extras)."""
     with np.load(path) as data:
         arrays = dict(data)
     leaves = []
@@ -76,6 +76,6 @@ def load_tree(path: Path, like):
             raise KeyError(f"checkpoint {path} has no entry '{name}'")
         if arrays[name].shape != np.shape(x):
             raise ValueError(f"checkpoint {path}: '{name}' has shape {arrays[name].shape}, expected {np.shape(x)}")
-        leaves.append(arrays[name])
+        leaves.append(arrays[name].astype(x.dtype, copy=False))  # e.g. a checkpoint shipped in float16
     extras = {k[2:]: v for k, v in arrays.items() if k.startswith("__")}
     return jax.tree.unflatten(jax.tree.structure(like), leaves), extras

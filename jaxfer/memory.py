@@ -1,4 +1,5 @@
-"""What a run will hold in memory, known before anything is allocated (``jax.eval_shape``)."""
+"""What a run will hold in memory: its state, known before anything is allocated (``jax.eval_shape``),
+and the working memory of one compiled epoch (XLA's own count), checked before the first epoch runs."""
 from __future__ import annotations
 
 import math
@@ -45,3 +46,15 @@ def check(est: dict, free: int | None = None) -> None:
     if est["total"] > free:
         raise ConfigError(f"the run needs {est['total'] / 2**30:.2f} GiB ({describe(est)}) but only "
                           f"{free / 2**30:.2f} GiB is available; lower buffer_size or seeds")
+
+
+def check_working(compiled, free: int | None = None) -> None:
+    """Refuse a compiled call whose temporary buffers (activations, im2col patches, gradients: what
+    ``estimate`` cannot see) exceed the memory still free; the run's state is already allocated."""
+    analysis = compiled.memory_analysis()
+    need = getattr(analysis, "temp_size_in_bytes", 0)
+    free = available() if free is None else free
+    if need > free:
+        raise ConfigError(f"one epoch needs {need / 2**30:.2f} GiB of working memory (XLA's count: activations, "
+                          f"gradients) but only {free / 2**30:.2f} GiB is available; lower num_envs, n_steps, "
+                          f"batch_size or seeds")

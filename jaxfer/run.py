@@ -40,8 +40,8 @@ def environment_info() -> dict:
     }
 
 
-def prepare_dir(out: Path, cfg: TrainConfig) -> bool:
-    """Claim ``out`` for this config; True if it already holds a finished run of the same config."""
+def check_dir(out: Path, cfg: TrainConfig) -> bool:
+    """May ``out`` hold this run? True if it already holds a finished run of the same config."""
     saved = out / CONFIG
     if saved.exists():
         if yaml.safe_load(saved.read_text()) != to_dict(cfg):
@@ -49,8 +49,12 @@ def prepare_dir(out: Path, cfg: TrainConfig) -> bool:
         return (out / RUN_JSON).exists()
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not a jaxfer run directory; pass another --out")
-    io.atomic_write_bytes(saved, yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
     return False
+
+
+def claim_dir(out: Path, cfg: TrainConfig) -> None:
+    if not (out / CONFIG).exists():
+        io.atomic_write_bytes(out / CONFIG, yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
 
 
 def metric_rows(epoch: int, metrics: dict) -> list[dict]:
@@ -70,20 +74,21 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     agent = agents.make_agent(cfg, env, freeze)
     needs = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
     memory.check(needs)
-    if prepare_dir(out, cfg):
+    if check_dir(out, cfg):
         return io_summary(out)
     if progress:
         print(memory.describe(needs), file=sys.stderr)
     trainer = agents.make_train(cfg, env, agent=agent)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
+    epoch_fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, cfg.seeds, cfg.strategy,
+                                                   sliceable=trainer.pool.checkpointable)  # checks working memory
+    claim_dir(out, cfg)
     start, rows = 0, []
     if (out / CHECKPOINT).exists():
         saved, extras = io.load_tree(out / CHECKPOINT, like=trainer.checkpoint(state))
         state = trainer.restore(state, saved)
         start = int(extras["epoch"])
         rows = [r for r in io.read_csv(out / METRICS) if int(r["epoch"]) < start]
-    epoch_fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, cfg.seeds, cfg.strategy,
-                                                   sliceable=trainer.pool.checkpointable)
 
     bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxfer import memory
+
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.arange(seed, seed + num_seeds))
@@ -64,10 +66,12 @@ def compile_over_seeds(fn: Callable, state, num_seeds: int, strategy: str, slice
     start = time.perf_counter()
     if strategy == "vmap":
         compiled = jax.jit(fn, donate_argnums=0).lower(state).compile()
+        memory.check_working(compiled)
         return compiled, time.perf_counter() - start
     if strategy != "sequential":
         raise ValueError(f"unknown strategy '{strategy}'")
     one = jax.jit(fn).lower(jax.tree.map(lambda x: x[:1], state)).compile()
+    memory.check_working(one)
 
     def sequential(states):
         outs = [one(jax.tree.map(lambda x: x[i : i + 1], states)) for i in range(num_seeds)]

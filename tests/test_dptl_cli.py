@@ -150,3 +150,22 @@ def test_shipped_catch_config_loads():
     cfg = dptl_report.load(ROOT / "configs" / "dptl_catch.yaml")
     assert cfg.source == "runs/catch_dqn" and cfg.targets == ("catch/v0", "catch/v1", "catch/v2", "catch/v3")
     assert cfg.threshold == dptl_report.Threshold() and cfg.bootstrap == dptl_report.Bootstrap()
+
+
+def test_shipped_demonattack_source_scores_an_atari_target(tmp_path):
+    """The shipped A2C source (float16 on disk) loads as float32, acts, and scores atari/Pong frames."""
+    pytest.importorskip("envpool")
+    spec = dptl_report.load(ROOT / "configs" / "dptl_demonattack.yaml")
+    assert spec.targets == ("atari/Phoenix", "atari/Pong", "atari/SpaceInvaders", "atari/Seaquest")
+    src = dptl_report.load_source(ROOT / spec.source)
+    assert src.cfg.agent == "a2c" and src.num_seeds == 1 and src.env.obs_shape == (84, 84, 4)
+    assert {x.dtype for x in jax.tree.leaves(src.params)} == {np.dtype(np.float32)}
+    obs = frames.collect("atari/Pong", "nature", 8, seed=0)
+    logits = src.net.apply(src.seed_params(0), obs)
+    assert logits.shape == (8, 6) and np.isfinite(np.asarray(logits)).all()
+    cfg = write_config(tmp_path / "dptl.yaml", source=str(ROOT / spec.source), targets=["atari/Pong"], frames=16,
+                       cache=str(tmp_path / "cache"), bootstrap={"samples": 100})
+    proc = run_cli("dptl", cfg, "--out", tmp_path / "out", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = io.read_csv(tmp_path / "out" / "scores.csv")
+    assert row["target"] == "atari/Pong" and 0 < float(row["score"]) < 1 and int(row["frames"]) == 16

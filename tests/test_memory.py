@@ -2,6 +2,7 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -53,3 +54,11 @@ def test_frame_replay_agent_trains_through_the_loop():
     trainer = agents.make_train(cfg, env)
     state, metrics = jax.jit(trainer.epoch)(trainer.init(seeds.seed_keys(0, 2)))
     assert np.all(np.asarray(metrics["loss"]) > 0) and np.all(np.asarray(state.agent.updates) == 26)  # at env steps 100, 104, ..., 200
+
+
+def test_working_memory_of_a_compiled_epoch_is_checked():
+    """XLA's temp buffers (here a 4000 x 4000 f32 intermediate, 64 MB) count against free memory."""
+    compiled = jax.jit(lambda x: jnp.sin(x[:, None] * x[None]) @ x).lower(jnp.ones(4000)).compile()
+    memory.check_working(compiled, free=2**30)
+    with pytest.raises(ConfigError, match="working memory .* lower num_envs"):
+        memory.check_working(compiled, free=32 * 2**20)

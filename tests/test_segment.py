@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from jaxfer import config, io, nets, run
 from jaxfer.segment import config as seg_config
@@ -208,3 +209,11 @@ def test_cli_fcn_checkpoint_of_another_input_shape(tmp_path, cli):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "observations of shape (10, 10, 4), but the DDQN's minatar/Seaquest 'grid'" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["seg_minatar_breakout", "seg_atari_pong"])
+def test_shipped_configs_load_with_ddqn_seeds_from_fcn_seeds(name):
+    cfg = seg_config.load(ROOT / "configs" / f"{name}.yaml")
+    assert cfg.ddqn is not None and cfg.ddqn.train.network == "seg_ddqn" and cfg.ddqn.train.double
+    assert cfg.ddqn.train.env == cfg.env and cfg.ddqn.train.obs == cfg.obs
+    assert cfg.ddqn.train.seeds <= cfg.fcn.seeds  # DDQN seed i starts from FCN seed i
