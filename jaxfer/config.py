@@ -96,6 +96,18 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
+def section(cls, raw, where: str, error: type[Exception] = ConfigError) -> dict:
+    """``raw`` if it is a mapping whose keys are all fields of the dataclass ``cls``; else a one-line ``error``
+    (the DPTL and segmentation configs use this for their nested sections)."""
+    if not isinstance(raw, dict):
+        raise error(f"{where} must be a mapping of key: value")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise error(f"{where}: unknown keys {unknown}; known: {', '.join(known)}")
+    return raw
+
+
 def _coerce(key: str, value):
     """Check one value against the field's type; ints are accepted where floats are expected."""
     if key not in _FIELDS:

@@ -68,13 +68,7 @@ class DPTLConfig:
 
 
 def _section(cls, raw, where: str) -> dict:
-    if not isinstance(raw, dict):
-        raise DPTLError(f"{where} must be a mapping of key: value")
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise DPTLError(f"{where}: unknown keys {unknown}; known: {', '.join(known)}")
-    return raw
+    return config.section(cls, raw, where, DPTLError)
 
 
 def _check(ok: bool, msg: str) -> None:

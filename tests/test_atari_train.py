@@ -1,5 +1,9 @@
 """DQN on real Atari: frame-once replay against envpool's stacks, and a short run end to end."""
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +12,7 @@ import pytest
 pytest.importorskip("envpool")
 
 from conftest import ROOT, run_cli  # noqa: E402
-from jaxfer import envs, frame_replay  # noqa: E402
+from jaxfer import envs, frame_replay, io  # noqa: E402
 from jaxfer.envs import atari  # noqa: E402
 
 
@@ -52,3 +56,26 @@ def test_short_a2c_ea3c_run_on_pong_end_to_end(tmp_path):
     summary = json.loads((out / "run.json").read_text())
     assert summary["env_options"]["preset"] == "ea3c" and summary["config"]["core"] == "lstm"
     assert summary["final"]["mean"]["env_steps"] == 32 and np.isfinite(summary["final"]["mean"]["value_loss"])
+
+
+def test_killed_atari_run_resumes_its_agents(tmp_path):
+    """Emulators cannot be checkpointed: a resumed Atari run restores agents, step counts and metrics
+    and plays fresh games; it ends at the configured step count with every epoch recorded once."""
+    args = ["train", ROOT / "configs/atari_dqn.yaml", "seeds=1", "num_envs=2", "total_steps=4000", "epoch_steps=100",
+            "buffer_size=400", "learning_starts=100000", "eval_envs=1", "eval_steps=4", "--no-progress"]
+    out = tmp_path / "pong"
+    proc = subprocess.Popen([sys.executable, "-m", "jaxfer.cli", *map(str, args), "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "run.json").exists(), "the run finished before it could be killed: lengthen it"
+    res = run_cli(*args, "--out", out)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["resumed_from_epoch"] >= 1 and summary["final"]["mean"]["env_steps"] == 4000
+    rows = io.read_csv(out / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == list(range(40))
+    assert [int(float(r["env_steps"])) for r in rows] == [100 * (i + 1) for i in range(40)]

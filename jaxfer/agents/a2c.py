@@ -18,6 +18,7 @@ import optax
 
 from jaxfer import ac_nets
 from jaxfer.agents.loop import Agent, Rollout
+from jaxfer.agents.value_based import with_freeze
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
 
@@ -56,15 +57,10 @@ def a2c_loss(logits: jax.Array, values: jax.Array, actions: jax.Array, returns: 
 
 
 def make_optimizer(cfg: TrainConfig, freeze=None) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam or RMSProp (decay 0.99, eps 1e-5 as in OpenAI Baselines' A2C).
-    As in ``value_based.make_optimizer``, layers marked True in ``freeze`` get exactly zero updates;
-    here they also stay out of the clipping norm (it runs inside the trained partition)."""
+    """Global-norm clipping then Adam or RMSProp (decay 0.99, eps 1e-5 as in OpenAI Baselines' A2C);
+    frozen layers get zero updates and stay out of the clipping norm."""
     step = optax.adam(cfg.lr) if cfg.optimizer == "adam" else optax.rmsprop(cfg.lr, decay=0.99, eps=1e-5)
-    tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), step)
-    if freeze is None:
-        return tx
-    labels = jax.tree.map(lambda frozen: "frozen" if frozen else "train", freeze)
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    return with_freeze(optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), step), freeze)
 
 
 def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:

@@ -36,13 +36,13 @@ class ValueState(NamedTuple):
     updates: jax.Array  # int32, gradient updates taken
 
 
-def make_optimizer(lr: float, freeze=None) -> optax.GradientTransformation:
-    """Adam; layers marked True in the ``freeze`` tree get exactly zero updates."""
-    adam = optax.adam(lr)
+def with_freeze(tx: optax.GradientTransformation, freeze=None) -> optax.GradientTransformation:
+    """``tx`` on the trained layers; layers marked True in the ``freeze`` tree get exactly zero updates
+    (and stay out of anything ``tx`` computes over the tree, such as a clipping norm)."""
     if freeze is None:
-        return adam
+        return tx
     labels = jax.tree.map(lambda frozen: "frozen" if frozen else "train", freeze)
-    return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def make_memory(cfg: TrainConfig, env: Env):
@@ -61,7 +61,7 @@ def make_memory(cfg: TrainConfig, env: Env):
 
 
 def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agent:
-    tx = make_optimizer(cfg.lr, freeze)
+    tx = with_freeze(optax.adam(cfg.lr), freeze)
     memory_init, memory_add, memory_sample = make_memory(cfg, env)
 
     def init(key: jax.Array, obs: jax.Array, params=None) -> ValueState:

@@ -61,13 +61,7 @@ class SegmentConfig:
 
 
 def _section(cls, raw, where: str) -> dict:
-    if not isinstance(raw, dict):
-        raise SegmentError(f"{where} must be a mapping of key: value")
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise SegmentError(f"{where}: unknown keys {unknown}; known: {', '.join(known)}")
-    return raw
+    return config.section(cls, raw, where, SegmentError)
 
 
 def _check(ok: bool, msg: str) -> None:
