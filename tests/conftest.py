@@ -23,6 +23,21 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def kill_after_first_checkpoint(args, out: Path) -> None:
+    """Start ``jaxfer *args --out out`` and SIGKILL it as soon as its first checkpoint is on disk."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "jaxfer.cli", *map(str, args), "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "run.json").exists(), "the run finished before it could be killed: lengthen it"
+
+
 @pytest.fixture
 def cli():
     return run_cli

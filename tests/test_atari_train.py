@@ -1,9 +1,5 @@
 """DQN on real Atari: frame-once replay against envpool's stacks, and a short run end to end."""
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +7,7 @@ import pytest
 
 pytest.importorskip("envpool")
 
-from conftest import ROOT, run_cli  # noqa: E402
+from conftest import ROOT, kill_after_first_checkpoint, run_cli  # noqa: E402
 from jaxfer import envs, frame_replay, io  # noqa: E402
 from jaxfer.envs import atari  # noqa: E402
 
@@ -64,14 +60,7 @@ def test_killed_atari_run_resumes_its_agents(tmp_path):
     args = ["train", ROOT / "configs/atari_dqn.yaml", "seeds=1", "num_envs=2", "total_steps=4000", "epoch_steps=100",
             "buffer_size=400", "learning_starts=100000", "eval_envs=1", "eval_steps=4", "--no-progress"]
     out = tmp_path / "pong"
-    proc = subprocess.Popen([sys.executable, "-m", "jaxfer.cli", *map(str, args), "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "run.json").exists(), "the run finished before it could be killed: lengthen it"
+    kill_after_first_checkpoint(args, out)
     res = run_cli(*args, "--out", out)
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "run.json").read_text())

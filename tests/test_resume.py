@@ -1,11 +1,7 @@
 """A run killed after a checkpoint and restarted with the same command ends with the same numbers."""
 import json
-import signal
-import subprocess
-import sys
-import time
 
-from conftest import ROOT, run_cli
+from conftest import kill_after_first_checkpoint, run_cli
 
 ARGS = ["train", "total_steps=6000", "epoch_steps=200", "learning_starts=100", "buffer_size=1000",
         "eval_envs=4", "eval_steps=12", "--seeds", "2", "--no-progress"]
@@ -16,14 +12,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert full.returncode == 0, full.stderr
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "jaxfer.cli", *ARGS, "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "run.json").exists(), "the run finished before it could be killed: lengthen it"
+    kill_after_first_checkpoint(ARGS, out)
 
     resumed = run_cli(*ARGS, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
