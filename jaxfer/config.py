@@ -96,6 +96,16 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
+def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError):
+    """The YAML document at ``path``; an unreadable file or bad YAML is a one-line ``error``."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise error(f"cannot read {what} '{path}': {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise error(f"{what} '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
 def section(cls, raw, where: str, error: type[Exception] = ConfigError) -> dict:
     """``raw`` if it is a mapping whose keys are all fields of the dataclass ``cls``; else a one-line ``error``
     (the DPTL and segmentation configs use this for their nested sections)."""
@@ -145,12 +155,7 @@ def parse_override(text: str) -> tuple[str, object]:
 def load(path: str | Path | None, overrides: typing.Iterable[str] = ()) -> TrainConfig:
     values: dict = {}
     if path is not None:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"cannot read config '{path}': {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+        values = read_yaml(path, "config") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"config '{path}' must be a mapping of key: value")
     values.update(parse_override(o) for o in overrides)

@@ -24,7 +24,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from jaxfer import ac_nets, config, dptl, envs, frames, gradcam, io, nets, run  # noqa: E402
@@ -78,12 +77,7 @@ def _check(ok: bool, msg: str) -> None:
 
 def load(path: str | Path) -> DPTLConfig:
     """Read and validate a DPTL config (YAML); every mistake is a one-line DPTLError."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise DPTLError(f"cannot read DPTL config '{path}': {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise DPTLError(f"DPTL config '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw = config.read_yaml(path, "DPTL config", DPTLError)
     raw = dict(_section(DPTLConfig, raw or {}, f"DPTL config '{path}'"))
     _check("source" in raw, f"DPTL config '{path}': 'source' (a jaxfer run directory) is required")
     targets = raw.get("targets")

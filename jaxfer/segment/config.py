@@ -10,7 +10,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import yaml
 
 from jaxfer import config, envs
 from jaxfer.config import ConfigError
@@ -126,13 +125,7 @@ def from_dict(raw: dict, where: str = "segment config") -> SegmentConfig:
 
 
 def load(path: str | Path) -> SegmentConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise SegmentError(f"cannot read segment config '{path}': {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise SegmentError(f"segment config '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
-    return from_dict(raw, f"segment config '{path}'")
+    return from_dict(config.read_yaml(path, "segment config", SegmentError), f"segment config '{path}'")
 
 
 def to_dict(cfg: SegmentConfig) -> dict:
