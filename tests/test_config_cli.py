@@ -56,6 +56,14 @@ def test_cli_bad_yaml_type(cli, tmp_path):
     _one_line_error(cli("train", bad, "--out", tmp_path / "run"), "config key 'num_envs' expects int")
 
 
+@pytest.mark.parametrize("command, what", [("train", "config"), ("dptl", "DPTL config"), ("segment", "segment config")])
+def test_unreadable_or_malformed_yaml_is_one_line(cli, tmp_path, command, what):
+    _one_line_error(cli(command, tmp_path / "missing.yaml", "--out", tmp_path / "run"), f"cannot read {what}")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: [unclosed\n")
+    _one_line_error(cli(command, bad, "--out", tmp_path / "run"), f"{what} '{bad}' is not valid YAML")
+
+
 def test_cli_never_overwrites_other_results(cli, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
