@@ -18,7 +18,7 @@ import optax
 
 from jaxfer import ac_nets
 from jaxfer.agents.loop import Agent, Rollout
-from jaxfer.agents.value_based import with_freeze
+from jaxfer.agents.value_based import stop_frozen, with_freeze
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
 
@@ -88,7 +88,7 @@ def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:
         # One pass over the T steps and the state after them (its value bootstraps the returns).
         obs = jnp.concatenate([rollout.obs, rollout.next_obs[-1:]])
         first = jnp.concatenate([rollout.first, rollout.done[-1:]])
-        _, logits, values = unroll(params, memory, obs, first)
+        _, logits, values = unroll(stop_frozen(params, freeze), memory, obs, first)
         returns = nstep_returns(rollout.reward, rollout.done, jax.lax.stop_gradient(values[-1]), cfg.gamma)
         return a2c_loss(logits[:-1], values[:-1], rollout.action, returns, cfg.ent_coef, cfg.vf_coef)
 

@@ -13,14 +13,10 @@ from jaxfer.nets import make_network
 
 def td_loss(net, cfg: TrainConfig, params, target_params, batch: replay.Transition):
     """Huber TD loss; the Double DQN target picks a* with the online net, evaluates it with the target."""
-    n = batch.action.shape[0]
-    if cfg.double:  # one forward over [s, s'] instead of two
-        q_both = net.apply(params, jnp.concatenate([batch.obs, batch.next_obs]))
-        q, q_next_online = q_both[:n], jax.lax.stop_gradient(q_both[n:])
-    else:
-        q = net.apply(params, batch.obs)
+    q = net.apply(params, batch.obs)
     q_next_target = net.apply(target_params, batch.next_obs)
-    if cfg.double:
+    if cfg.double:  # the online forward on s' has no backward: its params are behind stop_gradient
+        q_next_online = net.apply(jax.lax.stop_gradient(params), batch.next_obs)
         next_value = jnp.take_along_axis(q_next_target, q_next_online.argmax(-1)[:, None], -1)[:, 0]
     else:
         next_value = q_next_target.max(-1)

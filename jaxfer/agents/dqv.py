@@ -24,12 +24,10 @@ def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params,
         return jax.lax.stop_gradient(batch.reward + cfg.gamma * (1.0 - batch.done) * value)
 
     q = jnp.take_along_axis(qnet.apply(params["q"], batch.obs), batch.action[:, None], -1)[:, 0]
-    n = batch.action.shape[0]
-    v_both = vnet.apply(params["v"], jnp.concatenate([batch.obs, batch.next_obs]))[:, 0]  # one forward: [s, s']
-    v, v_next = v_both[:n], v_both[n:]
-    if use_max:
+    v = vnet.apply(params["v"], batch.obs)[:, 0]
+    if use_max:  # the online V on s' is a target: no backward through it
         y_v = bootstrap(qnet.apply(target_params["q"], batch.next_obs).max(-1))
-        y_q = bootstrap(v_next)
+        y_q = bootstrap(vnet.apply(jax.lax.stop_gradient(params["v"]), batch.next_obs)[:, 0])
     else:
         y_v = y_q = bootstrap(vnet.apply(target_params["v"], batch.next_obs)[:, 0])
     return optax.huber_loss(q, y_q).mean() + jnp.mean((v - y_v) ** 2)

@@ -45,6 +45,14 @@ def with_freeze(tx: optax.GradientTransformation, freeze=None) -> optax.Gradient
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
+def stop_frozen(params, freeze=None):
+    """``params`` with the frozen layers behind ``stop_gradient``: their gradients (and, below the
+    lowest trained layer, the whole backward pass) are never computed, not merely zeroed."""
+    if freeze is None:
+        return params
+    return jax.tree.map(lambda p, frozen: jax.lax.stop_gradient(p) if frozen else p, params, freeze)
+
+
 def make_memory(cfg: TrainConfig, env: Env):
     """(init(), add(buf, Rollout), sample(buf, key)): frame-once storage for stacked frames."""
     if env.frame_stack_fill is None:
@@ -87,7 +95,7 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
         return memory, algo.q_values(params, obs).argmax(-1).astype(jnp.int32)
 
     def sgd_step(params, target_params, opt_state, batch):
-        loss, grads = jax.value_and_grad(algo.loss)(params, target_params, batch)
+        loss, grads = jax.value_and_grad(lambda p: algo.loss(stop_frozen(p, freeze), target_params, batch))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
