@@ -29,3 +29,39 @@ def test_pooled_same_net_has_same_params_for_both_conv_impls():
     params = net.init(jax.random.PRNGKey(1), x)
     assert params["params"]["dense_0"]["kernel"].shape == (5 * 5 * 32, 8)
     np.testing.assert_allclose(net.apply(params, x), net.clone(conv_impl="xla").apply(params, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(8, 4, "VALID"), (4, 2, "VALID"), (3, 1, "SAME"), (3, 2, "SAME")])
+def test_gemm_conv_gradients_match_nn_conv(kernel, stride, padding):
+    """GemmConv's custom gradients (im2col for the kernel, space-to-depth for the input when the stride
+    divides the kernel) equal autodiff of flax's conv."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 20, 20, 3))
+    conv = GemmConv(4, kernel, stride, padding)
+    params = conv.init(jax.random.PRNGKey(1), x)
+    ref = nn.Conv(4, (kernel, kernel), (stride, stride), padding=padding)
+    y = ref.apply(params, x)
+    cotangent = jax.random.normal(jax.random.PRNGKey(2), y.shape)
+    grads = jax.vjp(conv.apply, params, x)[1](cotangent)
+    ref_grads = jax.vjp(ref.apply, params, x)[1](cotangent)
+    for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_gemm_conv_over_a_seed_axis_equals_each_seed_alone():
+    """Vmapped over seeds (a batched kernel: one conv per seed forward, batched GEMMs backward)."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 12, 12, 4))
+    conv = GemmConv(5, 4, 2)
+    params = jax.vmap(conv.init)(jax.random.split(jax.random.PRNGKey(1), 3), x)
+
+    def loss(p, xs):
+        return (conv.apply(p, xs) ** 2).sum()
+
+    y, grads = jax.vmap(jax.value_and_grad(loss))(params, x)
+    for i in range(3):
+        p_i = jax.tree.map(lambda a: a[i], params)
+        y_i, g_i = jax.value_and_grad(loss)(p_i, x[i])
+        np.testing.assert_allclose(y[i], y_i, rtol=1e-5)
+        for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(g_i)):
+            np.testing.assert_allclose(g[i], r, rtol=1e-4, atol=1e-5)
+    shared = jax.vmap(conv.apply, in_axes=(None, 0))(jax.tree.map(lambda a: a[0], params), x)  # frames batched only
+    np.testing.assert_allclose(shared[1], conv.apply(jax.tree.map(lambda a: a[0], params), x[1]), rtol=1e-5, atol=1e-5)
