@@ -75,7 +75,8 @@ def _conv(stride: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
     up to 4x faster than im2col + GEMM, but its gradients run 10-100x slower inside ``lax.scan`` and,
     vmapped over seeds (a batched kernel), it becomes a grouped conv 3x slower than batched GEMMs.
     So target networks, acting and frozen layers run the conv op (once per seed when the kernel is
-    batched), and a differentiated conv runs ``_gemm_conv``, whose patches also serve the gradient.
+    batched), and a differentiated conv runs im2col + GEMM, whose patches also give the kernel's
+    gradient; the input's gradient goes through space-to-depth where the stride divides the kernel.
     """
 
     def forward(x, kernel):
