@@ -67,16 +67,17 @@ def _same_length(t: np.ndarray, s: np.ndarray, window: int | None) -> None:
 
 
 def area_ratio(transfer, scratch, window: int | None = None) -> float:
-    """Sabatelli's area ratio R = (A_transfer - A_scratch) / A_scratch of the seed-mean curves.
+    """Sabatelli's area ratio R = (A_transfer - A_scratch) / |A_scratch| of the seed-mean curves.
 
-    R > 0 means transfer learned faster or better than scratch over the window. 2-D inputs are
-    averaged over seeds first (definition: area of the SEED-MEAN curve).
+    R > 0 means transfer learned faster or better than scratch over the window. The absolute value
+    changes nothing for positive curves (Sabatelli's) and keeps that sign on games scored below zero
+    (Pong: -21..21). 2-D inputs are averaged over seeds first (definition: area of the SEED-MEAN curve).
     """
     t = _mean_curve(_window(_curves(transfer, "transfer"), window, "transfer"))
     s = _mean_curve(_window(_curves(scratch, "scratch"), window, "scratch"))
     _same_length(t, s, window)
     a_t, a_s = area_under_curve(t), area_under_curve(s)
-    return (a_t - a_s) / a_s
+    return (a_t - a_s) / abs(a_s)
 
 
 def area_ratio_per_seed(transfer, scratch, window: int | None = None) -> np.ndarray:
@@ -89,7 +90,7 @@ def area_ratio_per_seed(transfer, scratch, window: int | None = None) -> np.ndar
     s = _mean_curve(_window(_curves(scratch, "scratch"), window, "scratch"))
     _same_length(t, s, window)
     a_s = area_under_curve(s)
-    return (area_under_curve(t) - a_s) / a_s
+    return (area_under_curve(t) - a_s) / abs(a_s)
 
 
 def _check_alpha(alpha: float, n_boot: int) -> None:
@@ -131,11 +132,11 @@ def area_ratio_ci(transfer, scratch, window: int | None = None, n_boot: int = 20
     t, s = (t[None] if t.ndim == 1 else t), (s[None] if s.ndim == 1 else s)
     _same_length(t, s, window)
     a_t, a_s = area_under_curve(t), area_under_curve(s)
-    point = (a_t.mean() - a_s.mean()) / a_s.mean()
+    point = (a_t.mean() - a_s.mean()) / abs(a_s.mean())
     rng = np.random.default_rng(seed)
     bt = a_t[rng.integers(0, len(a_t), size=(int(n_boot), len(a_t)))].mean(axis=1)
     bs = a_s[rng.integers(0, len(a_s), size=(int(n_boot), len(a_s)))].mean(axis=1)
-    low, high = np.quantile((bt - bs) / bs, [alpha / 2, 1 - alpha / 2])
+    low, high = np.quantile((bt - bs) / np.abs(bs), [alpha / 2, 1 - alpha / 2])
     return float(point), float(low), float(high)
 
 

@@ -49,6 +49,9 @@ def test_window_errors():
 def test_area_ratio_hand_and_seed_mean():
     assert area_ratio([2.0, 2.0, 2.0], [1.0, 1.0, 1.0]) == pytest.approx(1.0)
     assert area_ratio([1.0, 1.0], [2.0, 2.0]) == pytest.approx(-0.5)
+    # scores below zero (Pong): the better curve still gets R > 0
+    assert area_ratio([-10.0, -10.0], [-20.0, -20.0]) == pytest.approx(0.5)
+    assert area_ratio_ci([[-10.0, -10.0], [-12.0, -12.0]], [[-20.0, -20.0], [-21.0, -21.0]])[1] > 0
     rng = np.random.default_rng(1)
     t, s = rng.random((5, 20)) + 0.5, rng.random((3, 20)) + 0.5
     # 2-D input means the seed-mean curve.
