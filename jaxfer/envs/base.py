@@ -77,4 +77,4 @@ def pool(env: Env, num_seeds: int, num_envs: int, seed: int) -> Pool:
         states, keys, obs, reward, done, info = jax.vmap(step_one)(*state, actions)
         return (states, keys), obs, reward, done, info
 
-    return Pool(num_seeds, num_envs, reset, step, checkpointable=True)
+    return Pool(num_seeds, num_envs, jax.jit(reset), step, checkpointable=True)  # jit: eager resets compile op by op
