@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jaxfer.config import ConfigError
 
 
-def _bytes(tree) -> int:
+def tree_bytes(tree) -> int:
+    """Bytes of every array (or shape-dtype struct) in a tree."""
     return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
@@ -19,7 +20,7 @@ def estimate(agent, env, num_envs: int, num_seeds: int) -> dict:
     of all seeds: the arrays that dominate a run; the loop's env and eval states are small."""
     obs = jax.ShapeDtypeStruct((num_envs, *env.obs_shape), env.obs_dtype)
     state = jax.eval_shape(lambda k, o: agent.init(k, o, None), jax.random.PRNGKey(0), obs)
-    per_seed = {name: _bytes(part) for name, part in state._asdict().items()}
+    per_seed = {name: tree_bytes(part) for name, part in state._asdict().items()}
     total = sum(per_seed.values()) * num_seeds
     return {"per_seed": per_seed, "per_seed_total": sum(per_seed.values()), "seeds": num_seeds, "total": total}
 

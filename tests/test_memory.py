@@ -67,8 +67,9 @@ def test_working_memory_of_a_compiled_epoch_is_checked():
 @pytest.mark.parametrize("frames,num_seeds", [(True, 1), (True, 2), (False, 2)])
 def test_replay_buffer_is_updated_in_place(frames, num_seeds):
     """The compiled epoch never copies the replay buffer: its working memory does not grow with the
-    buffer (10x the buffer, less than 10% of it more temp memory). (A tried loop change, squeezing a size-1 seed axis, made XLA copy the frame buffer
-    4x per step: 7x slower with 100k transitions, unseen by the throughput benchmark's small buffer.)"""
+    buffer (10x the buffer, less than 10% of it more temp memory). A tried loop change, squeezing a
+    size-1 seed axis, made XLA copy the frame buffer 4x per step: 7x slower with 100k transitions,
+    unseen by the throughput benchmark's small buffer."""
     def working_bytes(buffer_size):
         cfg = config.load(None, ["network=mlp", f"buffer_size={buffer_size}", f"seeds={num_seeds}", "epoch_steps=40",
                                  "total_steps=40", "eval_envs=1", "eval_steps=1"])
@@ -78,8 +79,7 @@ def test_replay_buffer_is_updated_in_place(frames, num_seeds):
         trainer = agents.make_train(cfg, env)
         state = jax.eval_shape(trainer.init, seeds.seed_keys(0, num_seeds))  # shapes suffice to compile
         compiled = jax.jit(trainer.epoch, donate_argnums=0).lower(state).compile()
-        replay = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state.agent.replay))
-        return compiled.memory_analysis().temp_size_in_bytes, replay
+        return compiled.memory_analysis().temp_size_in_bytes, memory.tree_bytes(state.agent.replay)
 
     (small, _), (large, replay_bytes) = working_bytes(4000), working_bytes(40000)
     assert large - small < 0.1 * replay_bytes, (small, large, replay_bytes)
