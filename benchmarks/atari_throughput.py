@@ -3,12 +3,16 @@
 For S = 1, 2, 4, 8 seeds (E envs each, one envpool of S x E): (a) raw envpool XLA env steps/s with
 random actions, (b) jaxfer's loop with the network acting and learning switched off, (c) DQN
 (configs/atari_dqn.yaml, learning from step 0), A2C (configs/atari_a2c_ea3c.yaml) and A2C with SB3's
-defaults ("a2c_nature": Nature CNN, 5-step returns, RMSProp) training env steps/s. Also the DQN update alone (updates/s, XLA's FLOP count, fraction of this machine's f32 matmul
-FLOP/s), and (d) Stable-Baselines3's A2C on the same game and core count where SB3 is installed.
+defaults ("a2c_nature": Nature CNN, 5-step returns, RMSProp) training env steps/s. Also the DQN update
+alone (updates/s, XLA's FLOP count, fraction of this machine's f32 matmul FLOP/s), (d) Stable-Baselines3's
+A2C on the same game and core count where SB3 is installed, and (e) CleanRL's ``dqn_atari_jax.py`` where
+``--cleanrl-script`` points to a copy of it (not shipped): its steady env steps/s after learning starts,
+measured in the same run as jaxfer's DQN.
 Compile time is reported apart from the steady state. Writes benchmarks/results/atari_throughput.json.
 
     python benchmarks/atari_throughput.py                 # S = 1, 2, 4, 8
     python benchmarks/atari_throughput.py --seeds 1 2     # a quick look
+    python benchmarks/atari_throughput.py --cleanrl-script ~/cleanrl/cleanrl/dqn_atari_jax.py --cleanrl-python ...
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from jaxfer.run import environment_info
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).parent))
-from seed_scaling import matmul_roofline
+from seed_scaling import matmul_roofline  # noqa: E402  (a sibling script, importable after the path insert)
 
 
 def timed_epochs(cfg, agent=None, epochs: int = 2) -> dict:
@@ -50,7 +54,8 @@ def timed_epochs(cfg, agent=None, epochs: int = 2) -> dict:
         state, m = fn(state)
     jax.block_until_ready(m)
     seconds = time.perf_counter() - start
-    return {"compile_s": round(compile_s, 2), "env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * epochs / seconds, 1)}
+    rate = cfg.seeds * cfg.epoch_steps * epochs / seconds
+    return {"compile_s": round(compile_s, 2), "env_steps_per_s": round(rate, 1)}
 
 
 def no_learning(agent: loop.Agent) -> loop.Agent:
@@ -111,12 +116,52 @@ print(json.dumps({{"env_steps_per_s": round({steps} / (time.perf_counter() - t),
     return json.loads(out.stdout.strip().splitlines()[-1]) | {"num_envs": num_envs, "steps": steps, "python": python}
 
 
+def steady_rate(arrivals: list[float], steps_per_line: int, skip: int) -> float:
+    """Env steps/s between progress lines that each mark ``steps_per_line`` more steps, arriving at
+    the given times, leaving out the first ``skip`` lines (compilation, warm-up)."""
+    times = arrivals[skip:]
+    if len(times) < 2:
+        raise ValueError(f"need at least {skip + 2} progress lines, got {len(arrivals)}")
+    return steps_per_line * (len(times) - 1) / (times[-1] - times[0])
+
+
+def cleanrl_dqn(python: str, script: Path, game: str, seconds: float) -> dict:
+    """CleanRL's dqn_atari_jax.py (its defaults, 1 env, learning from step 2,000) for ``seconds``, timed
+    by its own progress lines: it prints "SPS:" every 100 env steps once it trains, so the arrival times
+    of those lines give the steady rate (its printed SPS is cumulative from the start)."""
+    learning_starts = 2000
+    cmd = [python, "-u", str(script), "--env-id", f"{game}NoFrameskip-v4", "--learning-starts", str(learning_starts),
+           "--buffer-size", "100000"]
+    arrivals, tail = [], []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        deadline = None
+        for line in proc.stdout:
+            if line.startswith("SPS:"):
+                arrivals.append(time.perf_counter())
+                deadline = deadline or arrivals[0] + seconds
+                if arrivals[-1] > deadline:
+                    break
+            else:
+                tail = (tail + [line.strip()])[-3:]
+        proc.kill()
+    try:  # the first 10 lines (1,000 steps) hold the update's compilation
+        rate = steady_rate(arrivals, steps_per_line=100, skip=10)
+    except ValueError as e:
+        return {"skipped": f"CleanRL not run with {python} {script}: {e}; its last output: {' | '.join(tail)}"}
+    return {"env_steps_per_s": round(rate, 1), "steps_timed": 100 * (len(arrivals) - 11),
+            "learning_starts": learning_starts, "script": str(script), "python": python}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up epoch")
     p.add_argument("--out", type=Path, default=RESULTS / "atari_throughput.json")
     p.add_argument("--sb3-python", default=sys.executable, help="a Python with stable-baselines3 and ale-py")
+    p.add_argument("--cleanrl-script", type=Path,
+                   help="a copy of CleanRL's cleanrl/dqn_atari_jax.py to time beside jaxfer")
+    p.add_argument("--cleanrl-python", default=sys.executable, help="a Python that runs --cleanrl-script")
+    p.add_argument("--cleanrl-seconds", type=float, default=60.0)
     args = p.parse_args()
     load = os.getloadavg()[0]  # other work on the machine skews every number below
 
@@ -132,6 +177,10 @@ def main() -> None:
     update = update_alone(dqn_cfg)
     update["roofline_fraction"] = round(update.pop("flops_per_s") / roofline, 4)
     print(json.dumps({"dqn_update_alone": update}), flush=True)
+    cleanrl = {"skipped": "no --cleanrl-script given"}
+    if args.cleanrl_script:  # beside jaxfer's one-seed DQN below: this machine's speed drifts over hours
+        cleanrl = cleanrl_dqn(args.cleanrl_python, args.cleanrl_script, dqn_cfg.env.split("/")[1], args.cleanrl_seconds)
+        print(json.dumps({"cleanrl_dqn": cleanrl}), flush=True)
     rows = []
     for s in args.seeds:
         cfg = dataclasses.replace(dqn_cfg, seeds=s)
@@ -166,6 +215,8 @@ def main() -> None:
                                     - one["dqn_env_steps_per_s"] / one["raw_envpool_env_steps_per_s"], 3),
             "update": round(1 - one["dqn_env_steps_per_s"] / one["rollout_env_steps_per_s"], 3)},
     }
+    if "env_steps_per_s" in cleanrl and one["seeds"] == 1:
+        summary["dqn_vs_cleanrl_measured"] = round(one["dqn_env_steps_per_s"] / cleanrl["env_steps_per_s"], 2)
     if "env_steps_per_s" in sb3:
         summary["a2c_nature_vs_sb3_a2c"] = round(one["a2c_nature_env_steps_per_s"] / sb3["env_steps_per_s"], 2)
         summary["a2c_nature_best_vs_sb3_a2c"] = round(max(r["a2c_nature_env_steps_per_s"] for r in rows)
@@ -174,7 +225,8 @@ def main() -> None:
                              "a2c_config": config.to_dict(a2c_cfg), "a2c_nature_config": config.to_dict(a2c_nature_cfg),
                              **environment_info(),
                              "load_average_1min_at_start": load, "matmul_f32_flops_per_s": roofline,
-                             "dqn_update_alone": update, "rows": rows, "sb3_a2c": sb3, "summary": summary})
+                             "dqn_update_alone": update, "rows": rows, "sb3_a2c": sb3, "cleanrl_dqn": cleanrl,
+                             "summary": summary})
     print(f"wrote {args.out}")
 
 

@@ -58,11 +58,13 @@ def summarise(rows: list[dict]) -> dict:
     summary = {}
     for arm in ("separate", "batched"):
         mine = [r for r in rows if r["arm"] == arm]
-        summary[arm] = {k: statistics.median(r[k] for r in mine) for k in ("wall_s", "compile_s", "steady_env_steps_per_s")}
+        summary[arm] = {k: statistics.median(r[k] for r in mine)
+                        for k in ("wall_s", "compile_s", "steady_env_steps_per_s")}
     pairs = [{r["arm"]: r for r in rows if r["repeat"] == rep} for rep in sorted({r["repeat"] for r in rows})]
     summary["batched_over_separate"] = {
         "wall_speedup_per_repeat": [round(p["separate"]["wall_s"] / p["batched"]["wall_s"], 3) for p in pairs],
-        "steady_speedup_per_repeat": [round(p["batched"]["steady_env_steps_per_s"] / p["separate"]["steady_env_steps_per_s"], 3)
+        "steady_speedup_per_repeat": [round(p["batched"]["steady_env_steps_per_s"]
+                                            / p["separate"]["steady_env_steps_per_s"], 3)
                                       for p in pairs],
         "compile_s_saved_per_repeat": [round(p["separate"]["compile_s"] - p["batched"]["compile_s"], 2) for p in pairs]}
     return summary

@@ -52,7 +52,8 @@ def scatter(path: Path, rows: list[dict], stats: dict) -> None:
     ax.set_xlabel("DPTL score (mean SSIM, 95% CI over frames)")
     ax.set_ylabel(f"area ratio R, {MODE} (95% CI over seeds)")
     ax.set_title(f"Catch: DPTL vs measured FC-only transfer\nSpearman {stats['spearman']:+.2f} "
-                 f"[{stats['spearman_ci'][0]:+.2f}, {stats['spearman_ci'][1]:+.2f}], {stats['pairs']} pairs", fontsize=10)
+                 f"[{stats['spearman_ci'][0]:+.2f}, {stats['spearman_ci'][1]:+.2f}], {stats['pairs']} pairs",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -96,13 +97,15 @@ def main() -> None:
                                      for s in cfg.sources}}
     if all(r["fine_tune_area_ratio"] is not None for r in rows):
         ft = np.array([r["fine_tune_area_ratio"] for r in rows])
-        stats |= {"fine_tune_spearman": metrics.spearman(x, ft), "fine_tune_spearman_ci": pair_ci(x, ft, metrics.spearman)}
+        stats |= {"fine_tune_spearman": metrics.spearman(x, ft),
+                  "fine_tune_spearman_ci": pair_ci(x, ft, metrics.spearman)}
     io.write_csv(args.out / "catch_fc_only_validation.csv", rows)
     io.write_json(args.out / "catch_fc_only_validation.json", stats | run.environment_info())
     scatter(args.out / "catch_fc_only_validation.png", rows, stats)
     print(f"{'source':>9} -> {'target':<9} {'DPTL':>6} {'95% CI':>16} {'R (FC-only)':>12} {'95% CI':>18}")
     for r in rows:
-        print(f"{r['source']:>9} -> {r['target']:<9} {r['dptl']:6.3f} [{r['dptl_ci_low']:.3f}, {r['dptl_ci_high']:.3f}] "
+        print(f"{r['source']:>9} -> {r['target']:<9} {r['dptl']:6.3f} "
+              f"[{r['dptl_ci_low']:.3f}, {r['dptl_ci_high']:.3f}] "
               f"{r['area_ratio']:+12.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     print({k: v for k, v in stats.items()})
 

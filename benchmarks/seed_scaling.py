@@ -99,7 +99,8 @@ def main() -> None:
             rows.append(sharded_subprocess(s, 2, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
         # Where the time goes: the same loop with learning switched off (acting + env + replay writes).
-        rows.append(measure(s, "sequential", ["learning_starts=1000000000"], args.epochs) | {"strategy": "rollout_only"})
+        rows.append(measure(s, "sequential", ["learning_starts=1000000000"], args.epochs)
+                    | {"strategy": "rollout_only"})
         print(json.dumps(rows[-1]), flush=True)
     for r in rows:
         r["roofline_fraction"] = round(r.pop("flops_per_s") / roofline, 4)

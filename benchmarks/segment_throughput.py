@@ -60,7 +60,8 @@ def ddqn_steps_per_s(cfg: config.SegmentConfig, steps: int, num_seeds: int) -> d
             done = run.train(vcfg, Path(tmp) / variant, progress=False, init_params=init, freeze=freeze)
             out[variant] = {"network": vcfg.network, "steady_env_steps_per_s": done["steady_env_steps_per_s"],
                             "epochs_timed": done["epochs_timed"], "compile_seconds": done["compile_seconds"]}
-    out["frozen_vs_scratch"] = round(out["frozen"]["steady_env_steps_per_s"] / out["scratch"]["steady_env_steps_per_s"], 3)
+    out["frozen_vs_scratch"] = round(out["frozen"]["steady_env_steps_per_s"]
+                                     / out["scratch"]["steady_env_steps_per_s"], 3)
     return {"seeds": num_seeds, "env_steps_per_seed": steps, "epoch_steps": train.epoch_steps,
             "num_envs": train.num_envs, "batch_size": train.batch_size, "eval_steps": train.eval_steps} | out
 

@@ -99,7 +99,8 @@ class ActorCritic(nn.Module):
 
     def __call__(self, obs: jax.Array, replace=None) -> jax.Array:
         features = self.torso(obs, replace)[None]
-        return self._core_and_heads(self.initial_memory(obs.shape[0]), features, jnp.ones(features.shape[:2], bool))[1][0]
+        return self._core_and_heads(self.initial_memory(obs.shape[0]), features,
+                                    jnp.ones(features.shape[:2], bool))[1][0]
 
     def _core_and_heads(self, memory, features: jax.Array, first: jax.Array):
         """(T, B, F) features -> (memory, logits, value); the LSTM resets its memory where ``first``."""

@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     x = sub.add_parser("transfer", help="a transfer sweep: sources, (source, target, mode) cells, scratch baselines")
-    x.add_argument("config", help="sweep YAML (sources, targets, modes, pairs, window, train, source_checkpoints, distill)")
+    x.add_argument("config",
+                   help="sweep YAML (sources, targets, modes, pairs, window, train, source_checkpoints, distill)")
     x.add_argument("overrides", nargs="*", metavar="key=value", help="override the training config")
     x.add_argument("--out", type=Path, help="sweep directory (default: runs/<config name>)")
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--layer", help="conv layer (default: the last)")
     g.add_argument("--method", default="gradcam", help="gradcam, gradcam++ or eigencam")
     g.add_argument("--out", type=Path, default=Path("runs/gradcam"), help="output directory (default: runs/gradcam)")
-    s = sub.add_parser("segment", help="segmentation pre-training: label frames, train FCNs, transfer them into Double DQNs")
+    s = sub.add_parser("segment",
+                       help="segmentation pre-training: label frames, train FCNs, transfer them into Double DQNs")
     s.add_argument("config", help="segment YAML (env, labels, frames, fcn, ddqn: variants, train)")
     s.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -75,10 +77,11 @@ def _segment(args) -> int:
     summary = pipeline.run_segment(cfg, out, progress=not args.no_progress)
     fcn = summary["fcn"]
     if "pixel_accuracy" in fcn:
-        print(f"{out}: FCN test pixel accuracy {fcn['pixel_accuracy']['mean']:.4f}, mean IoU {fcn['mean_iou']['mean']:.4f} "
-              f"({cfg.fcn.seeds} seeds)")
+        print(f"{out}: FCN test pixel accuracy {fcn['pixel_accuracy']['mean']:.4f}, "
+              f"mean IoU {fcn['mean_iou']['mean']:.4f} ({cfg.fcn.seeds} seeds)")
     for r in summary.get("area_ratios", []):
-        print(f"  {r['variant']:>9} vs {r['reference']:<8} R = {r['area_ratio']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+        print(f"  {r['variant']:>9} vs {r['reference']:<8} R = {r['area_ratio']:+.3f} "
+              f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     return 0
 
 

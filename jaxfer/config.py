@@ -54,26 +54,33 @@ class TrainConfig:
 
         checks = [
             (self.env in envs.ENV_IDS, f"unknown env id '{self.env}'; known: {', '.join(envs.known_env_ids())}"),
-            (self.agent in ("dqn", "dqv", "dqv_max", "a2c"), f"unknown agent '{self.agent}'; known: dqn, dqv, dqv_max, a2c"),
-            (self.agent == "a2c" or self.network in nets.NETWORKS, f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
+            (self.agent in ("dqn", "dqv", "dqv_max", "a2c"),
+             f"unknown agent '{self.agent}'; known: dqn, dqv, dqv_max, a2c"),
+            (self.agent == "a2c" or self.network in nets.NETWORKS,
+             f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
             (self.agent != "a2c" or self.network in ac_nets.NETWORKS,
              f"unknown network '{self.network}' for a2c; known: {', '.join(ac_nets.NETWORKS)}"),
             (self.core in ac_nets.CORES, f"core must be 'dense' or 'lstm', got '{self.core}'"),
             (self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got '{self.optimizer}'"),
             (self.conv_impl in ("gemm", "xla"), f"conv_impl must be 'gemm' or 'xla', got '{self.conv_impl}'"),
-            (self.strategy in ("auto", "vmap", "sequential"), f"strategy must be 'auto', 'vmap' or 'sequential', got '{self.strategy}'"),
+            (self.strategy in ("auto", "vmap", "sequential"),
+             f"strategy must be 'auto', 'vmap' or 'sequential', got '{self.strategy}'"),
             (self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}"),
         ]
         for name in ("num_envs", "total_steps", "epoch_steps", "buffer_size", "batch_size", "target_update",
                      "eval_envs", "eval_steps", "unroll", "n_steps"):
             checks.append((getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}"))
         checks += [
-            (self.epoch_steps % self.num_envs == 0, f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs ({self.num_envs})"),
-            (self.total_steps % self.epoch_steps == 0, f"total_steps ({self.total_steps}) must be a multiple of epoch_steps ({self.epoch_steps})"),
+            (self.epoch_steps % self.num_envs == 0,
+             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs ({self.num_envs})"),
+            (self.total_steps % self.epoch_steps == 0,
+             f"total_steps ({self.total_steps}) must be a multiple of epoch_steps ({self.epoch_steps})"),
             (0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}"),
             (self.agent != "a2c" or self.epoch_steps % (self.num_envs * self.n_steps) == 0,
-             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs x n_steps ({self.num_envs * self.n_steps}) for a2c"),
-            (self.ent_coef >= 0 and self.vf_coef >= 0, f"ent_coef and vf_coef must be >= 0, got {self.ent_coef}, {self.vf_coef}"),
+             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs x n_steps "
+             f"({self.num_envs * self.n_steps}) for a2c"),
+            (self.ent_coef >= 0 and self.vf_coef >= 0,
+             f"ent_coef and vf_coef must be >= 0, got {self.ent_coef}, {self.vf_coef}"),
             (self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}"),
             (self.width > 0, f"width must be > 0, got {self.width}"),
             (self.batch_size <= self.buffer_size, "batch_size must not exceed buffer_size"),

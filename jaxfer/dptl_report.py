@@ -120,7 +120,8 @@ class Source:
         return len(jax.tree.leaves(self.params)[0])
 
     def seed_params(self, index: int):
-        _check(0 <= index < self.num_seeds, f"{self.run_dir} holds {self.num_seeds} seeds; seed index {index} is out of range")
+        _check(0 <= index < self.num_seeds,
+               f"{self.run_dir} holds {self.num_seeds} seeds; seed index {index} is out of range")
         return jax.tree.map(lambda x: x[index], self.params)
 
 

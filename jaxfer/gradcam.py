@@ -82,7 +82,8 @@ def cams(net, params, obs_batch, layer: str | None = None, actions=None, method:
     available = conv_layers(params)
     layer = layer or (available[-1] if available else None)
     if layer not in available:
-        raise GradCamError(f"layer '{layer}' is not a conv layer of this network; available: {', '.join(available) or 'none'}")
+        raise GradCamError(f"layer '{layer}' is not a conv layer of this network; "
+                           f"available: {', '.join(available) or 'none'}")
     if method not in METHODS:
         raise GradCamError(f"unknown CAM method '{method}'; known: {', '.join(METHODS)}")
     return _cams(net, params, obs_batch, actions, layer, method, chunk, None if size is None else tuple(size))

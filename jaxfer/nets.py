@@ -107,7 +107,8 @@ def _conv(stride: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
         if stride > 1 and kernel.shape[0] % stride == 0:
             grad_x = jax.vjp(lambda x: _space_to_depth_conv(x, kernel, stride), x)[1](g)[0]
         else:
-            grad_x = jax.vjp(lambda x: _patches(x, kernel.shape[0], stride), x)[1](g @ kernel.reshape(-1, kernel.shape[-1]).T)[0]
+            grad_patches = g @ kernel.reshape(-1, kernel.shape[-1]).T
+            grad_x = jax.vjp(lambda x: _patches(x, kernel.shape[0], stride), x)[1](grad_patches)[0]
         return grad_x, grad_kernel
 
     conv.defvjp(conv_fwd, conv_bwd)

@@ -130,7 +130,8 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     }
     if jax.process_index() == 0:
         io.save_tree(out / PARAMS, seeds.fetch(state.agent.params))
-        label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max", "a2c": "A2C"}[cfg.agent]
+        label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
+                 "a2c": "A2C"}[cfg.agent]
         report.learning_curve(out / CURVE, {label: rows}, cfg.env)
         io.write_json(out / RUN_JSON, summary)
     return summary

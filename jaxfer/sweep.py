@@ -86,7 +86,8 @@ def parse_mode(spec: str) -> tuple[str, int | None, bool]:
     """'first_n:2:frozen' -> ('first_n', 2, True)."""
     name, *rest = spec.split(":")
     if name not in transfer.MODES or name == "scratch":
-        raise ConfigError(f"unknown transfer mode '{name}'; known: {', '.join(m for m in transfer.MODES if m != 'scratch')}")
+        raise ConfigError(f"unknown transfer mode '{name}'; "
+                          f"known: {', '.join(m for m in transfer.MODES if m != 'scratch')}")
     n = None
     if name in ("first_n", "last_n"):
         if not rest or not rest[0].isdigit():
@@ -111,9 +112,11 @@ def parse_distill(raw) -> DistillSpec:
         values[key] = value
     spec = DistillSpec(**values)
     checks = [
-        (spec.schedule in distill.SCHEDULES, f"distill: unknown schedule '{spec.schedule}'; known: {', '.join(distill.SCHEDULES)}"),
+        (spec.schedule in distill.SCHEDULES,
+         f"distill: unknown schedule '{spec.schedule}'; known: {', '.join(distill.SCHEDULES)}"),
         (spec.batch_size >= 1 and spec.held_out >= 1, "distill: batch_size and held_out must be >= 1"),
-        (spec.states >= spec.batch_size, f"distill: states ({spec.states}) must be at least batch_size ({spec.batch_size})"),
+        (spec.states >= spec.batch_size,
+         f"distill: states ({spec.states}) must be at least batch_size ({spec.batch_size})"),
         (spec.lr > 0 and 0.0 <= spec.epsilon <= 1.0, "distill: lr must be > 0 and epsilon in [0, 1]"),
     ]
     for ok, msg in checks:
@@ -129,7 +132,8 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
         raise ConfigError(f"cannot read sweep config '{path}': {e.strerror}") from None
     known = {f.name for f in dataclasses.fields(SweepConfig)}
     if not isinstance(raw, dict) or set(raw) - known:
-        raise ConfigError(f"sweep config '{path}': unknown keys {sorted(set(raw) - known)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"sweep config '{path}': unknown keys {sorted(set(raw) - known)}; "
+                          f"known: {', '.join(sorted(known))}")
     for key in ("sources", "targets", "modes"):
         if not isinstance(raw.get(key), list) or not raw[key]:
             raise ConfigError(f"sweep config '{path}': '{key}' must be a non-empty list")
@@ -258,7 +262,8 @@ def distilled_source(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, 
     if (out / run.RUN_JSON).exists():
         return io.load_tree(out / run.PARAMS, like)[0]
     if progress:
-        print(f"distilling {env_id} x{train_cfg.seeds} ({spec.schedule}, {spec.states} states per seed)", file=sys.stderr)
+        print(f"distilling {env_id} x{train_cfg.seeds} ({spec.schedule}, {spec.states} states per seed)",
+              file=sys.stderr)
     env = envs.make(env_id, train_cfg.obs)
     algo = agents.ALGORITHMS[train_cfg.agent](train_cfg, env.num_actions)
     keys = jax.vmap(jax.random.fold_in, (0, None))(seeds.seed_keys(train_cfg.seed, train_cfg.seeds), STUDENT_STREAM)

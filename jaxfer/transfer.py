@@ -32,7 +32,8 @@ def copy_layers(source, target, names: list[str]):
     for name in names:
         if name not in src or name not in dst:
             missing = "source" if name not in src else "target"
-            raise TransferError(f"layer '{name}' is not in the {missing} network ({', '.join(layer_names(src if missing == 'source' else dst))})")
+            raise TransferError(f"layer '{name}' is not in the {missing} network "
+                                f"({', '.join(layer_names(src if missing == 'source' else dst))})")
         src_shapes = jax.tree.map(np.shape, src[name])
         dst_shapes = jax.tree.map(np.shape, dst[name])
         if src_shapes != dst_shapes:
@@ -59,7 +60,8 @@ def layers_for(mode: str, params, n: int | None = None) -> list[str]:
     if mode in ("fine_tune", "only_head"):
         return names[:-1]
     if n is None or not 1 <= n <= len(names):
-        raise TransferError(f"{mode} needs 1 <= n <= {len(names)} (the network's weighted layers: {', '.join(names)}), got {n}")
+        raise TransferError(f"{mode} needs 1 <= n <= {len(names)} "
+                            f"(the network's weighted layers: {', '.join(names)}), got {n}")
     return names[:n] if mode == "first_n" else names[-n:]
 
 

@@ -40,7 +40,8 @@ def test_loss_terms_and_gradient_signs_by_hand():
     np.testing.assert_allclose(terms["value_loss"], 0.5 * 2.0**2, rtol=1e-6)
     np.testing.assert_allclose(terms["entropy"], entropy, rtol=1e-6)
     np.testing.assert_allclose(total, -np.log(0.75) * 2.0 + 0.5 * 2.0 - 0.1 * entropy, rtol=1e-6)
-    g_logits, g_values = jax.grad(lambda lg, v: a2c.a2c_loss(lg, v, actions, returns, 0.0, 0.5)[0], (0, 1))(logits, values)
+    g_logits, g_values = jax.grad(lambda lg, v: a2c.a2c_loss(lg, v, actions, returns, 0.0, 0.5)[0],
+                                  (0, 1))(logits, values)
     assert g_logits[0, 0, 1] < 0 < g_logits[0, 0, 0]  # a positive advantage makes the taken action likelier
     assert g_values[0, 0] < 0  # and pulls the value up towards the return
 
@@ -107,7 +108,8 @@ def test_frozen_layers_get_exactly_zero_updates():
     state, history = _run([], 2, freeze=transfer.freeze_mask(params, frozen), params=params)
     assert (history[-1]["grad_norm"] > 0).all()  # gradients flowed
     for name in layer_names(params):
-        for before, after in zip(jax.tree.leaves(params["params"][name]), jax.tree.leaves(state.agent.params["params"][name])):
+        for before, after in zip(jax.tree.leaves(params["params"][name]),
+                                 jax.tree.leaves(state.agent.params["params"][name])):
             same = [np.array_equal(before, after[s]) for s in range(2)]
             assert same == [name in frozen] * 2, name
 

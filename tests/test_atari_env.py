@@ -132,7 +132,8 @@ def test_ea3c_crop_resize_and_stack4():
     prev = np.concatenate([first4[None], obs4[:-1]])
     for t in range(steps):
         for j in range(num_envs):
-            want = np.tile(obs[t, 0, j], 4) if done4[t, 0, j] else np.concatenate([prev[t, 0, j, ..., 3:], obs[t, 0, j]], -1)
+            want = np.tile(obs[t, 0, j], 4) if done4[t, 0, j] else np.concatenate(
+                [prev[t, 0, j, ..., 3:], obs[t, 0, j]], -1)
             np.testing.assert_array_equal(obs4[t, 0, j], want)
 
 
@@ -177,7 +178,8 @@ def test_rewards_clipped_for_the_loss_true_score_kept():
 
 def test_truncation_is_a_game_end(monkeypatch):
     preset = atari.PRESETS["nature"]
-    monkeypatch.setitem(atari.PRESETS, "nature", dataclasses.replace(preset, envpool=preset.envpool | {"max_episode_steps": 20}))
+    monkeypatch.setitem(atari.PRESETS, "nature",
+                        dataclasses.replace(preset, envpool=preset.envpool | {"max_episode_steps": 20}))
     _, (_, _, done, info), _ = play("atari/Pong", "nature", 1, 2, 0, 45)
     end = info["episode_end"][:, 0]
     assert end[19].all() and done[19, 0].all() and info["reset_step"][20, 0].all()

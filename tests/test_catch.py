@@ -108,7 +108,9 @@ def place(env_id, state, pos, bx, by, vx):
     grid = np.zeros((21, 21), np.uint8)
     grid[by, bx] = 1
     grid[PADDLE_ROW, pos + p.paddle_draw[0]:pos + p.paddle_draw[1] + 1] = 1
-    i32 = lambda v: jnp.asarray(v, jnp.int32)
+    def i32(v):
+        return jnp.asarray(v, jnp.int32)
+
     return state._replace(grid=jnp.asarray(grid), paddle=i32(pos), ball_x=i32(bx), ball_y=i32(by),
                           ball_vx=i32(vx))
 

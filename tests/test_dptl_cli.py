@@ -65,7 +65,8 @@ def test_dptl_end_to_end(source, tmp_path):
         maps = np.asarray(gradcam.cams(src.net, src.seed_params(s), obs, "conv_1", size=(84, 84)), np.float64)
         per_frame = []
         for i in range(FRAMES):
-            picture = np.asarray(jax.image.resize(jnp.asarray(obs[i, ..., -1], jnp.float32) / 255, (84, 84), "bilinear"))
+            picture = np.asarray(jax.image.resize(jnp.asarray(obs[i, ..., -1], jnp.float32) / 255, (84, 84),
+                                                  "bilinear"))
             picture = np.clip(picture, 0, 1).astype(np.float64)
             mask = (picture > skimage_filters.threshold_local(picture, 35)).astype(np.float64)
             per_frame.append(skimage_metrics.structural_similarity(
@@ -137,7 +138,8 @@ def test_dptl_errors_are_one_line(source, mismatched, tmp_path, capsys, spec, ne
 
 @pytest.mark.parametrize("checkpoint, game, extra, needle", [
     (None, "minatar/Asterix", [], "target 'minatar/Asterix' gives observations of shape (10, 10, 4)"),
-    (None, "catch/v0", ["--layer", "dense_0"], "layer 'dense_0' is not a conv layer of catch_cnn; available: conv_0, conv_1"),
+    (None, "catch/v0", ["--layer", "dense_0"],
+     "layer 'dense_0' is not a conv layer of catch_cnn; available: conv_0, conv_1"),
     ("nowhere/params.npz", "catch/v0", [], "no checkpoint at 'nowhere/params.npz'"),
 ])
 def test_gradcam_errors_are_one_line(source, tmp_path, capsys, checkpoint, game, extra, needle):

@@ -112,7 +112,8 @@ def test_two_device_sharded_run_matches_one_device():
     def run(n):
         env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "PATH": "/usr/bin:/bin",
                "JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"]}
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.strip().splitlines()[-1])
     one, two = run(1), run(2)

@@ -32,7 +32,8 @@ def test_rebuilt_stacks_equal_the_observed_ones(fill):
     checked = 0
     for t in range(STEPS):
         zeros = jnp.zeros((1, ENVS))
-        buf = frame_replay.add(buf, obs[t : t + 1], zeros.astype(jnp.int32), zeros, zeros.astype(bool), firsts[t : t + 1])
+        buf = frame_replay.add(buf, obs[t : t + 1], zeros.astype(jnp.int32), zeros, zeros.astype(bool),
+                               firsts[t : t + 1])
         size = min(t + 1, ROWS)
         for s in range(t + 1 - size + K - 1, t + 1):  # steps whose whole history is still stored
             rows = jnp.full(ENVS, s % ROWS)

@@ -55,5 +55,6 @@ def test_batch_shapes_and_range(method):
 
 
 def test_unknown_layer_lists_the_available_ones():
-    with pytest.raises(gradcam.GradCamError, match="layer 'conv_7' is not a conv layer of this network; available: conv_0, conv_1"):
+    with pytest.raises(gradcam.GradCamError,
+                       match="layer 'conv_7' is not a conv layer of this network; available: conv_0, conv_1"):
         gradcam.cams(NET, PARAMS, OBS[None], "conv_7")

@@ -53,7 +53,8 @@ def test_frame_replay_agent_trains_through_the_loop():
     env = dataclasses.replace(envs.make(cfg.env, cfg.obs), frame_stack_fill="repeat")
     trainer = agents.make_train(cfg, env)
     state, metrics = jax.jit(trainer.epoch)(trainer.init(seeds.seed_keys(0, 2)))
-    assert np.all(np.asarray(metrics["loss"]) > 0) and np.all(np.asarray(state.agent.updates) == 26)  # at env steps 100, 104, ..., 200
+    # at env steps 100, 104, ..., 200
+    assert np.all(np.asarray(metrics["loss"]) > 0) and np.all(np.asarray(state.agent.updates) == 26)
 
 
 def test_working_memory_of_a_compiled_epoch_is_checked():

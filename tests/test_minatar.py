@@ -25,7 +25,8 @@ def test_episode_return_is_the_sum_of_rewards_under_vmap():
         state, obs, reward, done, info = jax.vmap(env.step)(state, action, jax.random.split(k_env, n))
         return state, (reward, done, info["episode_return"])
 
-    _, (reward, done, ep_return) = jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps)))(state)
+    _, (reward, done, ep_return) = jax.jit(
+        lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), steps)))(state)
     reward, done, ep_return = map(np.asarray, (reward, done, ep_return))
     assert done.any(), "random play should lose some Breakout episodes in 300 steps"
     for i in range(n):

@@ -163,7 +163,8 @@ def test_export_is_bit_identical_and_stays_so_when_frozen(tmp_path):
 
 
 def test_fcn_checkpoint_round_trip_and_input_check(tmp_path):
-    fcn = jax.vmap(lambda k: FCN(5).init(k, jnp.zeros((1, 10, 10, 4), jnp.uint8)))(jax.random.split(jax.random.PRNGKey(0), 2))
+    fcn = jax.vmap(lambda k: FCN(5).init(k, jnp.zeros((1, 10, 10, 4), jnp.uint8)))(
+        jax.random.split(jax.random.PRNGKey(0), 2))
     export.save(tmp_path / "fcn.npz", fcn, "minatar/Breakout", "grid", (10, 10, 4), 5)
     params, meta = export.load(tmp_path)
     assert jax.tree.all(jax.tree.map(np.array_equal, params, fcn))
@@ -201,7 +202,8 @@ def test_cli_game_without_label_method(tmp_path, cli):
 
 
 def test_cli_fcn_checkpoint_of_another_input_shape(tmp_path, cli):
-    fcn = jax.vmap(lambda k: FCN(5).init(k, jnp.zeros((1, 10, 10, 4), jnp.uint8)))(jax.random.split(jax.random.PRNGKey(0), 2))
+    fcn = jax.vmap(lambda k: FCN(5).init(k, jnp.zeros((1, 10, 10, 4), jnp.uint8)))(
+        jax.random.split(jax.random.PRNGKey(0), 2))
     export.save(tmp_path / "fcn.npz", fcn, "minatar/Breakout", "grid", (10, 10, 4), 5)
     cfg = _write(tmp_path / "seg.yaml", f"env: minatar/Seaquest\nfcn_checkpoint: {tmp_path / 'fcn.npz'}\n"
                                         "ddqn:\n  train: {seeds: 2}\n")

@@ -107,7 +107,8 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
         # One seed after another (lax.map, once per run): vmapped LAPACK QR calls (the LSTM's orthogonal
         # init) deadlock XLA CPU in jax 0.10 (4 vmapped 512x512 orthogonal inits never return).
         one = (lambda a: agent.init(a[0], a[1], None)) if params is None else (lambda a: agent.init(*a))
-        agents = jax.jit(lambda *a: jax.lax.map(one, a))(*((k_agent, obs) if params is None else (k_agent, obs, params)))
+        agents = jax.jit(lambda *a: jax.lax.map(one, a))(
+            *((k_agent, obs) if params is None else (k_agent, obs, params)))
         num = keys.shape[0]
         state = LoopState(agents, env_state, obs, jnp.ones((num, n_env), bool), memories(keys),
                           eval_env_state, eval_obs, jnp.ones((num, n_eval), bool), eval_memories(keys),
@@ -166,7 +167,8 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
             env_state, obs, _, done, info = eval_pool.step(env_state, action)
             return (env_state, obs, done, memory), episode_stats(info)
 
-        (env_state, obs, first, memory), stats = jax.lax.scan(step, (env_state, obs, first, memory), None, cfg.eval_steps)
+        (env_state, obs, first, memory), stats = jax.lax.scan(step, (env_state, obs, first, memory), None,
+                                                              cfg.eval_steps)
         state = state._replace(eval_env_state=env_state, eval_obs=obs, eval_first=first, eval_memory=memory)
         return state, jax.tree.map(lambda x: x.sum(0), stats)
 

@@ -50,7 +50,8 @@ class SegmentConfig:
     frames_seed: int = 0  # seeds the envs and the random policy
     test_fraction: float = 0.2  # the last part of the rollout, held out for accuracy / IoU
     fcn: FCNConfig = FCNConfig()
-    fcn_checkpoint: str | None = None  # a `jaxfer segment` output (or its fcn/fcn.npz) to transfer instead of training here
+    # a `jaxfer segment` output (or its fcn/fcn.npz) to transfer instead of training here
+    fcn_checkpoint: str | None = None
     grid_frames: int = 6  # rows of segmentation_grid.png
     ddqn: DDQNConfig | None = None  # train the Double DQN variants after the FCN
 
@@ -84,8 +85,10 @@ def _ddqn(raw, env: str, obs: str) -> DDQNConfig:
     except ConfigError as e:
         raise SegmentError(f"ddqn.train: {e}") from None
     spec = DDQNConfig(**raw)
-    _check(spec.train.agent == "dqn" and spec.train.double, "ddqn.train must be a Double DQN (agent: dqn, double: true)")
-    _check(spec.window is None or _int(spec.window, 2), f"ddqn.window must be an integer >= 2 or null, got {spec.window!r}")
+    _check(spec.train.agent == "dqn" and spec.train.double,
+           "ddqn.train must be a Double DQN (agent: dqn, double: true)")
+    _check(spec.window is None or _int(spec.window, 2),
+           f"ddqn.window must be an integer >= 2 or null, got {spec.window!r}")
     from jaxfer import nets
 
     _check(spec.baseline_network in nets.NETWORKS,

@@ -48,8 +48,9 @@ def load(path: str | Path) -> tuple[dict, dict]:
             for key in parents:
                 node = node.setdefault(key, {})
             node[leaf] = x
-    meta = {"source": f"FCN checkpoint '{file}'", "file": str(file), "env": str(arrays["__env"]), "obs": str(arrays["__obs"]),
-            "obs_shape": tuple(int(s) for s in arrays["__obs_shape"]), "num_classes": int(arrays["__num_classes"])}
+    meta = {"source": f"FCN checkpoint '{file}'", "file": str(file), "env": str(arrays["__env"]),
+            "obs": str(arrays["__obs"]), "obs_shape": tuple(int(s) for s in arrays["__obs_shape"]),
+            "num_classes": int(arrays["__num_classes"])}
     return tree, meta
 
 

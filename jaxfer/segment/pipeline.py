@@ -71,7 +71,8 @@ def make_labels(cfg: SegmentConfig, obs: np.ndarray, n_train: int, out: Path) ->
         pictures = labels.newest_frame(obs, per_frame)
         y, palette = _palette_labels(pictures, n_train, cfg.num_colours)
         names = ["background"] + ["colour " + "/".join(map(str, c)) for c in palette.colours.tolist()]
-        io.atomic_write(out / "palette.npz", lambda f: np.savez(f, background=palette.background, colours=palette.colours))
+        io.atomic_write(out / "palette.npz",
+                        lambda f: np.savez(f, background=palette.background, colours=palette.colours))
         info["palette"] = palette.colours.tolist()
     if cfg.env.startswith("minatar/") and method == "channels":  # both methods apply: check the frames-only one
         pal_y, _ = _palette_labels(obs, n_train, cfg.num_colours)
@@ -181,7 +182,8 @@ def _fcn_like(cfg: SegmentConfig):
     obs_shape = envs.make(cfg.env, cfg.obs).obs_shape
     like = jax.eval_shape(lambda: jax.vmap(lambda k: FCN(2).init(k, jnp.zeros((1, *obs_shape), jnp.uint8)))(
         seeds.seed_keys(cfg.fcn.seed, cfg.fcn.seeds)))
-    meta = {"source": "the FCN of this config", "file": "fcn/fcn.npz", "env": cfg.env, "obs": cfg.obs, "obs_shape": tuple(obs_shape)}
+    meta = {"source": "the FCN of this config", "file": "fcn/fcn.npz", "env": cfg.env, "obs": cfg.obs,
+            "obs_shape": tuple(obs_shape)}
     return like, meta
 
 

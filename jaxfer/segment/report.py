@@ -57,8 +57,9 @@ def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | No
     learning_curves.png of the DDQN variants in ``runs`` (variant -> run directory)."""
     rows = {v: io.read_csv(d / run.METRICS) for v, d in runs.items()}
     metric = report.curve_metric(next(iter(rows.values())))
-    io.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"], "env_steps": r["env_steps"],
-                                       "metric": metric, "value": r[metric]} for v, rs in rows.items() for r in rs])
+    io.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"],
+                                       "env_steps": r["env_steps"], "metric": metric, "value": r[metric]}
+                                      for v, rs in rows.items() for r in rs])
     curves = {v: report.seed_matrix(rs, metric)[1] for v, rs in rows.items()}
     ratios = []
     for variant, reference in COMPARISONS:

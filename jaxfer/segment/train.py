@@ -107,6 +107,7 @@ def scores(confusion: np.ndarray) -> dict:
     hits = np.diag(confusion)
     union = confusion.sum(0) + confusion.sum(1) - hits
     iou = np.where(union > 0, hits / np.maximum(union, 1), np.nan)
-    return {"pixel_accuracy": float(hits.sum() / confusion.sum()), "iou": [None if np.isnan(v) else float(v) for v in iou],
+    return {"pixel_accuracy": float(hits.sum() / confusion.sum()),
+            "iou": [None if np.isnan(v) else float(v) for v in iou],
             "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
             "label_pixels": confusion.sum(1).astype(int).tolist()}
