@@ -87,3 +87,28 @@ def fetch(tree):
 
         tree = multihost_utils.process_allgather(tree)
     return jax.tree.map(np.asarray, tree)
+
+
+def unbatched_single_seed(fn: Callable) -> Callable:
+    """``fn`` that, vmapped over a seed axis of size 1, runs on that one seed's arrays unbatched.
+
+    A vmap of size 1 still makes every op batched: XLA CPU adds transposes around the update's
+    batched GEMMs, fuses Adam worse, and a ``cond`` on a batched predicate becomes a select that runs
+    both branches. For the DQN update (DQN loop on Pong at one seed, 5 alternated pairs of runs):
+    -2% to +19%, +8% on average. Only ``fn``'s arguments are sliced, so the carried replay buffer
+    stays one batched array updated in place (squeezing the whole state made XLA copy it). Larger
+    seed axes are vmapped as usual.
+    """
+    wrapped = jax.custom_batching.custom_vmap(fn)
+
+    @wrapped.def_vmap
+    def rule(axis_size, in_batched, *args):
+        if axis_size == 1:
+            one = [jax.tree.map(lambda x, b: x[0] if b else x, a, b) for a, b in zip(args, in_batched)]
+            out = jax.tree.map(lambda x: x[None], fn(*one))
+        else:
+            axes = [jax.tree.map(lambda b: 0 if b else None, b) for b in in_batched]
+            out = jax.vmap(fn, in_axes=axes)(*args)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return wrapped

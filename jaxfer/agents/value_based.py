@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfer import frame_replay, replay
+from jaxfer import frame_replay, replay, seeds
 from jaxfer.agents.loop import Agent, Rollout
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
@@ -102,14 +102,17 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
     def no_step(params, target_params, opt_state, batch):
         return params, opt_state, jnp.float32(0.0)
 
+    @seeds.unbatched_single_seed  # at one seed a real branch (vmap makes cond a select of both) of plain GEMMs
+    def maybe_step(learn, params, target_params, opt_state, batch):
+        return jax.lax.cond(learn, sgd_step, no_step, params, target_params, opt_state, batch)
+
     def learn(agent: ValueState, rollout: Rollout, memory, env_steps):
         buf = memory_add(agent.replay, rollout)
         key, k_sample = jax.random.split(agent.key)
         # Only small operands enter the cond: passing the replay buffer would copy it every step.
         learn = env_steps >= cfg.learning_starts
         batch = memory_sample(buf, k_sample)
-        params, opt_state, loss = jax.lax.cond(
-            learn, sgd_step, no_step, agent.params, agent.target_params, agent.opt_state, batch)
+        params, opt_state, loss = maybe_step(learn, agent.params, agent.target_params, agent.opt_state, batch)
         updates = agent.updates + learn
         sync = learn & (updates % cfg.target_update == 0)
         target = jax.tree.map(lambda p, t: jnp.where(sync, p, t), params, agent.target_params)
