@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -126,29 +127,32 @@ def steady_rate(arrivals: list[float], steps_per_line: int, skip: int) -> float:
 
 
 def cleanrl_dqn(python: str, script: Path, game: str, seconds: float) -> dict:
-    """CleanRL's dqn_atari_jax.py (its defaults, 1 env, learning from step 2,000) for ``seconds``, timed
-    by its own progress lines: it prints "SPS:" every 100 env steps once it trains, so the arrival times
-    of those lines give the steady rate (its printed SPS is cumulative from the start)."""
-    learning_starts = 2000
+    """CleanRL's dqn_atari_jax.py (its defaults but learning from step 2,000 and a 100k replay, as in
+    configs/atari_dqn.yaml; 1 env) for ``seconds``, timed by its own progress lines: it prints "SPS:"
+    every 100 env steps once it trains, so the arrival times of those lines give the steady rate (its
+    printed SPS is cumulative from the start). The first lines, which hold the update's compilation,
+    are left out; a script that never gets that far is killed after a generous bound."""
+    learning_starts, per_line, skip = 2000, 100, 10
     cmd = [python, "-u", str(script), "--env-id", f"{game}NoFrameskip-v4", "--learning-starts", str(learning_starts),
            "--buffer-size", "100000"]
     arrivals, tail = [], []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        deadline = None
+        watchdog = threading.Timer(3 * seconds + 300, proc.kill)
+        watchdog.start()
         for line in proc.stdout:
             if line.startswith("SPS:"):
                 arrivals.append(time.perf_counter())
-                deadline = deadline or arrivals[0] + seconds
-                if arrivals[-1] > deadline:
+                if arrivals[-1] > arrivals[0] + seconds:
                     break
             else:
                 tail = (tail + [line.strip()])[-3:]
+        watchdog.cancel()
         proc.kill()
-    try:  # the first 10 lines (1,000 steps) hold the update's compilation
-        rate = steady_rate(arrivals, steps_per_line=100, skip=10)
+    try:
+        rate = steady_rate(arrivals, steps_per_line=per_line, skip=skip)
     except ValueError as e:
         return {"skipped": f"CleanRL not run with {python} {script}: {e}; its last output: {' | '.join(tail)}"}
-    return {"env_steps_per_s": round(rate, 1), "steps_timed": 100 * (len(arrivals) - 11),
+    return {"env_steps_per_s": round(rate, 1), "steps_timed": per_line * (len(arrivals) - skip - 1),
             "learning_starts": learning_starts, "script": str(script), "python": python}
 
 
