@@ -7,6 +7,7 @@ through ``jax.tree`` operations (which sort dict keys alphabetically).
 from __future__ import annotations
 
 import functools
+import math
 import re
 from typing import Callable, Sequence
 
@@ -30,8 +31,7 @@ def layer_names(params) -> list[str]:
     return sorted(tree, key=key)
 
 
-def _scale(obs: jax.Array) -> jax.Array:
-    return obs.astype(jnp.float32) / 255.0
+FRAME_SCALE = 1 / 255  # raw frames in [0, 255] -> [0, 1]
 
 
 def same_padding(x: jax.Array, kernel: int, stride: int) -> jax.Array:
@@ -53,20 +53,18 @@ def _patches(x: jax.Array, k: int, s: int) -> jax.Array:
     )
 
 
-def _space_to_depth_patches(x: jax.Array, k: int, s: int) -> jax.Array:
-    """im2col of a k x k, stride-s conv when s divides k: s x s blocks of x become channels, so the
-    patches are those of a (k/s) x (k/s) stride-1 conv. Their gradient adds (k/s)^2 shifted blocks
-    instead of k^2 strided ones (2.5x faster for the Nature CNN's 4x4/2 conv)."""
+def _space_to_depth(x: jax.Array, k: int, s: int) -> jax.Array:
+    """s x s blocks of x become channels: a k x k, stride-s conv of x (s divides k) is a (k/s) x (k/s)
+    stride-1 conv of the result, (..., H, W, C) -> (..., Ho - 1 + k/s, Wo - 1 + k/s, s * s * C)."""
     n, cin = k // s, x.shape[-1]
     ho, wo = (x.shape[-3] - k) // s + 1, (x.shape[-2] - k) // s + 1
     hb, wb = ho - 1 + n, wo - 1 + n
     x = x[..., : s * hb, : s * wb, :].reshape(x.shape[:-3] + (hb, s, wb, s, cin))
-    x = jnp.swapaxes(x, -4, -3).reshape(x.shape[:-5] + (hb, wb, s * s * cin))
-    return _patches(x, n, 1)
+    return jnp.swapaxes(x, -4, -3).reshape(x.shape[:-5] + (hb, wb, s * s * cin))
 
 
 def _space_to_depth_kernel(kernel: jax.Array, s: int) -> jax.Array:
-    """(k, k, cin, cout) -> the matrix that multiplies ``_space_to_depth_patches``."""
+    """(k, k, cin, cout) -> the matrix that multiplies the patches of ``_space_to_depth``'s output."""
     k, (cin, cout) = kernel.shape[0], kernel.shape[-2:]
     n = k // s
     return kernel.reshape(n, s, n, s, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(-1, cout)
@@ -82,21 +80,34 @@ def _space_to_depth_kernel(kernel: jax.Array, s: int) -> jax.Array:
 _BARRIER_MIN_PATCHES = 1 << 18
 
 
+def _own_buffer(fn: Callable, x: jax.Array) -> jax.Array:
+    """``fn(x)`` written to a buffer of its own. XLA CPU fuses a layout change into every consumer,
+    redoing its index arithmetic per element of each (an optimization barrier does not stop that);
+    a conditional's result is always materialised. Both branches are ``fn``; the predicate is hidden
+    from the compiler only so that it keeps the conditional."""
+    return jax.lax.cond(jax.lax.optimization_barrier(jnp.array(True)), fn, fn, x)
+
+
 @functools.cache
-def _conv(stride: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """``(x, kernel) -> "VALID" conv``: XLA's conv op where no gradient is taken, im2col GEMMs where one is.
+def _conv(stride: int, scale: float | None = None) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``(x, kernel) -> "VALID" conv of x * scale``: XLA's conv op where no gradient is taken, im2col
+    GEMMs where one is. ``scale`` set means x holds raw integer frames (the first layer): the patches are
+    taken from them and converted once, and the scale goes into the kernel matrix instead.
 
     Measured on XLA CPU (2 cores, Nature CNN and seg_ddqn layers at batch 32): the conv op's forward is
     up to 4x faster than im2col + GEMM, but its gradients run 10-100x slower inside ``lax.scan`` and,
     vmapped over seeds (a batched kernel), it becomes a grouped conv 3x slower than batched GEMMs.
     So target networks, acting and frozen layers run the conv op (once per seed when the kernel is
     batched), and a differentiated conv runs im2col + GEMM, whose patches also give the kernel's
-    gradient; the input's gradient goes through space-to-depth where the stride divides the kernel.
+    gradient. Where the stride divides the kernel the patches are (k/s)^2 slices of the space-to-depth
+    input in a buffer of its own instead of k^2 strided slices: the Nature CNN's 8x8/4 conv on uint8
+    frames builds its patches and GEMM in 2.6 ms against 4.2-6.4 (batch 32, alone).
     """
 
     def forward(x, kernel):
         lead = x.shape[:-3]
-        y = jax.lax.conv_general_dilated(x.reshape((-1, *x.shape[-3:])), kernel, (stride, stride), "VALID",
+        x = x.reshape((-1, *x.shape[-3:])).astype(jnp.float32)
+        y = jax.lax.conv_general_dilated(x if scale is None else x * scale, kernel, (stride, stride), "VALID",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y.reshape(lead + y.shape[1:])
 
@@ -112,22 +123,33 @@ def _conv(stride: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
             return conv(x if x_batched else jnp.broadcast_to(x, (axis_size, *x.shape)), kernel), True
         return jnp.stack([conv(x[i] if x_batched else x, kernel[i]) for i in range(axis_size)]), True
 
+    def layout(x_shape, k):
+        """(patches of an x of this shape, kernel -> the matrix multiplying them, whether the
+        layouts are big enough to keep apart with barriers)."""
+        big = math.prod(x_shape) * k * k // (stride * stride) >= _BARRIER_MIN_PATCHES
+        keep = jax.lax.optimization_barrier if big else (lambda a: a)
+        if stride > 1 and k % stride == 0:
+            blocks = functools.partial(_space_to_depth, k=k, s=stride)
+            return (lambda x: _patches(_own_buffer(blocks, x) if big else blocks(x), k // stride, 1),
+                    lambda kernel: _space_to_depth_kernel(kernel, stride), keep)
+        return lambda x: _patches(x, k, stride), lambda kernel: kernel.reshape(-1, kernel.shape[-1]), keep
+
     def conv_fwd(x, kernel):
-        patches = _patches(x, kernel.shape[0], stride)
-        return patches @ kernel.reshape(-1, kernel.shape[-1]), (x, patches, kernel)
+        to_patches, to_matrix, _ = layout(x.shape, kernel.shape[0])
+        kmat = to_matrix(kernel) if scale is None else to_matrix(kernel) * scale
+        patches = to_patches(x).astype(jnp.float32)
+        return patches @ kmat, (x, patches, kernel)
 
     def conv_bwd(residuals, g):
         x, patches, kernel = residuals
-        k = kernel.shape[0]
-        if stride > 1 and k % stride == 0:
-            kmat, to_patches = _space_to_depth_kernel(kernel, stride), lambda x: _space_to_depth_patches(x, k, stride)
-        else:
-            kmat, to_patches = kernel.reshape(-1, kernel.shape[-1]), lambda x: _patches(x, k, stride)
-        keep = jax.lax.optimization_barrier if patches.size >= _BARRIER_MIN_PATCHES else (lambda a: a)
+        to_patches, to_matrix, keep = layout(x.shape, kernel.shape[0])
+        kmat, matrix_vjp = jax.vjp(to_matrix, kernel)
         rows_g, rows_patches = g.reshape(-1, g.shape[-1]), patches.reshape(-1, patches.shape[-1])
-        grad_kernel = keep(keep(rows_g.T) @ rows_patches).T.reshape(kernel.shape)
-        grad_x = jax.vjp(to_patches, x)[1](g @ keep(kmat.T))[0]
-        return grad_x, grad_kernel
+        grad_kmat = keep(keep(rows_g.T) @ rows_patches).T
+        grad_kernel = matrix_vjp(grad_kmat if scale is None else grad_kmat * scale)[0]
+        if scale is not None:  # raw integer frames take no gradient
+            return None, grad_kernel
+        return jax.vjp(to_patches, x)[1](g @ keep(kmat.T))[0], grad_kernel
 
     conv.defvjp(conv_fwd, conv_bwd)
     return conv
@@ -145,6 +167,7 @@ class GemmConv(nn.Module):
     kernel: int
     stride: int
     padding: str = "VALID"
+    input_scale: float | None = None  # set: x is raw frames, convolved as x * input_scale (see ``_conv``)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -153,7 +176,19 @@ class GemmConv(nn.Module):
             x = same_padding(x, k, self.stride)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return _conv(self.stride)(x, kernel) + bias
+        return _conv(self.stride, self.input_scale)(x, kernel) + bias
+
+
+@jax.custom_jvp
+def relu(x: jax.Array) -> jax.Array:
+    """``nn.relu`` (same values and gradient), written as a max-reduction over a broadcast pair. XLA
+    CPU's YNNPACK then fuses the conv or GEMM before it, its bias and the ReLU into one graph that ends
+    in a reduction; a conv that ends a fusion instead ran 3-4x slower on 2 threads (the Nature CNN's
+    8x8/4 conv + bias + ReLU at batch 32: 4.1-5.3 ms, and 1.45 ms in this form)."""
+    return jnp.maximum(x[..., None], jnp.zeros((2,), x.dtype)).max(-1)
+
+
+relu.defjvps(lambda g, ans, x: jnp.where(x > 0, g, jnp.zeros_like(g)))
 
 
 def max_pool(x: jax.Array, size: int) -> jax.Array:
@@ -178,13 +213,15 @@ class ConvQNet(nn.Module):
         """Q-values. Each conv activation is sown into the "activations" collection, and
         ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
         Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
-        x = _scale(obs)
+        gemm = self.conv_impl == "gemm" and self.convs
+        x = obs if gemm else obs.astype(jnp.float32) * FRAME_SCALE  # GemmConv scales the frames itself
         for i, (features, kernel, stride, *pool) in enumerate(self.convs):
             if self.conv_impl == "xla":
                 conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding=self.padding, name=f"conv_{i}")
             else:
-                conv = GemmConv(features, kernel, stride, self.padding, name=f"conv_{i}")
-            x = nn.relu(conv(x))
+                conv = GemmConv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else None,
+                                name=f"conv_{i}")
+            x = relu(conv(x))
             if pool:  # non-overlapping max-pool (commutes with the ReLU)
                 x = max_pool(x, pool[0])
             if not self.is_initializing():  # keep activations out of the parameter tree
@@ -193,7 +230,7 @@ class ConvQNet(nn.Module):
                 x = replace[1]
         x = x.reshape(x.shape[:-3] + (-1,))
         for i, features in enumerate(self.dense):
-            x = nn.relu(nn.Dense(features, name=f"dense_{i}")(x))
+            x = relu(nn.Dense(features, name=f"dense_{i}")(x))
         return nn.Dense(self.num_actions, name="head")(x)
 
 

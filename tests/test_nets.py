@@ -1,11 +1,11 @@
-"""Network building blocks: GemmConv with SAME padding and the reshape max-pool equal flax's ops."""
+"""Network building blocks: GemmConv, the reshape max-pool and the fused-form ReLU equal flax's ops."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfer.nets import ConvQNet, GemmConv, max_pool
+from jaxfer.nets import FRAME_SCALE, ConvQNet, GemmConv, max_pool, relu
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -65,3 +65,31 @@ def test_gemm_conv_over_a_seed_axis_equals_each_seed_alone():
             np.testing.assert_allclose(g[i], r, rtol=1e-4, atol=1e-5)
     shared = jax.vmap(conv.apply, in_axes=(None, 0))(jax.tree.map(lambda a: a[0], params), x)  # frames batched only
     np.testing.assert_allclose(shared[1], conv.apply(jax.tree.map(lambda a: a[0], params), x[1]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seeds", [None, 2])
+def test_gemm_conv_on_raw_frames_matches_nn_conv_on_scaled_frames(seeds):
+    """A first layer on uint8 frames (scale folded into the kernel; patches from a space-to-depth buffer
+    of its own, as for the Nature CNN's 8x8/4 conv at batch 32) equals flax's conv on the scaled frames,
+    forward and kernel gradient, alone and vmapped over seeds."""
+    lead = (32,) if seeds is None else (seeds, 32)
+    frames = jax.random.randint(jax.random.PRNGKey(0), (*lead, 84, 84, 4), 0, 256).astype(jnp.uint8)
+    conv, ref = GemmConv(8, 8, 4, input_scale=FRAME_SCALE), nn.Conv(8, (8, 8), (4, 4), padding="VALID")
+    params = ref.init(jax.random.PRNGKey(1), frames.astype(jnp.float32))
+    cotangent = jax.random.normal(jax.random.PRNGKey(2), (*lead, 20, 20, 8))
+
+    def grads(net, x):
+        loss = lambda p: (net.apply(p, x) * cotangent).sum()  # noqa: E731
+        return net.apply(params, x), jax.grad(loss)(params)
+
+    (y, g), (y_ref, g_ref) = grads(conv, frames), grads(ref, frames.astype(jnp.float32) * FRAME_SCALE)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_relu_matches_nn_relu_in_value_and_gradient():
+    x = jnp.array([-2.0, -0.0, 0.0, 1e-7, 3.0])
+    np.testing.assert_array_equal(relu(x), nn.relu(x))
+    grad = jax.grad(lambda v: (relu(v) * 2).sum())(x)
+    np.testing.assert_array_equal(grad, jax.grad(lambda v: (nn.relu(v) * 2).sum())(x))
