@@ -124,8 +124,8 @@ def _conv(stride: int, scale: float | None = None) -> Callable[[jax.Array, jax.A
         return jnp.stack([conv(x[i] if x_batched else x, kernel[i]) for i in range(axis_size)]), True
 
     def layout(x_shape, k):
-        """(patches of an x of this shape, kernel -> the matrix multiplying them, whether the
-        layouts are big enough to keep apart with barriers)."""
+        """(x -> patches, kernel -> the matrix multiplying them, the barrier that keeps a transpose
+        apart, the identity for small convs) for an x of this shape."""
         big = math.prod(x_shape) * k * k // (stride * stride) >= _BARRIER_MIN_PATCHES
         keep = jax.lax.optimization_barrier if big else (lambda a: a)
         if stride > 1 and k % stride == 0:
@@ -145,11 +145,11 @@ def _conv(stride: int, scale: float | None = None) -> Callable[[jax.Array, jax.A
         to_patches, to_matrix, keep = layout(x.shape, kernel.shape[0])
         kmat, matrix_vjp = jax.vjp(to_matrix, kernel)
         rows_g, rows_patches = g.reshape(-1, g.shape[-1]), patches.reshape(-1, patches.shape[-1])
-        grad_kmat = keep(keep(rows_g.T) @ rows_patches).T
-        grad_kernel = matrix_vjp(grad_kmat if scale is None else grad_kmat * scale)[0]
-        if scale is not None:  # raw integer frames take no gradient
+        s = 1.0 if scale is None else scale
+        grad_kernel = matrix_vjp(keep(keep(rows_g.T) @ rows_patches).T * s)[0]
+        if not jnp.issubdtype(x.dtype, jnp.floating):  # raw integer frames take no gradient
             return None, grad_kernel
-        return jax.vjp(to_patches, x)[1](g @ keep(kmat.T))[0], grad_kernel
+        return jax.vjp(to_patches, x)[1](g @ keep((kmat * s).T))[0], grad_kernel
 
     conv.defvjp(conv_fwd, conv_bwd)
     return conv

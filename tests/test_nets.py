@@ -93,3 +93,13 @@ def test_relu_matches_nn_relu_in_value_and_gradient():
     np.testing.assert_array_equal(relu(x), nn.relu(x))
     grad = jax.grad(lambda v: (relu(v) * 2).sum())(x)
     np.testing.assert_array_equal(grad, jax.grad(lambda v: (nn.relu(v) * 2).sum())(x))
+
+
+def test_scaled_gemm_conv_input_gradient_on_float_frames():
+    """With input_scale on float frames the input still gets its gradient (scaled by it)."""
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 20, 20, 3)) * 255
+    conv, ref = GemmConv(4, 4, 2, input_scale=FRAME_SCALE), nn.Conv(4, (4, 4), (2, 2), padding="VALID")
+    params = ref.init(jax.random.PRNGKey(1), x)
+    grad = jax.grad(lambda v: (conv.apply(params, v) ** 2).sum())(x)
+    ref_grad = jax.grad(lambda v: (ref.apply(params, v * FRAME_SCALE) ** 2).sum())(x)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-6)
