@@ -89,10 +89,10 @@ def _own_buffer(fn: Callable, x: jax.Array) -> jax.Array:
 
 
 @functools.cache
-def _conv(stride: int, scale: float | None = None) -> Callable[[jax.Array, jax.Array], jax.Array]:
+def _conv(stride: int, scale: float = 1.0) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """``(x, kernel) -> "VALID" conv of x * scale``: XLA's conv op where no gradient is taken, im2col
-    GEMMs where one is. ``scale`` set means x holds raw integer frames (the first layer): the patches are
-    taken from them and converted once, and the scale goes into the kernel matrix instead.
+    GEMMs where one is. x may hold raw integer frames (the first layer): the patches are taken from them
+    and converted once, and the scale goes into the kernel matrix.
 
     Measured on XLA CPU (2 cores, Nature CNN and seg_ddqn layers at batch 32): the conv op's forward is
     up to 4x faster than im2col + GEMM, but its gradients run 10-100x slower inside ``lax.scan`` and,
@@ -107,7 +107,7 @@ def _conv(stride: int, scale: float | None = None) -> Callable[[jax.Array, jax.A
     def forward(x, kernel):
         lead = x.shape[:-3]
         x = x.reshape((-1, *x.shape[-3:])).astype(jnp.float32)
-        y = jax.lax.conv_general_dilated(x if scale is None else x * scale, kernel, (stride, stride), "VALID",
+        y = jax.lax.conv_general_dilated(x * scale, kernel, (stride, stride), "VALID",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y.reshape(lead + y.shape[1:])
 
@@ -136,20 +136,18 @@ def _conv(stride: int, scale: float | None = None) -> Callable[[jax.Array, jax.A
 
     def conv_fwd(x, kernel):
         to_patches, to_matrix, _ = layout(x.shape, kernel.shape[0])
-        kmat = to_matrix(kernel) if scale is None else to_matrix(kernel) * scale
         patches = to_patches(x).astype(jnp.float32)
-        return patches @ kmat, (x, patches, kernel)
+        return patches @ (to_matrix(kernel) * scale), (x, patches, kernel)
 
     def conv_bwd(residuals, g):
         x, patches, kernel = residuals
         to_patches, to_matrix, keep = layout(x.shape, kernel.shape[0])
         kmat, matrix_vjp = jax.vjp(to_matrix, kernel)
         rows_g, rows_patches = g.reshape(-1, g.shape[-1]), patches.reshape(-1, patches.shape[-1])
-        s = 1.0 if scale is None else scale
-        grad_kernel = matrix_vjp(keep(keep(rows_g.T) @ rows_patches).T * s)[0]
+        grad_kernel = matrix_vjp(keep(keep(rows_g.T) @ rows_patches).T * scale)[0]
         if not jnp.issubdtype(x.dtype, jnp.floating):  # raw integer frames take no gradient
             return None, grad_kernel
-        return jax.vjp(to_patches, x)[1](g @ keep((kmat * s).T))[0], grad_kernel
+        return jax.vjp(to_patches, x)[1](g @ keep((kmat * scale).T))[0], grad_kernel
 
     conv.defvjp(conv_fwd, conv_bwd)
     return conv
@@ -167,7 +165,7 @@ class GemmConv(nn.Module):
     kernel: int
     stride: int
     padding: str = "VALID"
-    input_scale: float | None = None  # set: x is raw frames, convolved as x * input_scale (see ``_conv``)
+    input_scale: float = 1.0  # x is convolved as x * input_scale: FRAME_SCALE for raw frames (see ``_conv``)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -213,13 +211,13 @@ class ConvQNet(nn.Module):
         """Q-values. Each conv activation is sown into the "activations" collection, and
         ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
         Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
-        gemm = self.conv_impl == "gemm" and self.convs
-        x = obs if gemm else obs.astype(jnp.float32) * FRAME_SCALE  # GemmConv scales the frames itself
+        raw = self.conv_impl == "gemm" and len(self.convs) > 0  # GemmConv conv_0 scales the frames itself
+        x = obs if raw else obs.astype(jnp.float32) * FRAME_SCALE
         for i, (features, kernel, stride, *pool) in enumerate(self.convs):
             if self.conv_impl == "xla":
                 conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding=self.padding, name=f"conv_{i}")
             else:
-                conv = GemmConv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else None,
+                conv = GemmConv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else 1.0,
                                 name=f"conv_{i}")
             x = relu(conv(x))
             if pool:  # non-overlapping max-pool (commutes with the ReLU)
