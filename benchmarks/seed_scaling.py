@@ -45,7 +45,7 @@ def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dic
     cfg = config.load(None, BASE + extra + [f"seeds={num_seeds}", f"strategy={strategy}"])
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(seeds.seed_keys(0, num_seeds))
-    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, num_seeds, strategy)
+    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, strategy, phase=trainer.phase)
     state, m = fn(state)  # warm-up epoch
     jax.block_until_ready(m)
     start = time.perf_counter()

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxfer import backend
 from jaxfer.nets import GemmConv, max_pool
 
 # (features, kernel, stride, padding, pool): pool 1 = none
@@ -134,4 +135,4 @@ def make_network(name: str, num_actions: int, core: str = "dense", width: float 
 
 def from_config(cfg, num_actions: int) -> ActorCritic:
     """The network an A2C run of ``cfg`` trains (also what Grad-CAM needs to load its params)."""
-    return make_network(cfg.network, num_actions, cfg.core, cfg.width, cfg.conv_impl)
+    return make_network(cfg.network, num_actions, cfg.core, cfg.width, backend.conv_impl(cfg.conv_impl, cfg.tuning))

@@ -8,19 +8,35 @@ from pathlib import Path
 from jaxfer.config import ConfigError
 from jaxfer.transfer import TransferError
 
+JOIN_TIMEOUT_S = 60  # how long a process of a multi-process run waits for the coordinator
 DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
+
+
+def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
+    """Options of a multi-process run (before or after the subcommand)."""
+    g = p.add_argument_group("devices and processes (every process of a multi-process run runs the same command)")
+    g.add_argument("--devices", type=int, metavar="N", default=default,
+                   help="use N devices, the first N/processes of each process (default: all)")
+    g.add_argument("--distributed", action="store_true", default=default,
+                   help="join a multi-process run; without the three options below jax detects the cluster "
+                        "(SLURM, Open MPI, ...)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=default, help="address of process 0")
+    g.add_argument("--num-processes", type=int, metavar="N", default=default, help="processes in the run")
+    g.add_argument("--process-id", type=int, metavar="I", default=default, help="this process, 0 .. N-1")
+    g.add_argument("--join-timeout", type=int, metavar="S", default=default,
+                   help=f"seconds to wait for the coordinator (default {JOIN_TIMEOUT_S})")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxfer", description="Transfer learning for deep RL, in JAX.")
+    _add_distributed(p)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train DQN / Double DQN agents, all seeds at once")
+    t = sub.add_parser("train", help="train agents (DQN, Double DQN, DQV, DQV-Max, A2C), all seeds at once")
     t.add_argument("config", nargs="?", help="YAML config (default: the embedded Catch DQN config)")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="override config entries")
     t.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     t.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     x = sub.add_parser("transfer", help="a transfer sweep: sources, (source, target, mode) cells, scratch baselines")
     x.add_argument("config",
                    help="sweep YAML (sources, targets, modes, pairs, window, train, source_checkpoints, distill)")
@@ -44,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="segment YAML (env, labels, frames, fcn, ddqn: variants, train)")
     s.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for command in (t, x, d, g, s):
+        _add_distributed(command, argparse.SUPPRESS)  # also accepted after the subcommand
     return p
 
 
@@ -53,10 +71,10 @@ def _dptl(args) -> int:
     cfg = dptl_report.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
     rows = dptl_report.run_dptl(cfg, out, progress=not args.no_progress)
-    print(f"{out}: DPTL of {cfg.source} (seed {cfg.source_seed}) on {cfg.frames} frames per target")
-    print(f"  {'rank':>4}  {'target':<24} {'score':>6}  95% CI")
+    _say(f"{out}: DPTL of {cfg.source} (seed {cfg.source_seed}) on {cfg.frames} frames per target")
+    _say(f"  {'rank':>4}  {'target':<24} {'score':>6}  95% CI")
     for r in sorted(rows, key=lambda r: r["rank"]):
-        print(f"  {r['rank']:>4}  {r['target']:<24} {r['score']:6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+        _say(f"  {r['rank']:>4}  {r['target']:<24} {r['score']:6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
     return 0
 
 
@@ -65,7 +83,7 @@ def _gradcam(args) -> int:
 
     done = dptl_report.gradcam_episode(args.checkpoint, args.game, args.out, steps=args.steps,
                                        seed_index=args.seed_index, layer=args.layer, method=args.method)
-    print(f"{done['png']}, {done['gif']}: {done['layer']} over {done['steps']} steps")
+    _say(f"{done['png']}, {done['gif']}: {done['layer']} over {done['steps']} steps")
     return 0
 
 
@@ -77,10 +95,10 @@ def _segment(args) -> int:
     summary = pipeline.run_segment(cfg, out, progress=not args.no_progress)
     fcn = summary["fcn"]
     if "pixel_accuracy" in fcn:
-        print(f"{out}: FCN test pixel accuracy {fcn['pixel_accuracy']['mean']:.4f}, "
+        _say(f"{out}: FCN test pixel accuracy {fcn['pixel_accuracy']['mean']:.4f}, "
               f"mean IoU {fcn['mean_iou']['mean']:.4f} ({cfg.fcn.seeds} seeds)")
     for r in summary.get("area_ratios", []):
-        print(f"  {r['variant']:>9} vs {r['reference']:<8} R = {r['area_ratio']:+.3f} "
+        _say(f"  {r['variant']:>9} vs {r['reference']:<8} R = {r['area_ratio']:+.3f} "
               f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     return 0
 
@@ -91,10 +109,10 @@ def _transfer(args) -> int:
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
     ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
-    print(f"{out}: {len(ratios)} cells")
+    _say(f"{out}: {len(ratios)} cells")
     width = max(len(r["source"]) for r in ratios)  # "<game>+distill" sources are longer
     for r in ratios:
-        print(f"  {r['source']:>{width}} -> {r['target']:<10} {r['mode']:<18} R = {r['area_ratio']:+.3f} "
+        _say(f"  {r['source']:>{width}} -> {r['target']:<10} {r['mode']:<18} R = {r['area_ratio']:+.3f} "
               f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     return 0
 
@@ -108,20 +126,38 @@ def _train(args) -> int:
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
     cfg = config.load(args.config, overrides)
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
-
-    import jax
-
-    if args.distributed:
-        jax.distributed.initialize()
     from jaxfer import report, run
 
     summary = run.train(cfg, out, progress=not args.no_progress)
     mean = summary["final"]["mean"]
     headline = report.curve_metric([mean])
     done = "already finished" if summary.get("already_finished") else "finished"
-    print(f"{out}: {done}; {cfg.seeds} seeds, final {headline} {mean[headline]:.3f} (seed mean); "
-          f"{summary['steady_env_steps_per_s']} env steps/s after {summary['compile_seconds']} s compile")
+    _say(f"{out}: {done}; {cfg.seeds} seeds, final {headline} {mean[headline]:.3f} (seed mean); "
+         f"{summary['steady_env_steps_per_s']} env steps/s after {summary['compile_seconds']} s compile")
     return 0
+
+
+def _say(text: str) -> None:
+    """Results on stdout, once per run: from process 0 of a multi-process run."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(text)
+
+
+def _start(args) -> None:
+    """Join the processes of a multi-process run (before anything touches the backend), choose the
+    devices, turn on the persistent compilation cache."""
+    from jaxfer import backend
+
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed or any(v is not None for v in given):
+        backend.initialize_distributed(*given, timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
+    if args.devices is not None:
+        from jaxfer import seeds
+
+        seeds.use_devices(args.devices)
+    backend.enable_compilation_cache()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides += extra
-    errors = (ConfigError, TransferError, FileNotFoundError)
+    from jaxfer.backend import BackendError
+    from jaxfer.envs import EnvError
+
+    errors = (ConfigError, TransferError, FileNotFoundError, BackendError, EnvError)
     if args.command in ("dptl", "gradcam"):  # imported only here: train and transfer need none of it
         from jaxfer.dptl_report import DPTLError
         from jaxfer.gradcam import GradCamError
@@ -145,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         errors += (SegmentError, LabelError)
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment}
     try:
+        _start(args)
         return commands[args.command](args)
     except errors as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)

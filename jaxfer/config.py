@@ -20,7 +20,8 @@ class TrainConfig:
     obs: str = "grid"  # envs.obs_modes(env): catch grid (21x21)|pixels84, minatar grid, atari nature|ea3c|ea3c_stack4
     agent: str = "dqn"  # "dqn" (with `double` for Double DQN), "dqv", "dqv_max" or "a2c"
     network: str = "catch_cnn"  # jaxfer.nets.NETWORKS key; for a2c a jaxfer.ac_nets.NETWORKS key
-    conv_impl: str = "gemm"  # "gemm" (fast on CPU) or "xla" (native conv op); same parameters
+    conv_impl: str = "auto"  # "gemm" (im2col GEMMs, fast on XLA CPU), "xla" (the native conv op), "auto" (by tuning)
+    tuning: str = "auto"  # code path: "cpu" (XLA-CPU workarounds), "accelerator" (plain XLA), "auto" (by backend)
     double: bool = False  # Double DQN target (online argmax, target evaluation)
     seeds: int = 4  # independent agents trained at once (the leading array axis)
     seed: int = 0  # seed i uses PRNGKey(seed + i), so seed i alone reproduces seed i of a batch
@@ -50,7 +51,7 @@ class TrainConfig:
     width: float = 1.0  # conv channel multiplier (E-A3C's "expanded channels")
 
     def validate(self) -> "TrainConfig":
-        from jaxfer import ac_nets, envs, nets  # late import: config must load without jax for --help
+        from jaxfer import ac_nets, backend, envs, nets  # late import: config must load without jax for --help
 
         checks = [
             (self.env in envs.ENV_IDS, f"unknown env id '{self.env}'; known: {', '.join(envs.known_env_ids())}"),
@@ -62,7 +63,9 @@ class TrainConfig:
              f"unknown network '{self.network}' for a2c; known: {', '.join(ac_nets.NETWORKS)}"),
             (self.core in ac_nets.CORES, f"core must be 'dense' or 'lstm', got '{self.core}'"),
             (self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got '{self.optimizer}'"),
-            (self.conv_impl in ("gemm", "xla"), f"conv_impl must be 'gemm' or 'xla', got '{self.conv_impl}'"),
+            (self.conv_impl in backend.CONV_IMPLS,
+             f"conv_impl must be one of {', '.join(backend.CONV_IMPLS)}, got '{self.conv_impl}'"),
+            (self.tuning in backend.TUNINGS, f"tuning must be one of {', '.join(backend.TUNINGS)}, got '{self.tuning}'"),
             (self.strategy in ("auto", "vmap", "sequential"),
              f"strategy must be 'auto', 'vmap' or 'sequential', got '{self.strategy}'"),
             (self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}"),

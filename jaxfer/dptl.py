@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import metrics
+from jaxfer import backend, metrics
 
 
 def _reflect(j: int, n: int) -> int:
@@ -97,11 +97,11 @@ def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def cam_mask_ssim(cams, frames, block_size: int = 35, method: str = "gaussian", offset: float = 0.0,
-                  chunk: int = 25):
-    """Per-frame SSIM(CAM, threshold mask), in chunks: XLA CPU runs these GEMMs ~3x faster per frame
-    on 25 frames at a time than on 1000 (8.2k vs 2.8k frames/s, 84x84)."""
+                  chunk: int | None = None):
+    """Per-frame SSIM(CAM, threshold mask), in chunks (default ``backend.chunk``): XLA CPU runs these
+    GEMMs faster per frame on a few frames at a time than on a thousand."""
     one = lambda x: ssim(x[0], threshold_mask(x[1], block_size, method, offset))  # noqa: E731
-    return jax.lax.map(one, (cams, frames), batch_size=chunk)
+    return jax.lax.map(one, (cams, frames), batch_size=chunk or backend.chunk(25))
 
 
 _cam_mask_ssim = jax.jit(cam_mask_ssim, static_argnums=(2, 3, 5))

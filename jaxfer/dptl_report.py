@@ -138,7 +138,7 @@ def load_source(path: str | Path) -> Source:
         raise DPTLError(f"{run_dir / run.CONFIG}: {e}") from None
     env = envs.make(cfg.env, cfg.obs)
     net = (ac_nets.from_config(cfg, env.num_actions) if cfg.agent == "a2c"  # the actor's logits stand for Q
-           else nets.make_network(cfg.network, env.num_actions, cfg.conv_impl))
+           else nets.make_network(cfg.network, env.num_actions, cfg.conv_impl, cfg.tuning))
     shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
     with np.load(run_dir / run.PARAMS) as data:
         num_seeds = len(data[next(iter(data.keys()))])

@@ -14,6 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxfer import backend
 from jaxfer.nets import layer_names
 
 METHODS = ("gradcam", "gradcam++", "eigencam")
@@ -71,13 +72,12 @@ def cam(net, params, obs, layer: str, action=None, method: str = "gradcam", size
 
 
 def cams(net, params, obs_batch, layer: str | None = None, actions=None, method: str = "gradcam",
-         chunk: int = 32, size: tuple[int, int] | None = None):
+         chunk: int | None = None, size: tuple[int, int] | None = None):
     """Maps for a batch (B, H, W, C) -> (B, H, W); ``layer`` defaults to the last conv layer.
 
     ``size`` resizes the maps straight from the layer's resolution (e.g. to compare a 10x10 MinAtar
-    input's map at 84x84) rather than resizing twice. The batch runs in chunks of ``chunk``: XLA
-    CPU runs conv nets slower per image at large batches (Nature CNN Grad-CAM on 1000 frames: 3.7k
-    frames/s in chunks of 32, 2.8k in chunks of 64).
+    input's map at 84x84) rather than resizing twice. The batch runs in chunks of ``chunk``
+    (default ``backend.chunk``): XLA CPU runs conv nets slower per image at large batches.
     """
     available = conv_layers(params)
     layer = layer or (available[-1] if available else None)
@@ -86,7 +86,8 @@ def cams(net, params, obs_batch, layer: str | None = None, actions=None, method:
                            f"available: {', '.join(available) or 'none'}")
     if method not in METHODS:
         raise GradCamError(f"unknown CAM method '{method}'; known: {', '.join(METHODS)}")
-    return _cams(net, params, obs_batch, actions, layer, method, chunk, None if size is None else tuple(size))
+    return _cams(net, params, obs_batch, actions, layer, method, chunk or backend.chunk(32),
+                 None if size is None else tuple(size))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))

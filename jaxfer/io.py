@@ -21,7 +21,10 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(binary_file)`` on a temp file beside ``path``, then rename it into place."""
+    """Call ``write(binary_file)`` on a temp file beside ``path``, then rename it into place. In a
+    multi-process run only process 0 writes files (every process computes the same results)."""
+    if jax.process_index() != 0:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -71,7 +74,8 @@ def save_tree(path: Path, tree, **extra) -> None:
 
 
 def load_tree(path: Path, like):
-    """Load a .npz written by ``save_tree`` into the structure (and dtypes) of ``like``; returns (tree, extras)."""
+    """Load a .npz written by ``save_tree`` into the structure (and dtypes) of ``like`` (arrays or
+    ``jax.ShapeDtypeStruct``s); returns (tree, extras)."""
     with np.load(path) as data:
         arrays = dict(data)
     leaves = []
@@ -79,8 +83,8 @@ def load_tree(path: Path, like):
         name = _path_name(p)
         if name not in arrays:
             raise KeyError(f"checkpoint {path} has no entry '{name}'")
-        if arrays[name].shape != np.shape(x):
-            raise ValueError(f"checkpoint {path}: '{name}' has shape {arrays[name].shape}, expected {np.shape(x)}")
+        if arrays[name].shape != tuple(x.shape):
+            raise ValueError(f"checkpoint {path}: '{name}' has shape {arrays[name].shape}, expected {tuple(x.shape)}")
         leaves.append(arrays[name].astype(x.dtype, copy=False))  # e.g. a checkpoint shipped in float16
     extras = {k[2:]: v for k, v in arrays.items() if k.startswith("__")}
     return jax.tree.unflatten(jax.tree.structure(like), leaves), extras

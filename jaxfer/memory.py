@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxfer import seeds
 from jaxfer.config import ConfigError
 
 
@@ -16,46 +17,64 @@ def tree_bytes(tree) -> int:
 
 
 def estimate(agent, env, num_envs: int, num_seeds: int) -> dict:
-    """Bytes of one seed's agent state by part (replay, params, target_params, opt_state, ...) and
-    of all seeds: the arrays that dominate a run; the loop's env and eval states are small."""
+    """Bytes of one seed's agent state by part (replay, params, target_params, opt_state, ...), of each
+    device's share (the seeds padded to a multiple of the device count, split evenly) and of all seeds:
+    the arrays that dominate a run; the loop's env and eval states are small."""
     obs = jax.ShapeDtypeStruct((num_envs, *env.obs_shape), env.obs_dtype)
     state = jax.eval_shape(lambda k, o: agent.init(k, o, None), jax.random.PRNGKey(0), obs)
     per_seed = {name: tree_bytes(part) for name, part in state._asdict().items()}
-    total = sum(per_seed.values()) * num_seeds
-    return {"per_seed": per_seed, "per_seed_total": sum(per_seed.values()), "seeds": num_seeds, "total": total}
+    devices = seeds.device_count()
+    per_device_seeds = -(-num_seeds // devices)
+    one = sum(per_seed.values())
+    return {"per_seed": per_seed, "per_seed_total": one, "seeds": num_seeds, "devices": devices,
+            "seeds_per_device": per_device_seeds, "per_device": one * per_device_seeds, "total": one * num_seeds}
 
 
-def available() -> int:
-    """Bytes this run may still allocate: the accelerator's free memory, or the host's MemAvailable."""
-    dev = jax.devices()[0]
-    stats = dev.memory_stats() if dev.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+def _host_available() -> int:
     with open("/proc/meminfo") as f:
         info = dict(line.split(":", 1) for line in f)
     return int(info["MemAvailable"].split()[0]) * 1024
 
 
+def available() -> tuple[int, int]:
+    """(bytes a device of this process may still allocate, how many such devices share them): the
+    least free memory among this process's accelerators, each its own; or, for CPU devices, the
+    host's MemAvailable shared by all of them."""
+    local = [seeds.mesh().devices[i] for i in seeds.local_positions()]
+    if local[0].platform == "cpu":
+        return _host_available(), len(local)
+    free = []
+    for dev in local:
+        stats = dev.memory_stats() or {}
+        if "bytes_limit" in stats:
+            free.append(int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    return (min(free), 1) if free else (_host_available(), len(local))
+
+
 def describe(est: dict) -> str:
     gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
     parts = ", ".join(f"{k} {gib(v)}" for k, v in est["per_seed"].items() if v >= 2**20)
-    return f"memory: {gib(est['per_seed_total'])} per seed ({parts}) x {est['seeds']} seeds = {gib(est['total'])}"
+    return (f"memory: {gib(est['per_seed_total'])} per seed ({parts}) x {est['seeds_per_device']} seeds per device "
+            f"x {est['devices']} devices = {gib(est['total'])}")
 
 
-def check(est: dict, free: int | None = None) -> None:
-    free = available() if free is None else free
-    if est["total"] > free:
-        raise ConfigError(f"the run needs {est['total'] / 2**30:.2f} GiB ({describe(est)}) but only "
-                          f"{free / 2**30:.2f} GiB is available; lower buffer_size or seeds")
+def check(est: dict, free: tuple[int, int] | None = None) -> None:
+    """Refuse a run whose per-device share of the state exceeds what each device has free."""
+    free_bytes, sharing = available() if free is None else free
+    need = est["per_device"] * sharing
+    if need > free_bytes:
+        where = "per device" if sharing == 1 else f"for this host's {sharing} device(s)"
+        raise ConfigError(f"the run needs {need / 2**30:.2f} GiB {where} ({describe(est)}) but only "
+                          f"{free_bytes / 2**30:.2f} GiB is available; lower buffer_size or seeds")
 
 
-def check_working(compiled, free: int | None = None) -> None:
-    """Refuse a compiled call whose temporary buffers (activations, im2col patches, gradients: what
-    ``estimate`` cannot see) exceed the memory still free; the run's state is already allocated."""
+def check_working(compiled, free: tuple[int, int] | None = None) -> None:
+    """Refuse a compiled call whose temporary buffers on each device (activations, im2col patches,
+    gradients: what ``estimate`` cannot see) exceed the memory still free; the state is already allocated."""
     analysis = compiled.memory_analysis()
-    need = getattr(analysis, "temp_size_in_bytes", 0)
-    free = available() if free is None else free
-    if need > free:
-        raise ConfigError(f"one epoch needs {need / 2**30:.2f} GiB of working memory (XLA's count: activations, "
-                          f"gradients) but only {free / 2**30:.2f} GiB is available; lower num_envs, n_steps, "
-                          f"batch_size or seeds")
+    per_device = getattr(analysis, "temp_size_in_bytes", 0)
+    free_bytes, sharing = available() if free is None else free
+    if per_device * sharing > free_bytes:
+        raise ConfigError(f"one epoch needs {per_device * sharing / 2**30:.2f} GiB of working memory (XLA's count: "
+                          f"activations, gradients) but only {free_bytes / 2**30:.2f} GiB is available; lower "
+                          f"num_envs, n_steps, batch_size or seeds")

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxfer import backend
+
 _KIND_ORDER = ("conv", "dense", "head")
 
 
@@ -205,6 +207,7 @@ class ConvQNet(nn.Module):
     dense: Sequence[int]
     conv_impl: str = "gemm"  # "gemm" (GemmConv) or "xla" (nn.Conv): same parameters, pick by speed
     padding: str = "VALID"  # of every conv: "VALID" or "SAME"
+    cpu_tuned: bool = True  # ReLU as a reduction XLA CPU fuses with its conv (``relu``); else ``nn.relu``
 
     @nn.compact
     def __call__(self, obs: jax.Array, replace: tuple[int, jax.Array] | None = None) -> jax.Array:
@@ -212,6 +215,7 @@ class ConvQNet(nn.Module):
         ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
         Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
         raw = self.conv_impl == "gemm" and len(self.convs) > 0  # GemmConv conv_0 scales the frames itself
+        activation = relu if self.cpu_tuned else nn.relu
         x = obs if raw else obs.astype(jnp.float32) * FRAME_SCALE
         for i, (features, kernel, stride, *pool) in enumerate(self.convs):
             if self.conv_impl == "xla":
@@ -219,7 +223,7 @@ class ConvQNet(nn.Module):
             else:
                 conv = GemmConv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else 1.0,
                                 name=f"conv_{i}")
-            x = relu(conv(x))
+            x = activation(conv(x))
             if pool:  # non-overlapping max-pool (commutes with the ReLU)
                 x = max_pool(x, pool[0])
             if not self.is_initializing():  # keep activations out of the parameter tree
@@ -228,7 +232,7 @@ class ConvQNet(nn.Module):
                 x = replace[1]
         x = x.reshape(x.shape[:-3] + (-1,))
         for i, features in enumerate(self.dense):
-            x = relu(nn.Dense(features, name=f"dense_{i}")(x))
+            x = activation(nn.Dense(features, name=f"dense_{i}")(x))
         return nn.Dense(self.num_actions, name="head")(x)
 
 
@@ -250,7 +254,9 @@ NETWORKS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
-def make_network(name: str, num_actions: int, conv_impl: str = "gemm") -> nn.Module:
+def make_network(name: str, num_actions: int, conv_impl: str = "auto", tuning: str = "auto") -> nn.Module:
+    """``NETWORKS[name]`` for the code path of ``tuning`` (``jaxfer.backend``); "auto" follows the backend."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network '{name}'; known: {', '.join(NETWORKS)}")
-    return NETWORKS[name](num_actions).clone(conv_impl=conv_impl)
+    return NETWORKS[name](num_actions).clone(conv_impl=backend.conv_impl(conv_impl, tuning),
+                                             cpu_tuned=backend.cpu_tuned(tuning))

@@ -18,11 +18,12 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 from tqdm import tqdm
 
-from jaxfer import agents, envs, io, memory, report, seeds
+from jaxfer import agents, backend, envs, io, memory, report, seeds
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 
 CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
@@ -62,33 +63,46 @@ def metric_rows(epoch: int, metrics: dict) -> list[dict]:
     return [{"epoch": epoch, "seed": s} | {k: v[s].item() for k, v in metrics.items()} for s in range(num_seeds)]
 
 
+def _sync(name: str) -> None:
+    """All processes reach this point before any goes on (a no-op in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, freeze=None,
           meta: dict | None = None) -> dict:
     """Train ``cfg.seeds`` agents into ``out``; resumes a checkpoint there. Returns the run summary.
 
     ``init_params`` (seed axis first) start the agents from given weights, e.g. transferred layers;
     ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json.
+    In a multi-process run every process calls this with the same arguments; process 0 writes the files.
     """
     out = Path(out)
+    writes = jax.process_index() == 0
     env = envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env, freeze)
     needs = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
     memory.check(needs)
     if check_dir(out, cfg):
         return io_summary(out)
+    progress = progress and writes
     if progress:
         print(memory.describe(needs), file=sys.stderr)
     trainer = agents.make_train(cfg, env, agent=agent)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
-    epoch_fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, cfg.seeds, cfg.strategy,
-                                                   sliceable=trainer.pool.checkpointable)  # checks working memory
-    claim_dir(out, cfg)
     start, rows = 0, []
     if (out / CHECKPOINT).exists():
-        saved, extras = io.load_tree(out / CHECKPOINT, like=trainer.checkpoint(state))
+        saved, extras = io.load_tree(out / CHECKPOINT, like=seeds.shapes(trainer.checkpoint(state), cfg.seeds))
         state = trainer.restore(state, saved)
         start = int(extras["epoch"])
         rows = [r for r in io.read_csv(out / METRICS) if int(r["epoch"]) < start]
+    epoch_fn, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
+                                           phase=trainer.phase)  # checks working memory
+    _sync("jaxfer: run directory checked")  # no process claims it before all have checked it
+    if writes:
+        claim_dir(out, cfg)
 
     bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -97,15 +111,15 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     for epoch in range(start, cfg.num_epochs):
         tick = time.perf_counter()
         state, metrics = epoch_fn(state)
-        metrics = seeds.fetch(metrics)
-        epoch_seconds.append(time.perf_counter() - tick)
+        metrics = seeds.fetch(metrics, cfg.seeds)
         rows += metric_rows(epoch, metrics)
-        if jax.process_index() == 0:
+        snapshot = seeds.fetch(trainer.checkpoint(state), cfg.seeds)  # own copies: buffers are donated
+        if writes:
             io.write_csv(out / METRICS, rows)
-            snapshot = jax.tree.map(np.array, seeds.fetch(trainer.checkpoint(state)))  # a copy: buffers are donated
             if pending is not None:
                 pending.result()
             pending = writer.submit(io.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1)
+        epoch_seconds.append(time.perf_counter() - tick)  # the whole epoch: metrics and checkpoint copies too
         headline = report.curve_metric([metrics])  # catch rate on Catch, return elsewhere
         bar.set_postfix({"steps/s": f"{cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]:.0f}",
                          headline: f"{metrics[headline].mean():.3f}"})
@@ -120,7 +134,10 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
         "config": to_dict(cfg),
         **(meta or {}),
         **environment_info(),
-        "compile_seconds": round(compile_s, 3),
+        "code_path": {"cpu_tuned": backend.cpu_tuned(cfg.tuning), "conv_impl": backend.conv_impl(cfg.conv_impl,
+                                                                                               cfg.tuning),
+                      "seeds_computed": trainer.num_seeds},
+        "compile_seconds": round(epoch_fn.compile_seconds, 3),
         "steady_env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * len(steady) / sum(steady), 1) if steady else None,
         "epochs_timed": len(steady),
         "resumed_from_epoch": start,
@@ -128,19 +145,25 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
         "memory_bytes": needs,
         "final": final_metrics(rows, cfg.num_epochs - 1),
     }
-    if jax.process_index() == 0:
-        io.save_tree(out / PARAMS, seeds.fetch(state.agent.params))
+    params = seeds.fetch(state.agent.params, cfg.seeds)
+    if writes:
+        io.save_tree(out / PARAMS, params)
         label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
                  "a2c": "A2C"}[cfg.agent]
         report.learning_curve(out / CURVE, {label: rows}, cfg.env)
         io.write_json(out / RUN_JSON, summary)
+    _sync("jaxfer: run written")  # no process reads the results before they are there
     return summary
 
 
 def init_params(cfg: TrainConfig):
-    """The fresh parameters (seed axis first) that ``train(cfg, ...)`` would start from."""
-    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-    return trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds)).agent.params
+    """The fresh parameters (seed axis first) that ``train(cfg, ...)`` would start from, without
+    making the rest of a run (replay buffers, environments)."""
+    env = envs.make(cfg.env, cfg.obs)
+    agent = agents.make_agent(cfg, env)
+    obs = jnp.zeros((cfg.num_envs, *env.obs_shape), env.obs_dtype)  # only its shape matters
+    k_agent = jax.vmap(lambda k: jax.random.split(k, 4)[0])(seeds.seed_keys(cfg.seed, cfg.seeds))
+    return jax.jit(lambda keys: jax.lax.map(lambda k: agent.init(k, obs, None).params, keys))(k_agent)
 
 
 def final_metrics(rows: list[dict], epoch: int) -> dict:

@@ -1,103 +1,227 @@
-"""How the seed axis executes: one code path for 1 CPU, many devices, or many hosts.
+"""How the seed axis executes: one code path for 1 CPU, many devices or many hosts.
 
-``compile_over_seeds(fn, state, num_seeds, strategy)`` compiles a training epoch over states with
-a leading seed axis (``jaxfer.agents.loop`` vmaps the agents inside):
-- "vmap": all seeds in one call, the seed axis sharded over all devices (``jax.sharding``); what
-  wins on accelerators and, with small networks, on this CPU too;
-- "sequential": one compiled single-agent call per seed; the baseline the seed-scaling
-  benchmark compares against, and a fallback where vmapped kernels lose;
+Seeds are independent agents, so they never exchange data. A 1-D mesh holds every device in
+process-major order; the seed axis is padded to a multiple of the device count (padded seeds repeat
+real ones, are computed like them and are dropped before anything is reported, checkpointed or
+plotted); and ``compile_over_seeds`` runs the epoch under ``jax.shard_map``: each device steps its own
+block of seeds and the compiled epoch holds no collective. Metrics cross devices (and processes)
+once per epoch, in ``fetch``.
+
+State layout: every array leaf has the seed axis first, or one row per device for per-device
+resources (an emulator pool's handle); 0-d leaves (the env-step count all seeds share) are replicated.
+
+Within a device, the strategy:
+- "vmap": the device's seeds as one batched program: what wins on accelerators and, with small
+  networks, on this CPU too;
+- "sequential": one seed after another (``lax.map`` over one-seed slices): the baseline the
+  seed-scaling benchmark compares against, and a fallback where vmapped kernels lose;
 - "auto": vmap, except on a CPU with more than ``CPU_VMAP_MAX_SEEDS`` seeds per device, where
-  benchmarks/results/seed_scaling.json measured sequential runs faster (64 seeds: 0.90x, 256: 0.70x).
+  ``benchmarks/results/seed_scaling.json`` measured sequential runs faster.
 Seed i always starts from ``PRNGKey(seed + i)``, so seed i of any batch is reproducible alone.
 """
 from __future__ import annotations
 
-import math
+import functools
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxfer import memory
+from jaxfer import backend, memory
+
+AXIS = "seeds"
+SEED_AXIS, REPLICATED = PartitionSpec(AXIS), PartitionSpec()
+CPU_VMAP_MAX_SEEDS = 16
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.arange(seed, seed + num_seeds))
 
 
-def seed_sharding(num_seeds: int) -> NamedSharding:
-    """Shard the leading axis over as many devices as divide the seed count."""
-    devices = jax.devices()
-    n = math.gcd(num_seeds, len(devices))
-    return NamedSharding(Mesh(np.array(devices[:n]), ("seeds",)), PartitionSpec("seeds"))
+_DEVICES: list[int | None] = [None]  # how many devices the mesh holds (``use_devices``); None: all
 
 
-def place(tree, num_seeds: int):
-    """Own copies of every leaf (eager code may share one buffer between leaves, which donation
-    rejects), with the seed axis sharded over the devices."""
-    sharding = seed_sharding(num_seeds)
-    return jax.tree.map(lambda x: jax.device_put(jnp.array(x, copy=True), sharding), tree)
+def use_devices(count: int | None) -> None:
+    """Run on ``count`` devices (None: all): the first ``count / processes`` of each process's devices."""
+    total, processes = jax.device_count(), jax.process_count()
+    if count is not None and not (1 <= count <= total and count % processes == 0):
+        raise backend.BackendError(f"--devices must be a multiple of the process count ({processes}) in "
+                                   f"[1, {total}] (the devices here), got {count}")
+    _DEVICES[0] = count
+    mesh.cache_clear()
 
 
-CPU_VMAP_MAX_SEEDS = 16
+@functools.cache
+def mesh() -> Mesh:
+    """The devices a run uses, process-major: each process's devices hold a contiguous block of seeds."""
+    per_process = None if _DEVICES[0] is None else _DEVICES[0] // jax.process_count()
+    chosen = []
+    for p in range(jax.process_count()):
+        chosen += sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)[:per_process]
+    return Mesh(np.array(chosen), (AXIS,))
+
+
+def device_count() -> int:
+    return mesh().size
+
+
+def local_positions() -> list[int]:
+    """Positions in ``mesh()`` of this process's devices, in mesh order."""
+    return [i for i, d in enumerate(mesh().devices) if d.process_index == jax.process_index()]
+
+
+def padded(num_seeds: int) -> int:
+    """The seed count rounded up to a multiple of the device count, so every device gets work."""
+    n = device_count()
+    return -(-num_seeds // n) * n
+
+
+def pad(tree, num_seeds: int):
+    """Rows 0..num_seeds-1 of every seed-axis leaf, repeated cyclically up to ``padded(num_seeds)``."""
+    rows = np.arange(padded(num_seeds)) % num_seeds
+    return jax.tree.map(lambda x: x if np.ndim(x) == 0 else np.asarray(x)[rows], tree)
+
+
+def spec(x) -> PartitionSpec:
+    return REPLICATED if np.ndim(x) == 0 else SEED_AXIS
+
+
+def place(tree):
+    """Host arrays (the same on every process) as global arrays, leading axis split over the mesh."""
+
+    def one(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, NamedSharding(mesh(), spec(x)), lambda index: x[index])
+
+    return jax.tree.map(one, tree)
+
+
+def assemble(blocks: list):
+    """Global arrays from one pytree per local device (in ``local_positions`` order), each holding that
+    device's rows: state made on the host per device (an emulator pool's), never all on one device."""
+    devices = [mesh().devices[i] for i in local_positions()]
+
+    def one(*xs):
+        shape = (xs[0].shape[0] * device_count(), *xs[0].shape[1:])
+        parts = [jax.device_put(x, d) for x, d in zip(xs, devices)]
+        return jax.make_array_from_single_device_arrays(shape, NamedSharding(mesh(), SEED_AXIS), parts)
+
+    return jax.tree.map(one, *blocks)
+
+
+def over_seeds(fn: Callable, in_specs, out_specs) -> Callable:
+    """``fn`` on each device's block of seeds (``jax.shard_map`` over the seed mesh), not jitted."""
+    return jax.shard_map(fn, mesh=mesh(), in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+def fetch(tree, num_seeds: int | None = None):
+    """Every seed's values as numpy on every process (across processes, an all-gather: call it on all
+    of them, outside any epoch); with ``num_seeds``, the padded seeds are dropped."""
+    if jax.process_count() > 1:
+        gathered = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh(), REPLICATED))(tree)
+        tree = jax.tree.map(lambda x: x.addressable_data(0), gathered)
+    tree = jax.tree.map(np.asarray, tree)
+    if num_seeds is None:
+        return tree
+    return jax.tree.map(lambda x: x if x.ndim == 0 else x[:num_seeds], tree)
+
+
+def shapes(tree, num_seeds: int):
+    """Shapes and dtypes of ``fetch(tree, num_seeds)``, without fetching anything."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_seeds, *x.shape[1:]) if x.ndim else (), x.dtype), tree)
+
+
+def host_scalar(x: jax.Array) -> int:
+    """A replicated 0-d array's value, read from this process's own copy."""
+    return int(np.asarray(x.addressable_data(0)))
 
 
 def resolve(strategy: str, num_seeds: int) -> str:
     if strategy != "auto":
         return strategy
-    per_device = num_seeds / jax.device_count()
-    return "sequential" if jax.default_backend() == "cpu" and per_device > CPU_VMAP_MAX_SEEDS else "vmap"
+    per_device = num_seeds / device_count()
+    return "sequential" if backend.cpu_tuned() and per_device > CPU_VMAP_MAX_SEEDS else "vmap"
 
 
-def compile_over_seeds(fn: Callable, state, num_seeds: int, strategy: str, sliceable: bool = True
-                       ) -> tuple[Callable, float]:
-    """Returns (compiled function over the seed axis, compile seconds).
+def one_at_a_time(fn: Callable) -> Callable:
+    """``fn`` over a block of seeds, run as ``lax.map`` over one-seed slices (replicated 0-d leaves are
+    shared: every seed starts from them, and the last seed's result is kept)."""
 
-    ``fn`` maps a state with a leading seed axis to ``(state, out)`` (its own vmaps inside). "vmap"
-    runs all seeds in one call and donates its input (replay buffers updated in place rather than
-    copied per call: 3.6k vs 3.0k env steps/s at 64 seeds): pass a state from ``place`` and use the
-    returned state. "sequential" runs one-seed slices; a state that cannot be sliced (an envpool
-    pool of all seeds, ``sliceable=False``) always runs as one call.
+    def run(state, *args):
+        leaves, treedef = jax.tree.flatten(state)
+        shared = [x.ndim == 0 for x in leaves]
+
+        def one(rows):
+            it = iter(rows)
+            full = [x if s else next(it)[None] for x, s in zip(leaves, shared)]
+            new, out = fn(jax.tree.unflatten(treedef, full), *args)
+            return [x if s else x[0] for x, s in zip(jax.tree.leaves(new), shared)], jax.tree.map(lambda y: y[0], out)
+
+        new, out = jax.lax.map(one, [x for x, s in zip(leaves, shared) if not s])
+        return jax.tree.unflatten(treedef, [x[-1] if s else x for x, s in zip(new, shared)]), out
+
+    return run
+
+
+class EpochFn:
+    """A compiled epoch over all seeds: ``state -> (state, per-seed outputs)``, input donated.
+
+    ``phase(state)`` (optional) picks a static variant of the epoch before each call (the value-based
+    warm-up before ``learning_starts`` on accelerators); each variant compiles once, on first use, and
+    ``compile_seconds`` sums them all.
     """
+
+    def __init__(self, build: Callable[[Any], Any], phase: Callable | None):
+        self._build, self._phase, self._compiled, self.compile_seconds = build, phase, {}, 0.0
+
+    def compiled(self, variant=None):
+        if variant not in self._compiled:
+            start = time.perf_counter()
+            self._compiled[variant] = executable = self._build(variant)
+            memory.check_working(executable)
+            self.compile_seconds += time.perf_counter() - start
+        return self._compiled[variant]
+
+    def __call__(self, state):
+        return self.compiled(None if self._phase is None else self._phase(state))(state)
+
+
+def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: bool = True,
+                       phase: Callable | None = None) -> tuple[EpochFn, float]:
+    """Returns (the epoch compiled over the seed mesh, compile seconds of its first variant).
+
+    ``fn(state)`` (or ``fn(state, variant)`` with ``phase``) maps one device's block of seeds to
+    ``(state, out)``, every leaf of ``out`` per seed; ``state`` is laid out as the module docstring
+    says (from ``Trainer.init``). A state that cannot be sliced per seed (an emulator pool of all of a
+    device's seeds, ``sliceable=False``) always runs "vmap".
+    """
+    num_seeds = jax.tree.leaves(state)[0].shape[0]
     strategy = resolve(strategy, num_seeds) if sliceable else "vmap"
-    start = time.perf_counter()
-    if strategy == "vmap":
-        compiled = jax.jit(fn, donate_argnums=0).lower(state).compile()
-        memory.check_working(compiled)
-        return compiled, time.perf_counter() - start
-    if strategy != "sequential":
+    if strategy not in ("vmap", "sequential"):
         raise ValueError(f"unknown strategy '{strategy}'")
-    one = jax.jit(fn).lower(jax.tree.map(lambda x: x[:1], state)).compile()
-    memory.check_working(one)
+    local = fn if strategy == "vmap" else one_at_a_time(fn)
+    specs = jax.tree.map(spec, state)
 
-    def sequential(states):
-        outs = [one(jax.tree.map(lambda x: x[i : i + 1], states)) for i in range(num_seeds)]
-        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+    def build(variant):
+        body = local if phase is None else (lambda s: local(s, variant))
+        return jax.jit(over_seeds(body, (specs,), (specs, SEED_AXIS)), donate_argnums=0).lower(state).compile()
 
-    return sequential, time.perf_counter() - start
-
-
-def fetch(tree):
-    """Bring (possibly sharded, possibly multi-host) arrays to this host as numpy."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        tree = multihost_utils.process_allgather(tree)
-    return jax.tree.map(np.asarray, tree)
+    epoch = EpochFn(build, phase)
+    epoch.compiled(None if phase is None else phase(state))
+    return epoch, epoch.compile_seconds
 
 
 def unbatched_single_seed(fn: Callable) -> Callable:
-    """``fn`` that, vmapped over a seed axis of size 1, runs on that one seed's arrays unbatched.
+    """``fn`` that, vmapped over a seed axis of size 1, runs on that one seed's arrays unbatched (XLA CPU only).
 
     A vmap of size 1 still makes every op batched: XLA CPU adds transposes around the update's
     batched GEMMs, fuses Adam worse, and a ``cond`` on a batched predicate becomes a select that runs
-    both branches. For the DQN update (DQN loop on Pong at one seed, 5 alternated pairs of runs):
-    -2% to +19%, +8% on average. Only ``fn``'s arguments are sliced, so the carried replay buffer
-    stays one batched array updated in place (squeezing the whole state made XLA copy it). Larger
-    seed axes are vmapped as usual.
+    both branches. Only ``fn``'s arguments are sliced, so the carried replay buffer stays one batched
+    array updated in place (squeezing the whole state made XLA copy it). Larger seed axes are vmapped
+    as usual.
     """
     wrapped = jax.custom_batching.custom_vmap(fn)
 

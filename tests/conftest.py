@@ -54,9 +54,9 @@ def train_epochs(cfg, env=None, freeze=None, params=None):
     if params is not None:
         params = jax.tree.map(lambda x: jnp.broadcast_to(x, (cfg.seeds, *x.shape)), params)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), params)
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.seeds, cfg.strategy)
+    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase)
     history = []
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
-        history.append(seeds.fetch(metrics))
+        history.append(seeds.fetch(metrics, cfg.seeds))
     return state, history

@@ -191,9 +191,9 @@ def test_a2c_learns_minatar_breakout():
     cfg = config.load(ROOT / "configs/minatar_a2c.yaml")
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds))
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.seeds, cfg.strategy)
+    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase)
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
-    returns = seeds.fetch(metrics)["train_return"]
+    returns = seeds.fetch(metrics, cfg.seeds)["train_return"]
     print("final training returns per seed:", returns)
     assert (returns >= 15).all() and returns.mean() >= 20, returns

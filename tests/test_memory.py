@@ -38,10 +38,13 @@ def test_frame_replay_stores_each_frame_once():
 
 
 def test_too_much_memory_is_one_line_error(tmp_path):
-    est = {"per_seed": {"replay": 10}, "per_seed_total": 10, "seeds": 3, "total": 30}
+    est = {"per_seed": {"replay": 10}, "per_seed_total": 10, "seeds": 3, "total": 30, "devices": 1,
+           "seeds_per_device": 3, "per_device": 30}
     with pytest.raises(ConfigError, match="needs"):
-        memory.check(est, free=29)
-    memory.check(est, free=30)
+        memory.check(est, free=(29, 1))
+    memory.check(est, free=(30, 1))
+    with pytest.raises(ConfigError, match="needs 0.00 GiB for this host's 2 device"):  # CPU devices share RAM
+        memory.check(est, free=(59, 2))
     out = run_cli("train", "buffer_size=100000000", "--no-progress", "--out", tmp_path / "run")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "GiB is available" in out.stderr
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -52,7 +55,8 @@ def test_frame_replay_agent_trains_through_the_loop():
                              "epoch_steps=200", "learning_starts=100", "eval_envs=2", "eval_steps=4"])
     env = dataclasses.replace(envs.make(cfg.env, cfg.obs), frame_stack_fill="repeat")
     trainer = agents.make_train(cfg, env)
-    state, metrics = jax.jit(trainer.epoch)(trainer.init(seeds.seed_keys(0, 2)))
+    state = trainer.init(seeds.seed_keys(0, 2))
+    state, metrics = seeds.compile_over_seeds(trainer.epoch, state, phase=trainer.phase)[0](state)
     # at env steps 100, 104, ..., 200
     assert np.all(np.asarray(metrics["loss"]) > 0) and np.all(np.asarray(state.agent.updates) == 26)
 
@@ -60,9 +64,9 @@ def test_frame_replay_agent_trains_through_the_loop():
 def test_working_memory_of_a_compiled_epoch_is_checked():
     """XLA's temp buffers (here a 4000 x 4000 f32 intermediate, 64 MB) count against free memory."""
     compiled = jax.jit(lambda x: jnp.sin(x[:, None] * x[None]) @ x).lower(jnp.ones(4000)).compile()
-    memory.check_working(compiled, free=2**30)
+    memory.check_working(compiled, free=(2**30, 1))
     with pytest.raises(ConfigError, match="working memory .* lower num_envs"):
-        memory.check_working(compiled, free=32 * 2**20)
+        memory.check_working(compiled, free=(32 * 2**20, 1))
 
 
 @pytest.mark.parametrize("frames,num_seeds", [(True, 1), (True, 2), (False, 2)])
@@ -78,8 +82,8 @@ def test_replay_buffer_is_updated_in_place(frames, num_seeds):
         if frames:
             env = dataclasses.replace(env, frame_stack_fill="zeros")
         trainer = agents.make_train(cfg, env)
-        state = jax.eval_shape(trainer.init, seeds.seed_keys(0, num_seeds))  # shapes suffice to compile
-        compiled = jax.jit(trainer.epoch, donate_argnums=0).lower(state).compile()
+        state = trainer.init(seeds.seed_keys(0, num_seeds))
+        compiled = seeds.compile_over_seeds(trainer.epoch, state, "vmap")[0].compiled()
         return compiled.memory_analysis().temp_size_in_bytes, memory.tree_bytes(state.agent.replay)
 
     (small, _), (large, replay_bytes) = working_bytes(4000), working_bytes(40000)

@@ -92,7 +92,7 @@ def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:
         returns = nstep_returns(rollout.reward, rollout.done, jax.lax.stop_gradient(values[-1]), cfg.gamma)
         return a2c_loss(logits[:-1], values[:-1], rollout.action, returns, cfg.ent_coef, cfg.vf_coef)
 
-    def learn(agent: A2CState, rollout: Rollout, memory, env_steps):
+    def learn(agent: A2CState, rollout: Rollout, memory, env_steps, update=None):  # learns every rollout
         chex.assert_shape(rollout.action, (cfg.n_steps, cfg.num_envs))
         (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(agent.params, rollout, memory)
         updates, opt_state = tx.update(grads, agent.opt_state, agent.params)

@@ -26,5 +26,5 @@ def td_loss(net, cfg: TrainConfig, params, target_params, batch: replay.Transiti
 
 
 def algorithm(cfg: TrainConfig, num_actions: int) -> Algorithm:
-    net = make_network(cfg.network, num_actions, cfg.conv_impl)
+    net = make_network(cfg.network, num_actions, cfg.conv_impl, cfg.tuning)
     return Algorithm(net.init, net.apply, lambda p, t, batch: td_loss(net, cfg, p, t, batch))

@@ -34,8 +34,8 @@ def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params,
 
 
 def _algorithm(cfg: TrainConfig, num_actions: int, use_max: bool) -> Algorithm:
-    qnet = make_network(cfg.network, num_actions, cfg.conv_impl)
-    vnet = make_network(cfg.network, 1, cfg.conv_impl)
+    qnet = make_network(cfg.network, num_actions, cfg.conv_impl, cfg.tuning)
+    vnet = make_network(cfg.network, 1, cfg.conv_impl, cfg.tuning)
 
     def init_params(key, obs):
         k_q, k_v = jax.random.split(key)

@@ -13,13 +13,15 @@ and a greedy evaluation and returns ``(state, metrics)`` with a leading seed axi
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxfer import seeds
+from jaxfer import backend, seeds
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env, Pool, pool as make_pool
 
@@ -44,12 +46,14 @@ class Agent(NamedTuple):
     initial_memory: Callable  # (num_envs) -> per-env recurrent memory; () for feed-forward agents
     act: Callable  # (agent, memory, obs, first, key) -> (memory, action (E,)): the exploring policy
     greedy: Callable  # (params, memory, obs, first) -> (memory, action): the evaluated policy
-    # (agent, Rollout, memory at the rollout's start, env_steps) -> (agent, stats summed over an epoch).
-    # env_steps (env steps per seed so far) is one scalar for all seeds, which step in lockstep: a
-    # lax.cond on it stays a branch under vmap instead of becoming a select that runs both sides.
+    # (agent, Rollout, memory at the rollout's start, env_steps, update) -> (agent, stats summed over an
+    # epoch). env_steps (env steps per seed so far) is one replicated scalar: all seeds step in lockstep.
+    # update: True / False = learn / only store (static: no conditional), None = decide from env_steps
+    # in the graph (a lax.cond: the XLA-CPU path).
     learn: Callable
     report: Callable  # (agent, summed stats) -> dict of the epoch's metrics
     rollout_len: int
+    learning_starts: int = 0  # env steps per seed before the first update
 
 
 class LoopState(NamedTuple):
@@ -63,16 +67,18 @@ class LoopState(NamedTuple):
     eval_first: jax.Array
     eval_memory: Any
     key: jax.Array  # (S,) per seed
-    env_steps: jax.Array  # (S,) int32
+    env_steps: jax.Array  # () int32, replicated: env steps per seed, the same for all
 
 
 class Trainer(NamedTuple):
     init: Callable[..., LoopState]
-    epoch: Callable[[LoopState], tuple[LoopState, dict]]
+    epoch: Callable  # (one device's block of a LoopState, warm-up iterations or None) -> (state, metrics)
     agent: Agent
     pool: Pool
-    checkpoint: Callable  # state -> the tree a checkpoint holds
-    restore: Callable  # (state, loaded checkpoint tree) -> state
+    checkpoint: Callable  # state -> the tree a checkpoint holds (of its real seeds: ``seeds.fetch(tree, num)``)
+    restore: Callable  # (state, loaded checkpoint tree of the real seeds) -> state, padded and placed
+    phase: Callable | None  # state -> the epoch's static variant (warm-up iterations); None: one variant
+    num_seeds: int  # the padded seed count the state holds (jaxfer.seeds.padded)
 
 
 def episode_stats(info: dict) -> dict:
@@ -94,33 +100,39 @@ def summarise(stats: dict, prefix: str) -> dict:
 
 def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
     n_env, n_eval, horizon = cfg.num_envs, cfg.eval_envs, agent.rollout_len
-    pool = make_pool(env, cfg.seeds, n_env, cfg.seed)
-    eval_pool = make_pool(env, cfg.seeds, n_eval, cfg.seed + EVAL_SEED_OFFSET)
+    num = seeds.padded(cfg.seeds)
+    pool = make_pool(env, num, n_env, cfg.seed)
+    eval_pool = make_pool(env, num, n_eval, cfg.seed + EVAL_SEED_OFFSET)
     memories = jax.vmap(lambda _: agent.initial_memory(n_env))
     eval_memories = jax.vmap(lambda _: agent.initial_memory(n_eval))
+    split4 = jax.vmap(lambda k: tuple(jax.random.split(k, 4)))
+    iterations = cfg.epoch_steps // (n_env * horizon)
 
-    def init(keys: jax.Array, params=None) -> LoopState:
-        split = jax.vmap(lambda k: jax.random.split(k, 4))(keys)
-        k_agent, k_env, k_eval, key = (split[:, i] for i in range(4))
-        env_state, obs = pool.reset(k_env)
-        eval_env_state, eval_obs = eval_pool.reset(k_eval)
+    def init_block(keys, obs, eval_obs, params=None):
+        """One device's agents, memories and keys."""
+        k_agent, _, _, key = split4(keys)
         # One seed after another (lax.map, once per run): vmapped LAPACK QR calls (the LSTM's orthogonal
         # init) deadlock XLA CPU in jax 0.10 (4 vmapped 512x512 orthogonal inits never return).
-        one = (lambda a: agent.init(a[0], a[1], None)) if params is None else (lambda a: agent.init(*a))
-        agents = jax.jit(lambda *a: jax.lax.map(one, a))(
-            *((k_agent, obs) if params is None else (k_agent, obs, params)))
-        num = keys.shape[0]
-        state = LoopState(agents, env_state, obs, jnp.ones((num, n_env), bool), memories(keys),
-                          eval_env_state, eval_obs, jnp.ones((num, n_eval), bool), eval_memories(keys),
-                          key, jnp.zeros(num, jnp.int32))
-        return place(state)
+        if params is None:
+            agents = jax.lax.map(lambda a: agent.init(a[0], a[1], None), (k_agent, obs))
+        else:
+            agents = jax.lax.map(lambda a: agent.init(*a), (k_agent, obs, params))
+        size = keys.shape[0]
+        return (agents, jnp.ones((size, n_env), bool), memories(keys), jnp.ones((size, n_eval), bool),
+                eval_memories(keys), key)
 
-    def place(state: LoopState) -> LoopState:
-        """Shard the seed axis over devices; an emulator pool stays whole on its one device."""
-        if pool.checkpointable:
-            return seeds.place(state, cfg.seeds)
-        sharded = seeds.place(state._replace(env_state=None, eval_env_state=None), cfg.seeds)
-        return sharded._replace(env_state=state.env_state, eval_env_state=state.eval_env_state)
+    def init(keys: jax.Array, params=None) -> LoopState:
+        """The state of ``cfg.seeds`` agents (keys and params: one row per seed), padded and split over
+        the devices as it is made."""
+        keys = seeds.place(seeds.pad(keys, cfg.seeds))
+        _, k_env, k_eval, _ = jax.jit(split4)(keys)
+        env_state, obs = pool.reset(k_env)
+        eval_env_state, eval_obs = eval_pool.reset(k_eval)
+        args = (keys, obs, eval_obs) + (() if params is None else (seeds.place(seeds.pad(params, cfg.seeds)),))
+        block = jax.jit(seeds.over_seeds(init_block, seeds.SEED_AXIS, seeds.SEED_AXIS))
+        agents, first, memory, eval_first, eval_memory, key = block(*args)
+        return LoopState(agents, env_state, obs, first, memory, eval_env_state, eval_obs, eval_first, eval_memory,
+                         key, seeds.place(np.int32(0)))
 
     def checkpoint(state: LoopState):
         if pool.checkpointable:
@@ -128,9 +140,8 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
         return {"agent": state.agent, "key": state.key, "env_steps": state.env_steps}
 
     def restore(state: LoopState, saved) -> LoopState:
-        if pool.checkpointable:
-            return place(saved)
-        return place(state._replace(**saved))
+        placed = seeds.place(seeds.pad(saved, cfg.seeds))
+        return placed if pool.checkpointable else state._replace(**placed)
 
     def env_step(state: LoopState, _):
         split = jax.vmap(lambda k: tuple(jax.random.split(k)))
@@ -142,19 +153,25 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
                                env_steps=state.env_steps + n_env)
         return state, (step, episode_stats(info))
 
-    def iteration(state: LoopState, _):
+    def iteration(state: LoopState, _, update=None):
         memory = state.memory
         state, (rollout, stats) = jax.lax.scan(env_step, state, None, horizon)
         rollout = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), rollout)  # (S, T, E, ...)
-        agents, learn_stats = jax.vmap(agent.learn, in_axes=(0, 0, 0, None))(
-            state.agent, rollout, memory, state.env_steps[0])
+        agents, learn_stats = jax.vmap(agent.learn, in_axes=(0, 0, 0, None, None))(
+            state.agent, rollout, memory, state.env_steps, update)
         return state._replace(agent=agents), (jax.tree.map(lambda x: x.sum(0), stats), learn_stats)
+
+    def phase(state: LoopState) -> int:
+        """Iterations of this epoch before ``learning_starts`` (read from the host's copy of the step count)."""
+        done = seeds.host_scalar(state.env_steps)
+        step = n_env * horizon  # iteration k learns iff done + (k + 1) * step >= learning_starts
+        return int(np.clip(-(-(agent.learning_starts - done) // step) - 1, 0, iterations))
 
     def evaluate(state: LoopState) -> tuple[LoopState, dict]:
         """Greedy play: on pure-JAX envs fresh games each epoch; emulator games continue across epochs."""
         if eval_pool.checkpointable:
             key, k_eval = jax.vmap(lambda k: tuple(jax.random.split(k)))(state.key)
-            env_state, obs = eval_pool.reset(k_eval)
+            env_state, obs = eval_pool.block_reset(k_eval)
             first, memory = jnp.ones_like(state.eval_first), eval_memories(key)
             state = state._replace(key=key)
         else:
@@ -172,13 +189,25 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
         state = state._replace(eval_env_state=env_state, eval_obs=obs, eval_first=first, eval_memory=memory)
         return state, jax.tree.map(lambda x: x.sum(0), stats)
 
-    def epoch(state: LoopState) -> tuple[LoopState, dict]:
+    def epoch(state: LoopState, warmup: int | None = None) -> tuple[LoopState, dict]:
+        """One epoch of one device's seeds. ``warmup`` (static) splits it into a scan of that many
+        iterations that only collect and a scan that always learns: no conditional per step (the
+        accelerator path); None decides in the graph (the XLA-CPU path)."""
         chex.assert_shape(state.obs, (None, n_env, *env.obs_shape))
-        iterations = cfg.epoch_steps // (n_env * horizon)
-        state, (stats, learn_stats) = jax.lax.scan(iteration, state, None, iterations, unroll=cfg.unroll)
+        parts = [(iterations, None)] if warmup is None else [(warmup, False), (iterations - warmup, True)]
+        totals = None
+        for length, update in parts:
+            if length == 0:
+                continue
+            state, out = jax.lax.scan(functools.partial(iteration, update=update), state, None, length,
+                                      unroll=cfg.unroll)
+            out = jax.tree.map(lambda x: x.sum(0), out)
+            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+        stats, learn_stats = totals
         state, eval_stats = evaluate(state)
-        metrics = summarise(jax.tree.map(lambda x: x.sum(0), stats), "train_") | summarise(eval_stats, "eval_")
-        metrics |= jax.vmap(agent.report)(state.agent, jax.tree.map(lambda x: x.sum(0), learn_stats))
-        return state, metrics | {"env_steps": state.env_steps}
+        metrics = summarise(stats, "train_") | summarise(eval_stats, "eval_")
+        metrics |= jax.vmap(agent.report)(state.agent, learn_stats)
+        return state, metrics | {"env_steps": jnp.broadcast_to(state.env_steps, state.key.shape[:1])}
 
-    return Trainer(init, epoch, agent, pool, checkpoint, restore)
+    cpu = backend.cpu_tuned(cfg.tuning)
+    return Trainer(init, epoch, agent, pool, checkpoint, restore, None if cpu else phase, num)

@@ -106,13 +106,23 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
     def maybe_step(learn, params, target_params, opt_state, batch):
         return jax.lax.cond(learn, sgd_step, no_step, params, target_params, opt_state, batch)
 
-    def learn(agent: ValueState, rollout: Rollout, memory, env_steps):
+    def learn(agent: ValueState, rollout: Rollout, memory, env_steps, update=None):
+        """Store the rollout, then one update if ``update`` (static), or if ``env_steps >= learning_starts``
+        when ``update`` is None (a ``lax.cond``: the XLA-CPU path)."""
         buf = memory_add(agent.replay, rollout)
         key, k_sample = jax.random.split(agent.key)
-        # Only small operands enter the cond: passing the replay buffer would copy it every step.
-        learn = env_steps >= cfg.learning_starts
-        batch = memory_sample(buf, k_sample)
-        params, opt_state, loss = maybe_step(learn, agent.params, agent.target_params, agent.opt_state, batch)
+        if update is None:
+            learn = env_steps >= cfg.learning_starts
+            # Only small operands enter the cond: passing the replay buffer would copy it every step.
+            batch = memory_sample(buf, k_sample)
+            params, opt_state, loss = maybe_step(learn, agent.params, agent.target_params, agent.opt_state, batch)
+        elif update:
+            learn = jnp.bool_(True)
+            params, opt_state, loss = sgd_step(agent.params, agent.target_params, agent.opt_state,
+                                               memory_sample(buf, k_sample))
+        else:
+            learn = jnp.bool_(False)
+            params, opt_state, loss = agent.params, agent.opt_state, jnp.float32(0.0)
         updates = agent.updates + learn
         sync = learn & (updates % cfg.target_update == 0)
         target = jax.tree.map(lambda p, t: jnp.where(sync, p, t), params, agent.target_params)
@@ -122,4 +132,5 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
     def report(agent: ValueState, stats: dict) -> dict:
         return {"loss": stats["loss_sum"] / jnp.maximum(stats["learn"], 1), "epsilon": epsilon(agent.env_steps)}
 
-    return Agent(init, lambda num_envs: (), act, greedy, learn, report, rollout_len=1)
+    return Agent(init, lambda num_envs: (), act, greedy, learn, report, rollout_len=1,
+                 learning_starts=cfg.learning_starts)

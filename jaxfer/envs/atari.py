@@ -1,11 +1,16 @@
 """Atari 2600 games through envpool's XLA interface: ``atari/<Game>``, stepped inside ``lax.scan``.
 
 envpool's XLA step cannot be vmapped, so an Atari ``Env`` has no per-env ``reset``/``step``; it gives
-``make_pool(num_seeds S, num_envs E, seed) -> Pool``: ONE synchronous envpool of S*E emulators (batch =
-all of them), actions flattened (S, E) -> (S*E,), one step, every output reshaped to (S, E, ...).
-Env (i, j) is seeded ``(seed + i) * E + j`` (envpool seeds env k with ``seed_base + k``, here
-``seed_base = seed * E``), so seed i of a pool plays exactly the games of a one-seed pool made with
-``seed + i``. In sync mode envpool returns the envs in ``env_id`` order (tested), so no reordering.
+``make_pool(num_seeds S, num_envs E, seed) -> Pool``: one synchronous envpool per device, of that
+device's S/D seeds x E emulators (batch = all of them), actions flattened (S/D, E) -> (S/D * E,), one
+step, every output reshaped to (S/D, E, ...). Env (i, j) is seeded ``(seed + i) * E + j`` (envpool
+seeds env k with its ``seed_base + k``), so seed i of a pool plays exactly the games of a one-seed
+pool made with ``seed + i``, on any number of devices. In sync mode envpool returns the envs in
+``env_id`` order (tested), so no reordering.
+
+**On a GPU** envpool's XLA step is a custom call that copies the actions to the host, steps the
+emulators on the CPU threads and copies the frames back to the device, every step; the network runs on
+the GPU. envpool has no TPU step: an Atari run on a TPU is refused.
 
 Observation presets (``obs``), all uint8 channels-last, oldest frame first:
 
@@ -67,7 +72,7 @@ OBS_MODES = ("nature", "ea3c", "ea3c_stack4")
 
 
 class AtariState(NamedTuple):
-    handle: jax.Array  # envpool's XLA handle (uint8 bytes of a pointer); threaded through every step
+    handle: jax.Array  # (devices, 8) uint8: each device's envpool XLA handle, threaded through every step
     stack: jax.Array  # (S, E, *obs_shape) uint8: the last observation (the frame stack)
     episode_return: jax.Array  # (S, E) f32: true (unclipped) score of the running game
     episode_length: jax.Array  # (S, E) int32: agent steps of the running game
@@ -152,44 +157,74 @@ def _push(stack, frame, restart):
     return jnp.where(restart[..., None, None, None], jnp.tile(frame, reps), shifted)
 
 
-def _threads(n: int) -> int:
+def _threads(n: int, pools: int = 1) -> int:
+    """Emulator threads of one of ``pools`` pools of ``n`` envs sharing this host's cores."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(n, cores))
+    return max(1, min(n, cores // pools))
 
 
 def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -> Pool:
-    """One synchronous envpool of ``num_seeds * num_envs`` games; see the module docstring."""
+    """One synchronous envpool per device of ``seeds.mesh()``; see the module docstring.
+
+    ``num_seeds`` (a multiple of the device count, see ``jaxfer.seeds``) are split into equal blocks,
+    device d stepping seeds ``d * S/D ..`` in its own pool (this process makes the pools of its own
+    devices only). ``step`` runs on one device's block, inside ``seeds.over_seeds``: with several
+    pools in a process it picks its device's pool by ``lax.axis_index`` (``lax.switch``), since envpool
+    bakes the pool into the compiled call. Seed i's games are those of seed i alone, whatever D.
+    """
     import envpool
 
-    preset, task_id, n = PRESETS[obs], GAMES[env_id], num_seeds * num_envs
+    from jaxfer import seeds
+
+    platform = jax.default_backend()
+    if platform not in ("cpu", "gpu", "cuda", "rocm"):
+        raise EnvError(f"atari/ envs need a CPU or GPU backend (envpool has no {platform} step); run on a CPU or GPU host")
+    devices = seeds.device_count()
+    if num_seeds % devices:
+        raise EnvError(f"{num_seeds} seeds cannot be split over {devices} devices; pad them (jaxfer.seeds.padded)")
+    preset, task_id = PRESETS[obs], GAMES[env_id]
+    per_device = num_seeds // devices
+    n, shape = per_device * num_envs, (per_device, num_envs)
     seed_base = seed * num_envs
-    if not (0 <= seed_base and seed_base + n <= _MAX_SEED):
+    if not (0 <= seed_base and seed_base + num_seeds * num_envs <= _MAX_SEED):
         raise EnvError(f"Atari seeds (seed + i) * num_envs + j must lie in [0, 2^31); got seed {seed}, "
                        f"{num_seeds} seeds x {num_envs} envs")
-    env = envpool.make(task_id, env_type="gymnasium", num_envs=n, batch_size=n, num_threads=_threads(n),
-                       seed=seed_base, **preset.envpool)
-    handle, _recv, _send, xla_step = env.xla()
-    frame = _frame(preset, num_seeds, num_envs)
-    shape = (num_seeds, num_envs)
+    positions = seeds.local_positions()
+    pools = [envpool.make(task_id, env_type="gymnasium", num_envs=n, batch_size=n, num_threads=_threads(n, len(positions)),
+                          seed=seed_base + d * n, **preset.envpool) for d in positions]
+    xla = [p.xla() for p in pools]  # (handle, recv, send, step) each
+    frame = _frame(preset, per_device, num_envs)
     first_obs = jax.jit(lambda x: _push(jnp.zeros((*shape, *preset.obs_shape), jnp.uint8), frame(x),
                                         jnp.ones(shape, bool)))
 
-    def reset(keys=None):
-        """Host side: (re)starts every game (keys are ignored: envpool seeds itself)."""
-        o, info = env.reset()
+    def reset_one(pool, handle, device):
+        o, info = pool.reset()
         order = np.asarray(info["env_id"])
         if not np.array_equal(order, np.arange(n)):  # never seen in sync mode; cheap insurance
             o = o[np.argsort(order)]
-        stack = first_obs(o)
-        zeros = jnp.zeros(shape, jnp.float32)
-        return AtariState(jnp.asarray(handle), stack, zeros, zeros.astype(jnp.int32), zeros.astype(bool)), stack
+        stack = first_obs(jax.device_put(o, device))  # made on its own device
+        zeros = np.zeros(shape, np.float32)
+        return AtariState(np.asarray(handle)[None], stack, zeros, zeros.astype(np.int32), zeros.astype(bool))
+
+    def reset(keys=None):
+        """Host side: (re)starts every game (keys are ignored: envpool seeds itself); global arrays."""
+        devices = [seeds.mesh().devices[d] for d in positions]
+        state = seeds.assemble([reset_one(p, x[0], d) for p, x, d in zip(pools, xla, devices)])
+        return state, jax.jit(jnp.copy)(state.stack)  # a buffer of its own: the epoch donates both
+
+    def xla_step(handle, actions):
+        calls = [x[3] for x in xla]
+        if len(calls) == 1:
+            return calls[0](handle, actions)
+        device = jax.lax.axis_index(seeds.AXIS) - positions[0]
+        return jax.lax.switch(device, calls, handle, actions)
 
     def step(state: AtariState, actions):
         new_handle, (o, reward, terminated, truncated, info) = xla_step(
-            state.handle, jnp.reshape(actions, (n,)).astype(jnp.int32))
+            state.handle[0], jnp.reshape(actions, (n,)).astype(jnp.int32))
         s = lambda x: jnp.reshape(x, shape)  # noqa: E731
         raw, truncated = s(info["reward"]).astype(jnp.float32), s(truncated)
         reset_step = state.game_over  # envpool's delayed reset: action ignored, the new game's first frame
@@ -207,14 +242,16 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
             "reset_step": reset_step,
             "ram": jnp.reshape(info["ram"], (*shape, -1)),
         }
-        new = AtariState(new_handle, stack, jnp.where(episode_end, 0.0, ret), jnp.where(episode_end, 0, length),
+        new = AtariState(new_handle[None], stack, jnp.where(episode_end, 0.0, ret), jnp.where(episode_end, 0, length),
                          episode_end)
         return new, stack, s(reward).astype(jnp.float32), done, out
 
-    config = env.spec.config._asdict()
+    config = pools[0].spec.config._asdict()
     options = {"backend": "envpool", "envpool_version": envpool.__version__, "task_id": task_id,
-               "env_type": "gymnasium", "preset": obs, "seed_base": seed_base,
-               **{k: v for k, v in config.items() if k not in ("base_path", "env_seed", "seed")},
+               "env_type": "gymnasium", "preset": obs, "seed_base": seed_base, "pools": devices,
+               "envs_per_pool": n,
+               **{k: v for k, v in config.items() if k not in ("base_path", "env_seed", "seed", "num_envs",
+                                                                "batch_size")},
                "frames_stacked": preset.frames, "stack_restart": "after every done, older slots = the new frame"}
     if preset.crop:
         options |= {"crop": list(preset.crop), "resize": f"{preset.size}x{preset.size} by area (block means)"}

@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import jax
 
+from jaxfer import seeds
+
 
 class EnvError(ValueError):
     """Unknown environment id or observation mode."""
@@ -16,9 +18,10 @@ class EnvError(ValueError):
 class Pool:
     """``num_seeds x num_envs`` environments stepped as one batch: what training loops use.
 
-    ``reset(keys (S,)) -> (state, obs (S, E, *obs_shape))`` may run on the host (envpool's reset
-    does); ``step(state, actions int32 (S, E)) -> (state, obs, reward f32 (S, E), done bool (S, E),
-    info)`` is pure and jittable and auto-resets. ``done`` ends the learner's bootstrapping (a lost
+    ``reset(keys (S,)) -> (state, obs (S, E, *obs_shape))`` returns global arrays split over the seed
+    mesh (``jaxfer.seeds``) and may run on the host (envpool's reset does); ``step(state, actions int32
+    (S', E)) -> (state, obs, reward f32 (S', E), done bool (S', E), info)`` is pure, auto-resets, and
+    runs on one device's block of S' seeds inside ``seeds.over_seeds`` (a one-device pool also outside). ``done`` ends the learner's bootstrapping (a lost
     life under episodic-life training); ``info["episode_end"]`` marks the end of a real game and
     ``info["episode_return"]`` / ``["episode_length"]`` hold its true score and length there.
     ``checkpointable``: the state can be saved and restored (a pure-JAX state can, an emulator
@@ -31,6 +34,7 @@ class Pool:
     step: Callable
     checkpointable: bool
     options: dict = dataclasses.field(default_factory=dict)  # backend settings, recorded in run.json
+    block_reset: Callable | None = None  # pure-JAX pools: ``reset`` of one device's block, inside over_seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,4 +81,6 @@ def pool(env: Env, num_seeds: int, num_envs: int, seed: int) -> Pool:
         states, keys, obs, reward, done, info = jax.vmap(step_one)(*state, actions)
         return (states, keys), obs, reward, done, info
 
-    return Pool(num_seeds, num_envs, jax.jit(reset), step, checkpointable=True)  # jit: eager resets compile op by op
+    # jit: eager resets compile op by op; over_seeds: each device resets its own seeds
+    return Pool(num_seeds, num_envs, jax.jit(seeds.over_seeds(reset, seeds.SEED_AXIS, seeds.SEED_AXIS)), step,
+                checkpointable=True, block_reset=reset)

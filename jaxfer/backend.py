@@ -1,0 +1,114 @@
+"""Where a run executes: the code path for the backend, the processes, the compilation cache.
+
+jaxfer is tuned on XLA CPU, whose convolutions, conditionals and fusions behave unlike a GPU's or a
+TPU's. Every XLA-CPU workaround (im2col convolutions with custom VJPs, ReLU written as a reduction,
+one update per seed unbatched, the learning-starts ``lax.cond`` in the update, per-seed convs under
+vmap, small chunks) is switched on by ``cpu_tuned`` and nowhere else, so an accelerator runs plain
+XLA: cuDNN convolutions, no conditional in the per-step path.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+TUNINGS = ("auto", "cpu", "accelerator")
+CONV_IMPLS = ("auto", "gemm", "xla")
+
+
+class BackendError(ValueError):
+    """A run the devices or processes at hand cannot execute; the message is one line."""
+
+
+def cpu_tuned(tuning: str = "auto") -> bool:
+    """True where the XLA-CPU workarounds apply: ``tuning`` "cpu", or "auto" on the CPU backend."""
+    if tuning == "auto":
+        import jax
+
+        return jax.default_backend() == "cpu"
+    return tuning == "cpu"
+
+
+def conv_impl(impl: str, tuning: str = "auto") -> str:
+    """"auto" -> "gemm" (im2col GEMMs) where CPU-tuned, else "xla" (the backend's own conv op)."""
+    if impl != "auto":
+        return impl
+    return "gemm" if cpu_tuned(tuning) else "xla"
+
+
+def chunk(cpu: int, accelerator: int = 1024) -> int:
+    """Batch chunk for ``lax.map``: XLA CPU runs small GEMM batches faster per item; accelerators want big ones."""
+    return cpu if cpu_tuned() else accelerator
+
+
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxfer" / "xla"
+
+
+def enable_compilation_cache() -> Path | None:
+    """XLA's persistent compilation cache, so identical programs (a sweep's cells, a rerun) compile once.
+
+    On by default under ``~/.cache/jaxfer/xla``; ``JAXFER_COMPILATION_CACHE`` names another folder,
+    or turns it off with ``0`` / ``off``. An explicit ``JAX_COMPILATION_CACHE_DIR`` is left alone.
+    """
+    import jax
+
+    setting = os.environ.get("JAXFER_COMPILATION_CACHE", "")
+    if setting.lower() in ("0", "off", "false", "no"):
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    path = Path(setting) if setting else DEFAULT_CACHE
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    return path
+
+
+def _check_coordinator(address: str, serves: bool, timeout_s: float) -> None:
+    """Process 0 must be able to listen on ``address``'s port; the others must reach it within ``timeout_s``."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise BackendError(f"--coordinator must be HOST:PORT, got '{address}'")
+    if serves:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("", int(port)))
+            except OSError as e:
+                raise BackendError(f"process 0 cannot listen on port {port} ({e.strerror}); pick another "
+                                   f"--coordinator port") from None
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BackendError(f"the coordinator {address} did not answer within {timeout_s} s "
+                                   f"(--join-timeout); start process 0 there first") from None
+            time.sleep(0.2)
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None,
+                           timeout_s: int = 60) -> None:
+    """``jax.distributed.initialize`` before anything touches the backend. With no arguments jax detects
+    the cluster itself (SLURM, Open MPI, ...). CPU processes exchange data through gloo."""
+    import jax
+
+    given = [coordinator, num_processes, process_id]
+    if any(v is not None for v in given) and any(v is None for v in given):
+        raise BackendError("--coordinator, --num-processes and --process-id go together (or none: auto-detection)")
+    if num_processes is not None:
+        if num_processes < 1:
+            raise BackendError(f"--num-processes must be >= 1, got {num_processes}")
+        if not 0 <= process_id < num_processes:
+            raise BackendError(f"--process-id must be in [0, {num_processes}), got {process_id}")
+    if coordinator is not None:  # jax aborts the process (no exception) when the coordinator is not there
+        _check_coordinator(coordinator, process_id == 0, timeout_s)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout_s)
+    except Exception as e:  # jax raises RuntimeError / ValueError / XlaRuntimeError with long texts
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = f"coordinator {coordinator}" if coordinator else "the auto-detected cluster"
+        raise BackendError(f"could not join {where} within {timeout_s} s ({first[:200]})") from None
