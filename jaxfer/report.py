@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxfer import io  # noqa: E402
+
 
 def curve_metric(rows: list[dict]) -> str:
     """The headline metric of a run: catch rate on Catch, return elsewhere (greedy evaluation)."""
@@ -44,7 +46,4 @@ def learning_curve(path: Path, curves: dict[str, list[dict]], title: str) -> Non
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    io.save_figure(fig, path)

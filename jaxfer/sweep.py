@@ -331,7 +331,4 @@ def heatmap(path: Path, ratios: list[dict], cfg: SweepConfig, mode: str) -> None
     ax.set_title(f"area ratio R, {mode}")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    io.save_figure(fig, path)

@@ -181,7 +181,8 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
 
     platform = jax.default_backend()
     if platform not in ("cpu", "gpu", "cuda", "rocm"):
-        raise EnvError(f"atari/ envs need a CPU or GPU backend (envpool has no {platform} step); run on a CPU or GPU host")
+        raise EnvError(f"atari/ envs need a CPU or GPU backend (envpool has no {platform} step); "
+                       f"run on a CPU or GPU host")
     devices = seeds.device_count()
     if num_seeds % devices:
         raise EnvError(f"{num_seeds} seeds cannot be split over {devices} devices; pad them (jaxfer.seeds.padded)")
@@ -193,7 +194,8 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
         raise EnvError(f"Atari seeds (seed + i) * num_envs + j must lie in [0, 2^31); got seed {seed}, "
                        f"{num_seeds} seeds x {num_envs} envs")
     positions = seeds.local_positions()
-    pools = [envpool.make(task_id, env_type="gymnasium", num_envs=n, batch_size=n, num_threads=_threads(n, len(positions)),
+    threads = _threads(n, len(positions))
+    pools = [envpool.make(task_id, env_type="gymnasium", num_envs=n, batch_size=n, num_threads=threads,
                           seed=seed_base + d * n, **preset.envpool) for d in positions]
     xla = [p.xla() for p in pools]  # (handle, recv, send, step) each
     frame = _frame(preset, per_device, num_envs)

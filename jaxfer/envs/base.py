@@ -21,9 +21,10 @@ class Pool:
     ``reset(keys (S,)) -> (state, obs (S, E, *obs_shape))`` returns global arrays split over the seed
     mesh (``jaxfer.seeds``) and may run on the host (envpool's reset does); ``step(state, actions int32
     (S', E)) -> (state, obs, reward f32 (S', E), done bool (S', E), info)`` is pure, auto-resets, and
-    runs on one device's block of S' seeds inside ``seeds.over_seeds`` (a one-device pool also outside). ``done`` ends the learner's bootstrapping (a lost
-    life under episodic-life training); ``info["episode_end"]`` marks the end of a real game and
-    ``info["episode_return"]`` / ``["episode_length"]`` hold its true score and length there.
+    runs on one device's block of S' seeds inside ``seeds.over_seeds`` (a one-device pool also outside).
+    ``done`` ends the learner's bootstrapping (a lost life under episodic-life training);
+    ``info["episode_end"]`` marks the end of a real game and ``info["episode_return"]`` /
+    ``["episode_length"]`` hold its true score and length there.
     ``checkpointable``: the state can be saved and restored (a pure-JAX state can, an emulator
     handle cannot: a resumed Atari run starts fresh games).
     """

@@ -46,10 +46,7 @@ def segmentation_grid(path: Path, pictures: np.ndarray, labels: np.ndarray, pred
                ncol=ncol, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.2 * legend_rows / fig.get_size_inches()[1], 1, 1))
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    io.save_figure(fig, path)
 
 
 def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | None) -> list[dict]:
@@ -86,7 +83,4 @@ def learning_curves(path: Path, steps: np.ndarray, curves: dict[str, np.ndarray]
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    io.save_figure(fig, path)

@@ -1,0 +1,197 @@
+"""Seeds over devices and processes: no collective inside an epoch, every device used, seed i of any
+layout equal to seed i alone, two processes equal to one (and resumable), and the XLA-CPU and
+accelerator code paths computing the same thing."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+from seed_mesh_probe import probe
+
+from jaxfer import agents, config, envs, io, replay
+from jaxfer.agents.loop import Rollout
+
+SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20",
+         "eval_envs=4", "eval_steps=12"]
+CATCH = [None, SHORT + ["seeds=5"]]  # 5 seeds on 2 devices: padded to 6
+A2C_LSTM = [None, SHORT + ["agent=a2c", "network=minatar_ac", "core=lstm", "n_steps=5", "seeds=2"]]
+PONG = [str(ROOT / "configs/atari_dqn.yaml"), ["seeds=2", "num_envs=2", "total_steps=160", "epoch_steps=80",
+                                               "buffer_size=200", "learning_starts=40", "target_update=10",
+                                               "eval_envs=1", "eval_steps=8"]]
+RUNS = {"catch": CATCH, "a2c_lstm": A2C_LSTM, "pong": PONG}
+
+
+def forced_devices(n: int) -> dict:
+    return os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+
+
+@pytest.fixture(scope="module")
+def two_devices():
+    out = subprocess.run([sys.executable, "tests/seed_mesh_probe.py", json.dumps(list(RUNS.values()))], cwd=ROOT,
+                         env=forced_devices(2), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(zip(RUNS, json.loads(out.stdout.strip().splitlines()[-1])))
+
+
+def test_compiled_epoch_holds_no_collective(two_devices):
+    for name, result in two_devices.items():
+        assert result["devices"] == 2
+        assert result["collectives"] == [], name
+
+
+def test_five_seeds_use_both_devices_and_report_five(two_devices):
+    catch = two_devices["catch"]
+    assert catch["seeds_per_device"] == {"0": 3, "1": 3}  # 5 real seeds + 1 padded
+    assert all(len(values) == 5 for epoch in catch["history"] for values in epoch.values())
+
+
+@pytest.mark.parametrize("name,seeds", [("catch", [0, 4]), ("a2c_lstm", [0, 1]), ("pong", [0, 1])])
+def test_seed_i_on_two_devices_equals_seed_i_alone(two_devices, name, seeds):
+    path, overrides = RUNS[name]
+    for i in seeds:  # seed 4 of the Catch run shares device 1 with a padded seed
+        alone = probe(path, overrides + ["seeds=1", f"seed={i}"])["history"]
+        for e, (together, one) in enumerate(zip(two_devices[name]["history"], alone)):
+            for k in one:
+                np.testing.assert_allclose(together[k][i], one[k][0], rtol=1e-4, atol=1e-5,
+                                           err_msg=f"{name}: seed {i}, epoch {e}, {k}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+MP_ARGS = ["train", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20", "eval_envs=4",
+           "eval_steps=12", "seeds=4", "--no-progress"]
+
+
+def _start(out, processes: int, devices: int, epochs: int) -> list[subprocess.Popen]:
+    port, procs = _free_port(), []
+    for i in range(processes):
+        flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes), "--process-id", str(i)]
+        procs.append(subprocess.Popen([sys.executable, "-m", "jaxfer.cli", *(flags if processes > 1 else []), *MP_ARGS,
+                                       f"total_steps={200 * epochs}", "--out", out], cwd=ROOT,
+                                      env=forced_devices(devices), text=True, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE))
+    return procs
+
+
+def _finish(procs) -> None:
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+
+
+def _metrics(out) -> list[dict]:
+    return [{k: float(v) for k, v in r.items()} for r in io.read_csv(out / "metrics.csv")]
+
+
+def _assert_same(a: list[dict], b: list[dict], epochs: int, what: str) -> None:
+    assert len(a) == len(b) == epochs * 4, what
+    for ra, rb in zip(a, b):
+        for k in ra:
+            np.testing.assert_allclose(ra[k], rb[k], rtol=1e-4, atol=1e-5, err_msg=f"{what}: {k} {ra}")
+
+
+def test_two_processes_equal_one_process_and_one_device(tmp_path):
+    """Two processes of 2 forced host devices each (gloo) = 1 process of 4 devices = 1 device, over 2
+    epochs (other layouts round differently; RL amplifies that over long runs, as README says)."""
+    for name, (processes, devices) in {"two": (2, 2), "four": (1, 4), "one": (1, 1)}.items():
+        _finish(_start(tmp_path / name, processes, devices, epochs=2))
+    two = _metrics(tmp_path / "two")
+    summary = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert summary["device"]["processes"] == 2 and summary["device"]["count"] == 4
+    _assert_same(two, _metrics(tmp_path / "four"), 2, "2 processes vs 1 process of 4 devices")
+    _assert_same(two, _metrics(tmp_path / "one"), 2, "2 processes vs 1 device")
+
+
+def test_two_processes_killed_after_a_checkpoint_resume_to_the_same_end(tmp_path):
+    """Both processes SIGKILLed once a checkpoint is on disk, then restarted with the same command:
+    the same metrics as the uninterrupted two-process run."""
+    _finish(_start(tmp_path / "whole", 2, 2, epochs=8))
+    killed = tmp_path / "killed"
+    procs = _start(killed, 2, 2, epochs=8)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert not (killed / "run.json").exists(), "the run finished before it could be killed: lengthen it"
+    _finish(_start(killed, 2, 2, epochs=8))
+    assert json.loads((killed / "run.json").read_text())["resumed_from_epoch"] >= 1
+    _assert_same(_metrics(tmp_path / "whole"), _metrics(killed), 8, "killed and resumed vs uninterrupted")
+
+
+def test_bad_process_flags_are_one_line_errors(tmp_path):
+    res = run_cli("--coordinator", "127.0.0.1:1", "--num-processes", 2, "--process-id", 2, "train", "--out", tmp_path)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == ["jaxfer: error: --process-id must be in [0, 2), "
+                                                                       "got 2"]
+    start = time.perf_counter()
+    res = run_cli("--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", 2, "--process-id", 1,
+                  "--join-timeout", 2, "train", "--out", tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "did not answer within 2 s" in res.stderr and time.perf_counter() - start < 60
+    res = run_cli("--devices", 3, "train", "--out", tmp_path)  # this process has 1 device
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--devices must be" in res.stderr
+
+
+def test_atari_on_a_tpu_is_refused(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    with pytest.raises(envs.EnvError, match="no tpu step"):
+        envs.pool(envs.make("atari/Pong", "nature"), 1, 1, 0)
+
+
+def _loss_and_grads(tuning: str, network: str, agent: str):
+    cfg = config.load(None, ["obs=pixels84", f"network={network}", f"agent={agent}", "double=true",
+                             f"tuning={tuning}"])
+    algo = agents.ALGORITHMS[cfg.agent](cfg, 3)
+    keys = jax.random.split(jax.random.PRNGKey(0), 6)
+    obs = jax.random.randint(keys[0], (8, 84, 84, 4), 0, 256).astype(jnp.uint8)
+    params = algo.init_params(keys[1], obs)
+    target = algo.init_params(keys[2], obs)
+    batch = replay.Transition(obs, jax.random.randint(keys[3], (8,), 0, 3), jax.random.normal(keys[4], (8,)),
+                              jnp.arange(8) % 3 == 0,
+                              jax.random.randint(keys[5], (8, 84, 84, 4), 0, 256).astype(jnp.uint8))
+    return jax.jit(jax.value_and_grad(algo.loss))(params, target, batch)
+
+
+@pytest.mark.parametrize("network,agent", [("nature_cnn", "dqn"), ("catch_cnn", "dqv")])
+def test_cpu_and_accelerator_code_paths_give_equal_losses_and_gradients(network, agent):
+    (loss_cpu, grads_cpu), (loss_acc, grads_acc) = (_loss_and_grads(t, network, agent) for t in ("cpu", "accelerator"))
+    np.testing.assert_allclose(loss_acc, loss_cpu, rtol=1e-5)
+    for g_acc, g_cpu in zip(jax.tree.leaves(grads_acc), jax.tree.leaves(grads_cpu)):
+        np.testing.assert_allclose(g_acc, g_cpu, rtol=1e-4, atol=1e-6)
+
+
+def test_cpu_and_accelerator_code_paths_train_alike():
+    """The accelerator path splits epoch 0 at learning_starts into a collecting and a learning scan."""
+    cpu, acc = (probe(None, SHORT + ["seeds=2", f"tuning={t}"])["history"] for t in ("cpu", "accelerator"))
+    for e, (a, c) in enumerate(zip(acc, cpu)):
+        for k in c:
+            np.testing.assert_allclose(a[k], c[k], rtol=1e-4, atol=1e-5, err_msg=f"epoch {e} {k}")
+
+
+@pytest.mark.parametrize("tuning,conditional", [("accelerator", False), ("cpu", True)])
+def test_accelerator_update_step_compiles_without_a_conditional(tuning, conditional):
+    cfg = config.load(None, ["network=catch_cnn", f"tuning={tuning}"])
+    env = envs.make(cfg.env, cfg.obs)
+    agent = agents.make_agent(cfg, env)
+    obs = jnp.zeros((cfg.num_envs, *env.obs_shape), env.obs_dtype)
+    state = jax.vmap(lambda k: agent.init(k, obs, None))(jax.random.split(jax.random.PRNGKey(0), 2))
+    step = jnp.zeros((2, 1, cfg.num_envs))
+    rollout = Rollout(jnp.zeros((2, 1, *obs.shape), obs.dtype), step.astype(jnp.int32), step, step.astype(bool),
+                      jnp.zeros((2, 1, *obs.shape), obs.dtype), step.astype(bool))
+    update = None if tuning == "cpu" else True
+    learn = jax.vmap(lambda a, r: agent.learn(a, r, (), jnp.int32(5000), update))
+    hlo = jax.jit(learn).lower(state, rollout).compile().as_text()
+    assert ("conditional" in hlo) == conditional
