@@ -1,10 +1,11 @@
 """Aggregate env steps/s of DQN on Catch ("grid") vs the number of seeds, per execution strategy.
 
-For S seeds: "vmap" runs one compiled call over all S agents (the seed axis sharded over the
-devices, if several); "sequential" runs the same S agents one after another with one compiled
-single-agent call. Also: the same vmapped run on 2 forced host devices (a subprocess), the rollout
-alone (no learning) to split where the time goes, the update's FLOP/s against this machine's f32
-matmul roofline. Compile time is reported apart from the steady state.
+For S seeds: "vmap" runs all S agents as one batched program; "sequential" runs them one after
+another (``lax.map`` over one-seed slices) inside the same compiled epoch. Both again on 2 forced host
+devices (a subprocess; one device per core here: each device runs its own block of seeds, no
+cross-device traffic), the rollout alone (no learning) to split where the time goes, and the
+update's FLOP/s against this machine's f32 matmul roofline. Compile time is reported apart from the
+steady state.
 
     python benchmarks/seed_scaling.py                # S = 1, 4, 16, 64, 256
     python benchmarks/seed_scaling.py --seeds 1 4    # a quick look
@@ -73,13 +74,13 @@ def update_flops(cfg) -> float:
     return grad.lower(params).compile().cost_analysis().get("flops", float("nan"))
 
 
-def sharded_subprocess(num_seeds: int, devices: int, epochs: int) -> dict:
-    """The vmap strategy on ``devices`` forced host devices (XLA must see the flag before import)."""
+def sharded_subprocess(num_seeds: int, strategy: str, devices: int, epochs: int) -> dict:
+    """``strategy`` on ``devices`` forced host devices, one per core here (XLA must see the flag before import)."""
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import seed_scaling as b;"
-            f"print(json.dumps(b.measure({num_seeds}, 'vmap', [], {epochs})))")
+            f"print(json.dumps(b.measure({num_seeds}, {strategy!r}, [], {epochs})))")
     env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1]) | {"strategy": f"vmap_sharded_{devices}dev"}
+    return json.loads(out.stdout.strip().splitlines()[-1]) | {"strategy": f"{strategy}_{devices}dev"}
 
 
 def main() -> None:
@@ -95,9 +96,10 @@ def main() -> None:
         for strategy in ("vmap", "sequential"):
             rows.append(measure(s, strategy, [], args.epochs))
             print(json.dumps(rows[-1]), flush=True)
-        if s % 2 == 0 and (os.cpu_count() or 1) >= 2:
-            rows.append(sharded_subprocess(s, 2, args.epochs))
-            print(json.dumps(rows[-1]), flush=True)
+        if s > 1 and (os.cpu_count() or 1) >= 2:  # odd seed counts are padded: both devices get work
+            for strategy in ("vmap", "sequential"):
+                rows.append(sharded_subprocess(s, strategy, 2, args.epochs))
+                print(json.dumps(rows[-1]), flush=True)
         # Where the time goes: the same loop with learning switched off (acting + env + replay writes).
         rows.append(measure(s, "sequential", ["learning_starts=1000000000"], args.epochs)
                     | {"strategy": "rollout_only"})

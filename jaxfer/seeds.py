@@ -118,12 +118,13 @@ def over_seeds(fn: Callable, in_specs, out_specs) -> Callable:
 
 
 def fetch(tree, num_seeds: int | None = None):
-    """Every seed's values as numpy on every process (across processes, an all-gather: call it on all
-    of them, outside any epoch); with ``num_seeds``, the padded seeds are dropped."""
+    """Every seed's values as numpy copies on every process (across processes, an all-gather: call it on
+    all of them, outside any epoch); with ``num_seeds``, the padded seeds are dropped. Copies, because a
+    CPU array may share its buffer with numpy and the next epoch donates it."""
     if jax.process_count() > 1:
         gathered = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh(), REPLICATED))(tree)
         tree = jax.tree.map(lambda x: x.addressable_data(0), gathered)
-    tree = jax.tree.map(np.asarray, tree)
+    tree = jax.tree.map(np.array, tree)
     if num_seeds is None:
         return tree
     return jax.tree.map(lambda x: x if x.ndim == 0 else x[:num_seeds], tree)
