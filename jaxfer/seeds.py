@@ -148,21 +148,30 @@ def resolve(strategy: str, num_seeds: int) -> str:
 
 
 def one_at_a_time(fn: Callable) -> Callable:
-    """``fn`` over a block of seeds, run as ``lax.map`` over one-seed slices (replicated 0-d leaves are
-    shared: every seed starts from them, and the last seed's result is kept)."""
+    """``fn`` over a block of seeds, one seed after another: a ``fori_loop`` that slices seed i out of
+    the carried state, runs ``fn`` on it and writes it back in place (so the state is never copied
+    whole). Replicated 0-d leaves are shared: every seed starts from them, the last seed's are kept."""
 
     def run(state, *args):
         leaves, treedef = jax.tree.flatten(state)
         shared = [x.ndim == 0 for x in leaves]
+        size = next(x.shape[0] for x, s in zip(leaves, shared) if not s)
 
-        def one(rows):
-            it = iter(rows)
-            full = [x if s else next(it)[None] for x, s in zip(leaves, shared)]
-            new, out = fn(jax.tree.unflatten(treedef, full), *args)
-            return [x if s else x[0] for x, s in zip(jax.tree.leaves(new), shared)], jax.tree.map(lambda y: y[0], out)
+        def one(i, carried):
+            return jax.tree.unflatten(treedef, [x if s else jax.lax.dynamic_slice_in_dim(c, i, 1)
+                                                for x, c, s in zip(leaves, carried, shared)])
 
-        new, out = jax.lax.map(one, [x for x, s in zip(leaves, shared) if not s])
-        return jax.tree.unflatten(treedef, [x[-1] if s else x for x, s in zip(new, shared)]), out
+        def seed(i, carry):
+            carried, outs = carry
+            new, out = fn(one(i, carried), *args)
+            put = lambda whole, part: jax.lax.dynamic_update_slice_in_dim(whole, part, i, 0)  # noqa: E731
+            new = [n if s else put(c, n) for n, c, s in zip(jax.tree.leaves(new), carried, shared)]
+            return new, jax.tree.map(put, outs, out)
+
+        shapes = jax.eval_shape(lambda: fn(one(0, leaves), *args)[1])
+        outs = jax.tree.map(lambda o: jnp.zeros((size, *o.shape[1:]), o.dtype), shapes)
+        new, outs = jax.lax.fori_loop(0, size, seed, (leaves, outs))
+        return jax.tree.unflatten(treedef, new), outs
 
     return run
 

@@ -88,3 +88,19 @@ def test_replay_buffer_is_updated_in_place(frames, num_seeds):
 
     (small, _), (large, replay_bytes) = working_bytes(4000), working_bytes(40000)
     assert large - small < 0.1 * replay_bytes, (small, large, replay_bytes)
+
+
+def test_sequential_strategy_copies_at_most_one_seeds_buffer():
+    """One seed after another slices each seed out of the carried state and writes it back in place:
+    its working memory grows by at most one seed's replay buffer (of 2), not the whole state."""
+    def working_bytes(buffer_size):
+        cfg = config.load(None, ["network=mlp", f"buffer_size={buffer_size}", "seeds=2", "epoch_steps=40",
+                                 "total_steps=40", "eval_envs=1", "eval_steps=1"])
+        trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
+        state = trainer.init(seeds.seed_keys(0, 2))
+        compiled = seeds.compile_over_seeds(trainer.epoch, state, "sequential")[0].compiled()
+        return compiled.memory_analysis().temp_size_in_bytes, memory.tree_bytes(state.agent.replay)
+
+    (small, small_replay), (large, large_replay) = working_bytes(4000), working_bytes(40000)
+    one_seed = (large_replay - small_replay) / 2  # what the 10x larger buffer adds, per seed
+    assert large - small < 1.1 * one_seed, (small, large, one_seed)  # a lax.map over the seeds added 3x
