@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from jaxfer import rundir
 from jaxfer.config import ConfigError
 from jaxfer.transfer import TransferError
 
@@ -70,7 +71,8 @@ def _dptl(args) -> int:
 
     cfg = dptl_report.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
-    rows = dptl_report.run_dptl(cfg, out, progress=not args.no_progress)
+    with rundir.held(out):
+        rows = dptl_report.run_dptl(cfg, out, progress=not args.no_progress)
     _say(f"{out}: DPTL of {cfg.source} (seed {cfg.source_seed}) on {cfg.frames} frames per target")
     _say(f"  {'rank':>4}  {'target':<24} {'score':>6}  95% CI")
     for r in sorted(rows, key=lambda r: r["rank"]):
@@ -92,7 +94,8 @@ def _segment(args) -> int:
 
     cfg = seg_config.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
-    summary = pipeline.run_segment(cfg, out, progress=not args.no_progress)
+    with rundir.held(out):  # each DDQN run below also holds its own directory
+        summary = pipeline.run_segment(cfg, out, progress=not args.no_progress)
     fcn = summary["fcn"]
     if "pixel_accuracy" in fcn:
         _say(f"{out}: FCN test pixel accuracy {fcn['pixel_accuracy']['mean']:.4f}, "
@@ -108,7 +111,8 @@ def _transfer(args) -> int:
 
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
-    ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
+    with rundir.held(out):  # each run of the sweep also holds its own directory
+        ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
     _say(f"{out}: {len(ratios)} cells")
     width = max(len(r["source"]) for r in ratios)  # "<game>+distill" sources are longer
     for r in ratios:

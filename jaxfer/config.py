@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 
 import yaml
+
+
+INT32_MAX = 2**31 - 1  # step counters and PRNG seeds are int32
 
 
 class ConfigError(ValueError):
@@ -72,8 +76,21 @@ class TrainConfig:
             (self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}"),
         ]
         for name in ("num_envs", "total_steps", "epoch_steps", "buffer_size", "batch_size", "target_update",
-                     "eval_envs", "eval_steps", "unroll", "n_steps"):
+                     "eval_envs", "eval_steps", "unroll", "n_steps", "eps_decay_steps"):
             checks.append((getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}"))
+        for name in ("gamma", "lr", "eps_start", "eps_end", "ent_coef", "vf_coef", "max_grad_norm", "width"):
+            value = getattr(self, name)
+            checks.append((math.isfinite(value), f"{name} must be a finite number, got {value}"))
+        checks += [
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.eps_start <= 1 and 0 <= self.eps_end <= 1,
+             f"eps_start and eps_end must be in [0, 1], got {self.eps_start}, {self.eps_end}"),
+            (self.learning_starts >= 0, f"learning_starts must be >= 0, got {self.learning_starts}"),
+            (self.total_steps <= INT32_MAX, f"total_steps ({self.total_steps}) must fit the int32 step counter "
+                                            f"(<= {INT32_MAX})"),
+            (0 <= self.seed and self.seed + self.seeds <= INT32_MAX,
+             f"seed must be >= 0 and seed + seeds <= {INT32_MAX}, got seed {self.seed}, seeds {self.seeds}"),
+        ]
         checks += [
             (self.epoch_steps % self.num_envs == 0,
              f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs ({self.num_envs})"),

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 
+PARTIAL = ".partial-"  # in the name of a file being written; left behind only by a killed writer
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -27,7 +28,7 @@ def atomic_write(path: Path, write) -> None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the rest of a group
         with os.fdopen(fd, "wb") as f:

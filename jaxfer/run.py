@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from jaxfer import agents, backend, envs, io, memory, report, seeds
+from jaxfer import agents, backend, envs, io, memory, report, rundir, seeds
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 
 CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
@@ -48,7 +48,7 @@ def check_dir(out: Path, cfg: TrainConfig) -> bool:
         if yaml.safe_load(saved.read_text()) != to_dict(cfg):
             raise ConfigError(f"{out} holds a run with a different config; pass another --out")
         return (out / RUN_JSON).exists()
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != rundir.LOCK for p in out.iterdir()):
         raise ConfigError(f"{out} exists and is not a jaxfer run directory; pass another --out")
     return False
 
@@ -80,11 +80,16 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     In a multi-process run every process calls this with the same arguments; process 0 writes the files.
     """
     out = Path(out)
-    writes = jax.process_index() == 0
     env = envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env, freeze)
     needs = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
     memory.check(needs)
+    with rundir.held(out):  # one writer per run directory, before any check of it
+        return _train(cfg, out, env, agent, needs, progress, init_params, meta)
+
+
+def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool, init_params, meta) -> dict:
+    writes = jax.process_index() == 0
     if check_dir(out, cfg):
         return io_summary(out)
     progress = progress and writes

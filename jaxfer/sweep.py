@@ -90,11 +90,12 @@ def parse_mode(spec: str) -> tuple[str, int | None, bool]:
                           f"known: {', '.join(m for m in transfer.MODES if m != 'scratch')}")
     n = None
     if name in ("first_n", "last_n"):
-        if not rest or not rest[0].isdigit():
-            raise ConfigError(f"mode '{spec}' needs a layer count, e.g. {name}:2 or {name}:2:frozen")
-        n = int(rest[0])
-    frozen = rest[-1:] == ["frozen"]
-    return name, n, frozen
+        if not rest or not rest[0].isdigit() or int(rest[0]) < 1:
+            raise ConfigError(f"mode '{spec}' needs a layer count >= 1, e.g. {name}:2 or {name}:2:frozen")
+        n, rest = int(rest[0]), rest[1:]
+    if rest not in ([], ["frozen"]):  # read strictly: a typo must not train the layers unfrozen
+        raise ConfigError(f"mode '{spec}': only ':frozen' may follow, got ':{':'.join(rest)}'")
+    return name, n, rest == ["frozen"]
 
 
 def parse_distill(raw) -> DistillSpec:
@@ -149,6 +150,12 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
                       None if raw.get("distill") is None else parse_distill(raw["distill"]))
     if cfg.pairs not in ("all", "self", "cross"):
         raise ConfigError(f"pairs must be 'all', 'self' or 'cross', got '{cfg.pairs}'")
+    epochs = cfg.train.num_epochs
+    if cfg.window is not None and (type(cfg.window) is not int or not 2 <= cfg.window <= epochs):
+        raise ConfigError(f"window must be null or a whole number of epochs in [2, {epochs}] (the curves' "
+                          f"length), got {cfg.window!r}")
+    if cfg.distill and cfg.train.agent != "dqn":
+        raise ConfigError(f"distill makes single Q-network students: it needs agent 'dqn', not '{cfg.train.agent}'")
     for env_id in cfg.sources + cfg.targets:
         _train(cfg, env_id).validate()
     for mode in cfg.modes:

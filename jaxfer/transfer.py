@@ -76,7 +76,16 @@ def apply(mode: str, source, fresh, n: int | None = None, frozen: bool = False):
 
     ``fresh`` is the target agent's own initialisation; copied layers come from ``source``;
     ``only_head`` always freezes, ``fine_tune`` never does, ``first_n``/``last_n`` follow ``frozen``.
+    An agent of several networks (a tree of flax trees, e.g. DQV's ``{"q": ..., "v": ...}``) has each
+    network treated alike.
     """
+    if "params" not in fresh:  # several networks (DQV's "q" and "v"): the same surgery on each
+        parts = {net: apply(mode, source[net], fresh[net], n, frozen) for net in fresh}
+        params = {net: p for net, (p, _) in parts.items()}
+        if all(mask is None for _, mask in parts.values()):
+            return params, None
+        return params, {net: jax.tree.map(lambda _: False, p) if mask is None else mask
+                        for net, (p, mask) in parts.items()}
     names = layers_for(mode, fresh, n)
     if "head" in names and same_shapes(source, fresh, ["head"]) is False:
         names.remove("head")  # a different action set: the head stays freshly initialised

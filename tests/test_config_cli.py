@@ -1,5 +1,6 @@
 """Config validation and the CLI's answer to user mistakes: one line on stderr, exit 2, no traceback."""
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -25,9 +26,17 @@ def test_overrides_are_typed():
     (["env=catch/v9"], "unknown env id 'catch/v9'"),
     (["epoch_steps=1001"], "multiple of num_envs"),
     (["novalue"], "not of the form key=value"),
+    (["lr=nan"], "lr must be a finite number, got nan"),  # values that were once accepted silently
+    (["lr=0"], "lr must be > 0"),
+    (["eps_start=5"], "eps_start and eps_end must be in [0, 1]"),
+    (["learning_starts=-1"], "learning_starts must be >= 0"),
+    (["total_steps=4000000000", "epoch_steps=2000"], "must fit the int32 step counter"),
+    (["seed=-3"], "seed must be >= 0"),
+    (["tuning=gpu"], "tuning must be one of auto, cpu, accelerator"),
+    (["conv_impl=cudnn"], "conv_impl must be one of auto, gemm, xla"),
 ])
 def test_config_errors(overrides, needle):
-    with pytest.raises(config.ConfigError, match=needle.replace("(", r"\(")):
+    with pytest.raises(config.ConfigError, match=re.escape(needle)):
         config.load(None, overrides)
 
 

@@ -53,11 +53,15 @@ def test_sweep_outputs_surgery_and_resume(tmp_path):
 @pytest.mark.parametrize("over, needle", [
     ({"modes": ["half"]}, "unknown transfer mode 'half'"),
     ({"modes": ["first_n"]}, "needs a layer count"),
+    ({"modes": ["first_n:1:frozzen"]}, "only ':frozen' may follow, got ':frozzen'"),  # never trained unfrozen
     ({"targets": ["catch/v9"]}, "unknown env id 'catch/v9'"),
     ({"pairs": "self", "sources": ["catch/v1"]}, "no (source, target) cell"),
     ({"source_checkpoints": {"catch/v2": "x.npz"}}, "source_checkpoints names ['catch/v2'], not in sources"),
     ({"distill": {"schedule": "slow"}}, "unknown schedule 'slow'"),
     ({"distill": {"states": 16}}, "states (16) must be at least batch_size (32)"),
+    ({"window": 3}, "window must be null or a whole number of epochs in [2, 2]"),  # before any training
+    ({"window": 1.5}, "window must be null or a whole number of epochs"),
+    ({"train": TINY | {"agent": "dqv"}, "distill": {}}, "distill makes single Q-network students"),
 ])
 def test_sweep_config_errors(tmp_path, over, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
@@ -145,3 +149,18 @@ def test_distilled_students_are_sources(tmp_path):
     again = run_cli("transfer", config, "--out", out, "--no-progress")
     assert again.returncode == 0, again.stderr
     assert (out / "distill/catch_v0/params.npz").stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("agent", ["dqv", "dqv_max"])
+def test_dqv_sweeps_copy_and_freeze_both_networks(tmp_path, agent):
+    """DQV's agent holds two networks (q and v): each gets the same surgery. only_head copies and freezes
+    every layer but the heads, so after training the cell's bodies still equal the source's."""
+    out = tmp_path / "out"
+    path = _config(tmp_path, sources=["catch/v3"], modes=["only_head"], train=TINY | {"agent": agent})
+    proc = run_cli("transfer", path, "--out", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out / "scratch/catch_v3" / run.PARAMS) as source, \
+            np.load(out / "cells/catch_v3__catch_v0__only_head" / run.PARAMS) as cell:
+        assert {k.split("/")[0] for k in cell.files} == {"q", "v"}
+        for key in cell.files:
+            assert np.array_equal(cell[key], source[key]) == ("/head/" not in key), key

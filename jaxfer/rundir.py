@@ -1,0 +1,97 @@
+"""One writer per run directory: a lock file held while a command writes there.
+
+Two commands on one ``--out`` would otherwise both train and mix their results. The lock is created
+atomically (``O_CREAT | O_EXCL``) and holds the host, pid and start time of its holder; a second
+process gets one line naming the holder. A lock whose process is gone (same host, pid not running)
+is taken over with a note on stderr, and temp files a killed writer left there are removed. In a
+multi-process run process 0 holds it for all.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from jaxfer import io
+from jaxfer.config import ConfigError
+
+LOCK = ".jaxfer.lock"
+
+
+def _holder(path: Path) -> dict | None:
+    """The lock's holder, or None while its holder is still writing it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _gone(holder: dict | None) -> bool:
+    """True only where the holder surely is not running: this host, and no process with its pid."""
+    if holder is None or holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return False
+    return False
+
+
+def _acquire(path: Path) -> None:
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if not _gone(holder):
+                who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}" if holder
+                       else "another process")
+                raise ConfigError(f"{path.parent} is in use by {who}; wait for it to finish or pass another --out "
+                                  f"(if that process is gone, delete {path})") from None
+            aside = path.with_name(f"{LOCK}.{os.getpid()}")
+            try:  # one taker wins the rename; the others find the lock gone and retry
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue
+            aside.unlink(missing_ok=True)
+            print(f"jaxfer: {path.parent}: took over the lock of pid {holder['pid']} (no longer running)",
+                  file=sys.stderr)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return
+    raise ConfigError(f"{path.parent}: could not take its lock; try again")
+
+
+@contextlib.contextmanager
+def held(out: Path):
+    """Hold ``out``'s lock for the duration; a directory it had to create and that stayed empty is removed."""
+    out = Path(out)
+    if jax.process_index() != 0:
+        yield
+        return
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create {out}: {e.strerror}") from None
+    if not out.is_dir():
+        raise ConfigError(f"{out} is not a directory; pass another --out")
+    _acquire(out / LOCK)
+    for partial in out.glob(f".*{io.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
+        partial.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        (out / LOCK).unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()

@@ -1,0 +1,63 @@
+"""One writer per run directory: a second command on a held --out is refused in one line and changes
+nothing; a lock whose process is gone is taken over."""
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, run_cli
+
+from jaxfer import io, rundir
+
+RUN = ["train", "total_steps=12000", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "eval_envs=4",
+       "eval_steps=12", "seeds=2", "--no-progress"]
+
+
+def _lock(out, pid: int, host: str | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / rundir.LOCK).write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid,
+                                               "started": "2026-11-30 00:00:00"}))
+
+
+def test_a_second_command_on_a_held_directory_is_refused_and_changes_nothing(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "jaxfer.cli", *RUN, "--out", str(out)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / rundir.LOCK).exists() and time.time() < deadline:
+        time.sleep(0.01)
+    for other in ([], ["env=catch/v1"]):  # the same command, and another config into the same --out
+        res = run_cli(*RUN, *other, "--out", out)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert f"is in use by pid {first.pid} on {socket.gethostname()}" in res.stderr
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    assert not (out / rundir.LOCK).exists()
+    assert json.loads((out / "run.json").read_text())["config"]["env"] == "catch/v0"
+    rows = io.read_csv(out / "metrics.csv")
+    assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
+
+
+def test_a_lock_whose_process_is_gone_is_taken_over_and_its_temp_files_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "run"
+    _lock(out, dead.pid)
+    (out / f".checkpoint.npz{io.PARTIAL}x1y2").write_bytes(b"half a checkpoint")  # what a kill -9 leaves
+    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert f"took over the lock of pid {dead.pid}" in res.stderr
+    assert (out / "run.json").exists() and not (out / rundir.LOCK).exists()
+    assert not list(out.glob(".*"))  # the temp file is gone too
+
+
+def test_a_lock_held_elsewhere_is_refused_for_every_writing_command(tmp_path):
+    out = tmp_path / "sweep"
+    _lock(out, 1, host="another-host")
+    before = sorted(p.name for p in out.iterdir())
+    for args in ([*RUN, "--out", out], ["transfer", ROOT / "configs/catch_cross_transfer.yaml", "--out", out]):
+        res = run_cli(*args)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert "in use by pid 1 on another-host" in res.stderr and "delete" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == before
