@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxfer import rundir
+from jaxfer import io, rundir
 from jaxfer.config import ConfigError
 from jaxfer.transfer import TransferError
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaxfer.backend import BackendError
     from jaxfer.envs import EnvError
 
-    errors = (ConfigError, TransferError, FileNotFoundError, BackendError, EnvError)
+    errors = (ConfigError, TransferError, FileNotFoundError, BackendError, EnvError, io.DamagedFile)
     if args.command in ("dptl", "gradcam"):  # imported only here: train and transfer need none of it
         from jaxfer.dptl_report import DPTLError
         from jaxfer.gradcam import GradCamError

@@ -130,6 +130,8 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError)
         return yaml.safe_load(Path(path).read_text())
     except OSError as e:
         raise error(f"cannot read {what} '{path}': {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} '{path}' is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise error(f"{what} '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
 

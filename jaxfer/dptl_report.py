@@ -79,7 +79,8 @@ def load(path: str | Path) -> DPTLConfig:
     """Read and validate a DPTL config (YAML); every mistake is a one-line DPTLError."""
     raw = config.read_yaml(path, "DPTL config", DPTLError)
     raw = dict(_section(DPTLConfig, raw or {}, f"DPTL config '{path}'"))
-    _check("source" in raw, f"DPTL config '{path}': 'source' (a jaxfer run directory) is required")
+    _check(isinstance(raw.get("source"), str),
+           f"DPTL config '{path}': 'source' (the path of a jaxfer run directory) is required")
     targets = raw.get("targets")
     _check(isinstance(targets, list) and len(targets) > 0 and all(isinstance(t, str) for t in targets),
            f"DPTL config '{path}': 'targets' must be a non-empty list of env ids")
@@ -140,8 +141,10 @@ def load_source(path: str | Path) -> Source:
     net = (ac_nets.from_config(cfg, env.num_actions) if cfg.agent == "a2c"  # the actor's logits stand for Q
            else nets.make_network(cfg.network, env.num_actions, cfg.conv_impl, cfg.tuning))
     shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
-    with np.load(run_dir / run.PARAMS) as data:
-        num_seeds = len(data[next(iter(data.keys()))])
+    try:
+        num_seeds = len(next(iter(io.load_npz(run_dir / run.PARAMS).values())))
+    except io.DamagedFile as e:
+        raise DPTLError(str(e)) from None
     like = jax.tree.map(lambda s: np.zeros((num_seeds, *s.shape), s.dtype), shapes)
     q_key = cfg.agent in ("dqv", "dqv_max")  # DQV keeps {"q": ..., "v": ...}; the Q-network acts
     try:

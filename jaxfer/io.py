@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import jax
@@ -84,11 +85,26 @@ def save_tree(path: Path, tree, **extra) -> None:
     atomic_write(path, lambda f: np.savez(f, **leaves))
 
 
+class DamagedFile(ValueError):
+    """A file that cannot be read back (a copy cut short, a file of another kind): one line, naming it."""
+
+
+def load_npz(path: Path) -> dict:
+    """Every array of a .npz file; a damaged one raises ``DamagedFile``."""
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise DamagedFile(f"{path} cannot be read ({reason}); delete it to start over") from None
+
+
 def load_tree(path: Path, like):
     """Load a .npz written by ``save_tree`` into the structure (and dtypes) of ``like`` (arrays or
     ``jax.ShapeDtypeStruct``s); returns (tree, extras)."""
-    with np.load(path) as data:
-        arrays = dict(data)
+    arrays = load_npz(path)
     leaves = []
     for p, x in jax.tree_util.tree_leaves_with_path(like):
         name = _path_name(p)

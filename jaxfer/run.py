@@ -99,7 +99,11 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
     start, rows = 0, []
     if (out / CHECKPOINT).exists():
-        saved, extras = io.load_tree(out / CHECKPOINT, like=seeds.shapes(trainer.checkpoint(state), cfg.seeds))
+        try:
+            saved, extras = io.load_tree(out / CHECKPOINT, like=seeds.shapes(trainer.checkpoint(state), cfg.seeds))
+        except (KeyError, ValueError) as e:  # a damaged file, or one of another layout
+            raise ConfigError(str(e) if isinstance(e, io.DamagedFile) else
+                              f"{out / CHECKPOINT} does not fit this run ({e}); delete it to start over") from None
         state = trainer.restore(state, saved)
         start = int(extras["epoch"])
         rows = [r for r in io.read_csv(out / METRICS) if int(r["epoch"]) < start]

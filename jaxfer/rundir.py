@@ -79,13 +79,13 @@ def held(out: Path):
     if jax.process_index() != 0:
         yield
         return
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is not a directory; pass another --out")
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create {out}: {e.strerror}") from None
-    if not out.is_dir():
-        raise ConfigError(f"{out} is not a directory; pass another --out")
     _acquire(out / LOCK)
     for partial in out.glob(f".*{io.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
         partial.unlink(missing_ok=True)

@@ -127,12 +127,11 @@ def parse_distill(raw) -> DistillSpec:
 
 
 def load(path: str | Path, overrides=()) -> SweepConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read sweep config '{path}': {e.strerror}") from None
+    raw = config.read_yaml(path, "sweep config") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"sweep config '{path}' must be a mapping of key: value")
     known = {f.name for f in dataclasses.fields(SweepConfig)}
-    if not isinstance(raw, dict) or set(raw) - known:
+    if set(raw) - known:
         raise ConfigError(f"sweep config '{path}': unknown keys {sorted(set(raw) - known)}; "
                           f"known: {', '.join(sorted(known))}")
     for key in ("sources", "targets", "modes"):
@@ -143,6 +142,8 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
         raise ConfigError(f"sweep config '{path}': 'source_checkpoints' must map env ids to paths")
     if set(checkpoints) - set(raw["sources"]):
         raise ConfigError(f"source_checkpoints names {sorted(set(checkpoints) - set(raw['sources']))}, not in sources")
+    if not isinstance(raw.get("train") or {}, dict):
+        raise ConfigError(f"sweep config '{path}': 'train' must be a mapping of training config keys")
     train_values = dict(raw.get("train") or {})
     train_values.update(config.parse_override(o) for o in overrides)
     cfg = SweepConfig(tuple(raw["sources"]), tuple(raw["targets"]), tuple(raw["modes"]), raw.get("pairs", "all"),
