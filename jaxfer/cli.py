@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-
-from jaxfer import io, rundir
-from jaxfer.config import ConfigError
-from jaxfer.transfer import TransferError
 
 JOIN_TIMEOUT_S = 60  # how long a process of a multi-process run waits for the coordinator
 DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
@@ -67,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dptl(args) -> int:
-    from jaxfer import dptl_report
+    from jaxfer import dptl_report, rundir
 
     cfg = dptl_report.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
@@ -90,6 +87,7 @@ def _gradcam(args) -> int:
 
 
 def _segment(args) -> int:
+    from jaxfer import rundir
     from jaxfer.segment import config as seg_config, pipeline
 
     cfg = seg_config.load(args.config)
@@ -107,7 +105,7 @@ def _segment(args) -> int:
 
 
 def _transfer(args) -> int:
-    from jaxfer import sweep
+    from jaxfer import rundir, sweep
 
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
@@ -172,21 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides += extra
-    from jaxfer.backend import BackendError
-    from jaxfer.envs import EnvError
-
-    errors = (ConfigError, TransferError, FileNotFoundError, BackendError, EnvError, io.DamagedFile)
-    if args.command in ("dptl", "gradcam"):  # imported only here: train and transfer need none of it
-        from jaxfer.dptl_report import DPTLError
-        from jaxfer.gradcam import GradCamError
-
-        errors += (DPTLError, GradCamError)
-    if args.command == "segment":
-        from jaxfer.segment.config import SegmentError
-        from jaxfer.segment.labels import LabelError
-
-        errors += (SegmentError, LabelError)
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment}
+    try:  # importing jax takes a moment: a Ctrl-C then is an interrupt like any other
+        errors = _user_errors(args.command)
+    except KeyboardInterrupt:
+        _interrupted()
     try:
         _start(args)
         return commands[args.command](args)
@@ -194,8 +182,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("jaxfer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+        _interrupted()
+
+
+def _user_errors(command: str) -> tuple:
+    """The exception types that mean a user mistake: one line on stderr, exit 2."""
+    from jaxfer import io
+    from jaxfer.backend import BackendError
+    from jaxfer.config import ConfigError
+    from jaxfer.envs import EnvError
+    from jaxfer.transfer import TransferError
+
+    errors = (ConfigError, TransferError, FileNotFoundError, BackendError, EnvError, io.DamagedFile)
+    if command in ("dptl", "gradcam"):  # imported only here: train and transfer need none of it
+        from jaxfer.dptl_report import DPTLError
+        from jaxfer.gradcam import GradCamError
+
+        errors += (DPTLError, GradCamError)
+    if command == "segment":
+        from jaxfer.segment.config import SegmentError
+        from jaxfer.segment.labels import LabelError
+
+        errors += (SegmentError, LabelError)
+    return errors
+
+
+def _interrupted() -> None:
+    """Ctrl-C: one line and exit 130, at once. Every file is written atomically and the run directory's
+    lock is released on the way out, so the same command resumes; exiting without the interpreter's
+    teardown avoids waiting on (or crashing in) XLA's compile threads and the checkpoint writer."""
+    print("jaxfer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":

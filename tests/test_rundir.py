@@ -61,3 +61,31 @@ def test_a_lock_held_elsewhere_is_refused_for_every_writing_command(tmp_path):
         assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
         assert "in use by pid 1 on another-host" in res.stderr and "delete" in res.stderr
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_ctrl_c_at_any_moment_is_one_line_and_the_run_resumes(tmp_path):
+    """SIGINT while jax imports, while the run is set up and compiled, and after a checkpoint: exit 130,
+    one line, no traceback; the same command then finishes the run with every epoch recorded once."""
+    import signal
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "jaxfer.cli", *RUN, "--out", str(out)]
+    for moment in (0.3, 2.0, "checkpoint"):
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if moment == "checkpoint":
+            deadline = time.time() + 300
+            while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+                time.sleep(0.01)
+        else:
+            time.sleep(moment)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 130, (moment, err[-2000:])
+        assert err.strip().splitlines() == ["jaxfer: interrupted; run the same command again to resume from the "
+                                            "last checkpoint"], (moment, err[-2000:])
+        assert not (out / rundir.LOCK).exists()
+    res = run_cli(*RUN, "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "run.json").read_text())["resumed_from_epoch"] >= 1
+    rows = io.read_csv(out / "metrics.csv")
+    assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
