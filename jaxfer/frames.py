@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,8 +91,10 @@ def collect(env_id: str, obs: str = "grid", n: int = 1000, seed: int = 0, policy
         policy = random_policy(env.num_actions)
     path = None if cache_dir is None else cache_path(cache_dir, env_id, obs, n, seed, policy.tag)
     if path is not None and path.exists():
-        with np.load(path) as data:
-            return data["frames"]
+        try:
+            return io.load_npz(path)["frames"]
+        except (io.DamagedFile, KeyError):  # a cache: collect the frames again
+            print(f"jaxfer: {path} is damaged; collecting its frames again", file=sys.stderr)
     env = env or envs.make(env_id, obs)
     seen, _ = rollout(env, -(-n // NUM_ENVS), NUM_ENVS, seed, policy)
     frames = seen.reshape(-1, *env.obs_shape)[:n]

@@ -85,3 +85,12 @@ def test_atari_frames_through_the_pool(tmp_path):
     assert obs.shape == (12, 84, 84, 4) and obs.dtype == np.uint8
     assert obs[-1].std() > 0  # a picture, not a blank
     np.testing.assert_array_equal(obs[frames.NUM_ENVS:, ..., :-1], obs[: 12 - frames.NUM_ENVS, ..., 1:])  # stacks shift
+
+
+def test_a_damaged_cache_file_is_collected_again(tmp_path, capsys):
+    first = frames.collect("catch/v2", "grid", n=20, seed=3, cache_dir=tmp_path)
+    cached = tmp_path / "catch_v2__grid__n20__seed3__random.npz"
+    cached.write_bytes(cached.read_bytes()[:100])  # cut short, as by a full disk
+    np.testing.assert_array_equal(frames.collect("catch/v2", "grid", n=20, seed=3, cache_dir=tmp_path), first)
+    assert "is damaged; collecting its frames again" in capsys.readouterr().err
+    np.testing.assert_array_equal(frames.collect("catch/v2", "grid", n=20, seed=3, cache_dir=tmp_path), first)
