@@ -13,6 +13,7 @@ Outputs: ``scores.csv`` (target, score, ci_low, ci_high, rank, frames), ``summar
 from __future__ import annotations
 
 import dataclasses
+import math
 import io as pyio
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from jaxfer import ac_nets, config, dptl, envs, frames, gradcam, io, nets, run  # noqa: E402
+from jaxfer import ac_nets, config, dptl, envs, frames, gradcam, io, memory, nets, run  # noqa: E402
 from jaxfer.config import ConfigError  # noqa: E402
 
 MAX_EPISODE_STEPS = 1000  # `jaxfer gradcam` without --steps: one game, at most this long
@@ -229,6 +230,17 @@ def _policy(cfg: DPTLConfig, target_envs: dict) -> frames.Policy | None:
     return frames.greedy_policy(player.net, player.seed_params(0))
 
 
+def check_memory(cfg: DPTLConfig, source: Source, models: int) -> None:
+    """Refuse, before any frame is played, a target's frames, pictures and maps (one per model) that
+    do not fit in memory, with the SSIM's size x size Gaussian matrices."""
+    pixels = cfg.size * cfg.size
+    need = cfg.frames * (math.prod(source.env.obs_shape) + 4 * pixels * (models + 2)) + 2 * 8 * pixels
+    free, _ = memory.available()
+    if need > free:
+        raise DPTLError(f"DPTL on {cfg.frames} frames of {cfg.size}x{cfg.size} needs {need / 2**30:.2f} GiB per "
+                        f"target but only {free / 2**30:.2f} GiB is available; lower frames or size")
+
+
 def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
     """Score every target; writes scores.csv, summary.json and grid_<target>.png into ``out``.
     Every input is checked before any frame is played."""
@@ -237,6 +249,7 @@ def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
     seeds = list(range(source.num_seeds)) if cfg.source_seed == "all" else [cfg.source_seed]
     models = [source.seed_params(i) for i in seeds]
     target_envs = {t: target_env(source, t) for t in dict.fromkeys(cfg.targets)}
+    check_memory(cfg, source, len(models))
     policy = _policy(cfg, target_envs)
     th = cfg.threshold
     out = Path(out)

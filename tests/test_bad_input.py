@@ -50,6 +50,13 @@ def _files(tmp_path) -> dict:
     put("dptl_frames_zero.yaml", yaml.safe_dump(DPTL | {"source": str(tmp_path / "nowhere"), "frames": 0}))
     put("segment_scalar.yaml", "3\n")
     put("segment_unknown.yaml", yaml.safe_dump({"env": "minatar/Breakout", "bogus": 1}))
+    good = tmp_path / "good_run"
+    assert cli.main(["train", *TINY_RUN, "--out", str(good), "--no-progress"]) == 0
+    f["good_run"] = good
+    for name, over in {"dptl_huge_frames.yaml": {"frames": 10**12}, "dptl_huge_size.yaml": {"size": 10**6},
+                       "dptl_bad_target.yaml": {"targets": ["minatar/Breakout"]},
+                       "dptl_bad_layer.yaml": {"layer": "dense_0"}}.items():
+        put(name, yaml.safe_dump(DPTL | {"source": str(good), "cache": str(tmp_path / "frames")} | over))
     run = tmp_path / "damaged_run"  # a run directory whose checkpoint was damaged mid-write
     assert cli.main(["train", *TINY_RUN, "--out", str(run), "--no-progress"]) == 0
     (run / "run.json").unlink()
@@ -100,7 +107,16 @@ CASES = [
     ("segment", ["{segment_scalar.yaml}"], "must be a mapping"),
     ("segment", ["{segment_unknown.yaml}"], "unknown keys ['bogus']"),
     ("segment", ["{latin1.yaml}"], "is not UTF-8"),
+    ("dptl", ["{dptl_huge_frames.yaml}"], "GiB"),
+    ("dptl", ["{dptl_huge_size.yaml}"], "GiB"),
+    ("dptl", ["{dptl_bad_target.yaml}"], "target 'minatar/Breakout'"),
+    ("dptl", ["{dptl_bad_layer.yaml}"], "dense_0"),
     ("gradcam", ["{a_file}", "catch/v0"], "no checkpoint at"),
+    ("gradcam", ["{good_run}", "catch/v0", "--steps", "0"], "--steps"),
+    ("gradcam", ["{good_run}", "catch/v0", "--seed-index", "9"], "seed"),
+    ("gradcam", ["{good_run}", "catch/v0", "--layer", "dense_0"], "dense_0"),
+    ("gradcam", ["{good_run}", "catch/v0", "--method", "bogus"], "bogus"),
+    ("gradcam", ["{good_run}", "catch/v9"], "catch/v9"),
     ("gradcam", ["{damaged_run}", "catch/v0"], "params.npz"),
 ]
 
