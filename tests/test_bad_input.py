@@ -49,6 +49,9 @@ def _files(tmp_path) -> dict:
     put("dptl_no_run.yaml", yaml.safe_dump(DPTL | {"source": str(tmp_path / "nowhere")}))
     put("dptl_frames_zero.yaml", yaml.safe_dump(DPTL | {"source": str(tmp_path / "nowhere"), "frames": 0}))
     put("segment_scalar.yaml", "3\n")
+    seg = yaml.safe_load((ROOT / "configs/seg_minatar_breakout.yaml").read_text())
+    put("segment_huge_frames.yaml", yaml.safe_dump(seg | {"frames": 10**12}))
+    put("segment_lr_nan.yaml", yaml.safe_dump(seg | {"fcn": seg["fcn"] | {"lr": float("nan")}}))
     put("segment_unknown.yaml", yaml.safe_dump({"env": "minatar/Breakout", "bogus": 1}))
     good = tmp_path / "good_run"
     assert cli.main(["train", *TINY_RUN, "--out", str(good), "--no-progress"]) == 0
@@ -107,6 +110,8 @@ CASES = [
     ("segment", ["{segment_scalar.yaml}"], "must be a mapping"),
     ("segment", ["{segment_unknown.yaml}"], "unknown keys ['bogus']"),
     ("segment", ["{latin1.yaml}"], "is not UTF-8"),
+    ("segment", ["{segment_huge_frames.yaml}"], "GiB"),
+    ("segment", ["{segment_lr_nan.yaml}"], "fcn.lr must be > 0"),
     ("dptl", ["{dptl_huge_frames.yaml}"], "GiB"),
     ("dptl", ["{dptl_huge_size.yaml}"], "GiB"),
     ("dptl", ["{dptl_bad_target.yaml}"], "target 'minatar/Breakout'"),

@@ -18,6 +18,7 @@ The output directory (every file written atomically; a rerun skips what is finis
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import sys
 import time
@@ -30,7 +31,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from jaxfer import agents, envs, frames, io, metrics, run, seeds
+from jaxfer import agents, envs, frames, io, memory, metrics, run, seeds
 from jaxfer.segment import export, labels, report
 from jaxfer.segment.config import SegmentConfig, SegmentError, to_dict
 from jaxfer.segment.fcn import FCN
@@ -92,6 +93,16 @@ def _picture(obs: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
     if cfg.obs in frames.RGB_MODES:
         return obs[..., -3:]
     return np.asarray(frames.screen(obs, cfg.env, cfg.obs))
+
+
+def check_memory(cfg: SegmentConfig) -> None:
+    """Refuse, before anything is played or written, frames that do not fit in memory (the frames, their
+    labels, the train/test split and the batches: about 4 copies)."""
+    need = 4 * cfg.frames * math.prod(envs.make(cfg.env, cfg.obs).obs_shape)
+    free, _ = memory.available()
+    if need > free:
+        raise SegmentError(f"{cfg.frames} frames need about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
+                           f"is available; lower frames")
 
 
 def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dict, dict]:
@@ -205,6 +216,8 @@ def preflight(cfg: SegmentConfig, fcn_like, meta: dict) -> None:
 
 def run_segment(cfg: SegmentConfig, out: Path, progress: bool = True) -> dict:
     out = Path(out)
+    if cfg.fcn_checkpoint is None:
+        check_memory(cfg)
     out.mkdir(parents=True, exist_ok=True)
     io.atomic_write_bytes(out / "segment.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
     if cfg.fcn_checkpoint is not None:
