@@ -86,6 +86,8 @@ def held(out: Path):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create {out}: {e.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out} is not writable; pass another --out")
     _acquire(out / LOCK)
     for partial in out.glob(f".*{io.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
         partial.unlink(missing_ok=True)

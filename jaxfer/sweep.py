@@ -24,6 +24,7 @@ source, students included) and ``curves_<target>.png``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 import typing
@@ -118,7 +119,8 @@ def parse_distill(raw) -> DistillSpec:
         (spec.batch_size >= 1 and spec.held_out >= 1, "distill: batch_size and held_out must be >= 1"),
         (spec.states >= spec.batch_size,
          f"distill: states ({spec.states}) must be at least batch_size ({spec.batch_size})"),
-        (spec.lr > 0 and 0.0 <= spec.epsilon <= 1.0, "distill: lr must be > 0 and epsilon in [0, 1]"),
+        (math.isfinite(spec.lr) and spec.lr > 0 and 0.0 <= spec.epsilon <= 1.0,
+         "distill: lr must be a finite number > 0 and epsilon in [0, 1]"),
     ]
     for ok, msg in checks:
         if not ok:
