@@ -111,7 +111,8 @@ def _transfer(args) -> int:
     out = args.out or Path("runs") / Path(args.config).stem
     with rundir.held(out):  # each run of the sweep also holds its own directory
         ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
-    _say(f"{out}: {len(ratios)} cells")
+    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    _say(f"{out}: {len(ratios)} cells, {size / 2**20:.1f} MiB on disk")
     width = max(len(r["source"]) for r in ratios)  # "<game>+distill" sources are longer
     for r in ratios:
         _say(f"  {r['source']:>{width}} -> {r['target']:<10} {r['mode']:<18} R = {r['area_ratio']:+.3f} "

@@ -161,7 +161,9 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
                  "a2c": "A2C"}[cfg.agent]
         report.learning_curve(out / CURVE, {label: rows}, cfg.env)
-        io.write_json(out / RUN_JSON, summary)
+        io.write_json(out / RUN_JSON, summary)  # the finished mark: the checkpoint is no longer needed
+        if not cfg.keep_checkpoint:
+            (out / CHECKPOINT).unlink(missing_ok=True)
     _sync("jaxfer: run written")  # no process reads the results before they are there
     return summary
 

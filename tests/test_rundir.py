@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT, run_cli
 
 from jaxfer import io, rundir
@@ -89,3 +91,14 @@ def test_ctrl_c_at_any_moment_is_one_line_and_the_run_resumes(tmp_path):
     assert json.loads((out / "run.json").read_text())["resumed_from_epoch"] >= 1
     rows = io.read_csv(out / "metrics.csv")
     assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_finished_run_drops_its_checkpoint_unless_asked_to_keep_it(tmp_path, keep):
+    out = tmp_path / "run"
+    res = run_cli(*RUN, "total_steps=400", f"keep_checkpoint={str(keep).lower()}", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert (out / "params.npz").exists() and (out / "run.json").exists()
+    assert (out / "checkpoint.npz").exists() == keep
+    again = run_cli(*RUN, "total_steps=400", f"keep_checkpoint={str(keep).lower()}", "--out", out)
+    assert again.returncode == 0 and "already finished" in again.stdout  # finished without its checkpoint

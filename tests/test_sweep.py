@@ -27,6 +27,8 @@ def test_sweep_outputs_surgery_and_resume(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("transfer", _config(tmp_path), "--out", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
+    assert "MiB on disk" in proc.stdout.splitlines()[0]  # the sweep's disk use, checkpoints dropped
+    assert not list(out.rglob("checkpoint.npz"))
     ratios = io.read_csv(out / "area_ratios.csv")
     assert {(r["source"], r["target"], r["mode"]) for r in ratios} == {
         ("catch/v0", "catch/v0", "only_head"), ("catch/v3", "catch/v0", "only_head"),
