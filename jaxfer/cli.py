@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -25,23 +26,57 @@ def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
                    help=f"seconds to wait for the coordinator (default {JOIN_TIMEOUT_S})")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _keys(command: str) -> str:
+    """The config keys of ``command``, listed under its --help (built only when help is asked for)."""
+    from jaxfer import config
+
+    if command == "train":
+        return "config keys (YAML or key=value):\n" + config.describe_keys(config.TrainConfig)
+    if command == "transfer":
+        from jaxfer import sweep
+
+        return ("sweep keys (YAML; key=value overrides go to its train section):\n"
+                + config.describe_keys(sweep.SweepConfig) + "\n  distill keys:\n"
+                + config.describe_keys(sweep.DistillSpec, "  "))
+    if command == "dptl":
+        from jaxfer import dptl_report
+
+        return "DPTL keys (YAML):\n" + config.describe_keys(dptl_report.DPTLConfig)
+    from jaxfer.segment import config as segment_config
+
+    return ("segment keys (YAML):\n" + config.describe_keys(segment_config.SegmentConfig) + "\n  ddqn keys:\n"
+            + config.describe_keys(segment_config.DDQNConfig, "  "))
+
+
+LISTS = ("envs", "agents", "networks", "modes", "cams", "configs")
+
+
+def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
+    """The CLI; ``keys_for`` names the subcommand whose --help also lists every config key."""
+    from importlib.metadata import version
+
     p = argparse.ArgumentParser(prog="jaxfer", description="Transfer learning for deep RL, in JAX.")
+    p.add_argument("--version", action="version", version=f"jaxfer {version('jaxfer')}")
     _add_distributed(p)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train agents (DQN, Double DQN, DQV, DQV-Max, A2C), all seeds at once")
+
+    def command(name: str, **kw) -> argparse.ArgumentParser:
+        epilog = _keys(name) if name == keys_for else None
+        return sub.add_parser(name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+    t = command("train", help="train agents (DQN, Double DQN, DQV, DQV-Max, A2C), all seeds at once")
     t.add_argument("config", nargs="?", help="YAML config (default: the embedded Catch DQN config)")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="override config entries")
     t.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     t.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    x = sub.add_parser("transfer", help="a transfer sweep: sources, (source, target, mode) cells, scratch baselines")
+    x = command("transfer", help="a transfer sweep: sources, (source, target, mode) cells, scratch baselines")
     x.add_argument("config",
                    help="sweep YAML (sources, targets, modes, pairs, window, train, source_checkpoints, distill)")
-    x.add_argument("overrides", nargs="*", metavar="key=value", help="override the training config")
+    x.add_argument("overrides", nargs="*", metavar="key=value", help="override the training config (optional)")
     x.add_argument("--out", type=Path, help="sweep directory (default: runs/<config name>)")
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
-    d = sub.add_parser("dptl", help="DPTL transferability scores of one source model on target games")
+    d = command("dptl", help="DPTL transferability scores of one source model on target games")
     d.add_argument("config", help="DPTL YAML (source, targets, frames, layer, method, threshold, bootstrap)")
     d.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,13 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--layer", help="conv layer (default: the last)")
     g.add_argument("--method", default="gradcam", help="gradcam, gradcam++ or eigencam")
     g.add_argument("--out", type=Path, default=Path("runs/gradcam"), help="output directory (default: runs/gradcam)")
-    s = sub.add_parser("segment",
-                       help="segmentation pre-training: label frames, train FCNs, transfer them into Double DQNs")
+    s = command("segment", help="segmentation pre-training: label frames, train FCNs, transfer them into Double DQNs")
     s.add_argument("config", help="segment YAML (env, labels, frames, fcn, ddqn: variants, train)")
     s.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    for command in (t, x, d, g, s):
-        _add_distributed(command, argparse.SUPPRESS)  # also accepted after the subcommand
+    for writer in (t, x, d, s):
+        writer.add_argument("--dry-run", action="store_true",
+                            help="print the resolved config (a sweep: its runs), the memory estimate, and exit")
+    lst = sub.add_parser("list", help="what jaxfer knows: " + ", ".join(LISTS))
+    lst.add_argument("what", choices=LISTS)
+    for each in (t, x, d, g, s):
+        _add_distributed(each, argparse.SUPPRESS)  # also accepted after the subcommand
     return p
 
 
@@ -68,6 +107,8 @@ def _dptl(args) -> int:
 
     cfg = dptl_report.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
+    if args.dry_run:
+        return _print_config(cfg, out)
     with rundir.held(out):
         rows = dptl_report.run_dptl(cfg, out, progress=not args.no_progress)
     _say(f"{out}: DPTL of {cfg.source} (seed {cfg.source_seed}) on {cfg.frames} frames per target")
@@ -92,6 +133,8 @@ def _segment(args) -> int:
 
     cfg = seg_config.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
+    if args.dry_run:
+        return _print_config(cfg, out)
     with rundir.held(out):  # each DDQN run below also holds its own directory
         summary = pipeline.run_segment(cfg, out, progress=not args.no_progress)
     fcn = summary["fcn"]
@@ -109,6 +152,8 @@ def _transfer(args) -> int:
 
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
+    if args.dry_run:  # the memory estimate is of one run (the first target's); runs go one after another
+        return _dry_run(dataclasses.replace(cfg.train, env=cfg.targets[0]), out, sweep.run_graph(cfg))
     with rundir.held(out):  # each run of the sweep also holds its own directory
         ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
@@ -129,6 +174,8 @@ def _train(args) -> int:
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
     cfg = config.load(args.config, overrides)
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
+    if args.dry_run:
+        return _dry_run(cfg, out)
     from jaxfer import report, run
 
     summary = run.train(cfg, out, progress=not args.no_progress)
@@ -163,15 +210,62 @@ def _start(args) -> None:
     backend.enable_compilation_cache()
 
 
+def _dry_run(cfg, out: Path, graph: list | None = None) -> int:
+    """What a run of ``cfg`` (a TrainConfig) into ``out`` would be, without writing anything."""
+    import yaml
+
+    from jaxfer import agents, backend, config, envs, memory, seeds
+
+    env = envs.make(cfg.env, cfg.obs)
+    needs = memory.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, cfg.seeds)
+    _say(f"# {out} (dry run: nothing written)\n" + yaml.safe_dump(config.to_dict(cfg), sort_keys=False).rstrip())
+    _say(f"# code path: {'XLA-CPU' if backend.cpu_tuned(cfg.tuning) else 'accelerator'}, conv_impl "
+         f"{backend.conv_impl(cfg.conv_impl, cfg.tuning)}; {cfg.seeds} seeds on {seeds.device_count()} device(s) "
+         f"({seeds.padded(cfg.seeds)} computed)\n# {memory.describe(needs)}")
+    for run_dir, needs_runs in graph or []:
+        _say(f"{run_dir}" + (f"  <- {', '.join(needs_runs)}" if needs_runs else ""))
+    return 0
+
+
+def _print_config(cfg, out: Path) -> int:
+    import dataclasses
+    import json
+
+    import yaml
+
+    plain = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists
+    _say(f"# {out} (dry run: nothing written)\n" + yaml.safe_dump(plain, sort_keys=False).rstrip())
+    return 0
+
+
+def _list(args) -> int:
+    from jaxfer import ac_nets, agents, envs, gradcam, nets, transfer
+
+    names = {
+        "envs": [f"{e}  ({', '.join(envs.obs_modes(e))})" for e in envs.known_env_ids()],
+        "agents": [*agents.ALGORITHMS, "a2c"],
+        "networks": [f"{n}  (value-based)" for n in nets.NETWORKS] + [f"{n}  (a2c)" for n in ac_nets.NETWORKS],
+        "modes": [m for m in transfer.MODES if m != "scratch"] + ["first_n:N:frozen", "last_n:N:frozen"],
+        "cams": list(gradcam.METHODS),
+        "configs": sorted(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
+                          for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+    }[args.what]
+    _say("\n".join(names))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    asked = "-h" in argv or "--help" in argv
+    parser = _parser(next((a for a in argv if a in ("train", "transfer", "dptl", "segment")), None) if asked else None)
     args, extra = parser.parse_known_args(argv)  # overrides may also follow the options
     unknown = [e for e in extra if "=" not in e or e.startswith("-") or not hasattr(args, "overrides")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides += extra
-    commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment}
+    commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
+                "list": _list}
     try:  # importing jax takes a moment: a Ctrl-C then is an interrupt like any other
         errors = _user_errors(args.command)
     except KeyboardInterrupt:

@@ -33,10 +33,10 @@ class TrainConfig:
     total_steps: int = 40_000  # env steps per seed
     epoch_steps: int = 2_000  # env steps per seed between metric rows / progress / checkpoints
     buffer_size: int = 10_000  # replay capacity (transitions per seed)
-    batch_size: int = 32
+    batch_size: int = 32  # transitions per gradient update
     learning_starts: int = 1_000  # env steps of random-policy collection before updates
     target_update: int = 100  # gradient updates between target-network syncs
-    gamma: float = 0.99
+    gamma: float = 0.99  # discount factor
     lr: float = 1e-3  # optimiser step size
     eps_start: float = 1.0
     eps_end: float = 0.05
@@ -191,6 +191,32 @@ def load(path: str | Path | None, overrides: typing.Iterable[str] = ()) -> Train
             raise ConfigError(f"config '{path}' must be a mapping of key: value")
     values.update(parse_override(o) for o in overrides)
     return from_dict(values)
+
+
+def describe_keys(cls, prefix: str = "") -> str:
+    """One line per field of the config dataclass ``cls``: name, type, default and the comment beside
+    it in the source (what ``--help`` shows), nested dataclasses indented under their section."""
+    import inspect
+    import re
+
+    comments = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$",
+                                                           inspect.getsource(cls), re.M)}
+    hints = typing.get_type_hints(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        kind = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
+        if dataclasses.is_dataclass(hints[f.name]):
+            lines.append(f"  {prefix}{f.name}:  ({kind}) {comments.get(f.name, '')}".rstrip())
+            lines.append(describe_keys(hints[f.name], prefix + "  "))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f"default {f.default!r}"
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f"default {f.default_factory()!r}"
+        else:
+            default = "required"
+        lines.append(f"  {prefix}{f.name} ({kind}, {default}): {comments.get(f.name, '')}".rstrip(": "))
+    return "\n".join(lines)
 
 
 def to_dict(cfg: TrainConfig) -> dict:

@@ -3,8 +3,10 @@
 Pure numpy, no JAX: these run on a handful of logged curves after training, on any machine.
 
 Conventions. A curve is 1-D (epochs,) or 2-D (seeds, epochs). The area ratio follows Sabatelli's thesis
-(2022, ch. 8): ``R = (A_transfer - A_scratch) / A_scratch`` where ``A`` is the composite trapezoid rule
-with unit spacing over the first ``window`` epochs of the SEED-MEAN curve. Because the trapezoid rule is
+(2022, ch. 8): ``R = (A_transfer - A_scratch) / |A_scratch|`` where ``A`` is the composite trapezoid rule
+with unit spacing over the first ``window`` epochs of the SEED-MEAN curve. The thesis divides by
+``A_scratch``; with the absolute value R keeps its sign where scores are negative (Pong's returns): a
+transfer that learns more than scratch is positive either way. Because the trapezoid rule is
 linear, the area of the seed-mean curve equals the mean of the per-seed areas, which the per-seed and
 bootstrap functions use.
 """

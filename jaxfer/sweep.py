@@ -60,8 +60,8 @@ class DistillSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    sources: tuple[str, ...]
-    targets: tuple[str, ...]
+    sources: tuple[str, ...]  # env ids whose agents are transferred (trained from scratch here, or checkpoints)
+    targets: tuple[str, ...]  # env ids the transferred agents learn
     modes: tuple[str, ...]  # "fine_tune", "only_head", "first_n:2", "last_n:1:frozen", ...
     pairs: str = "all"  # "all", "self" (source == target) or "cross" (source != target)
     window: int | None = None  # epochs of the learning curve that the area ratio integrates
@@ -227,6 +227,27 @@ def check_cells(cfg: SweepConfig, checkpoints: dict) -> None:
             raise TransferError(f"cell {source}{origin} -> {target}, {mode}: {e}") from None
 
 
+def cell_dir(source: str, target: str, mode: str) -> str:
+    return f"cells/{_slug(source)}__{_slug(target)}__{mode.replace(':', '-')}"
+
+
+def run_graph(cfg: SweepConfig) -> list[tuple[str, list[str]]]:
+    """The sweep's runs in training order, each with what it starts from: (run directory, needs)."""
+    scratch = dict.fromkeys(tuple(s for s in cfg.sources if s not in cfg.source_checkpoints) + cfg.targets)
+    runs = [(f"scratch/{_slug(e)}", []) for e in scratch]
+
+    def origin(source: str) -> str:
+        if source.endswith(DISTILLED):
+            return f"distill/{_slug(game(source))}"
+        return (f"checkpoint {cfg.source_checkpoints[source]}" if source in cfg.source_checkpoints
+                else f"scratch/{_slug(source)}")
+
+    if cfg.distill:
+        runs += [(f"distill/{_slug(s)}", [origin(s)]) for s in cfg.sources]
+    runs += [(cell_dir(s, t, m), [origin(s)]) for s, t, m in cfg.cells()]
+    return runs
+
+
 def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
     checkpoints = {e: load_checkpoint(e, p, cfg.train.seeds) for e, p in cfg.source_checkpoints.items()}
     check_cells(cfg, checkpoints)
@@ -248,7 +269,7 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
         name, n, frozen = parse_mode(mode)
         params, freeze = transfer.apply(name, trained[source], fresh[target], n=n, frozen=frozen)
         unbatched_freeze = None if freeze is None else jax.tree.map(bool, freeze)
-        run_dir = out / "cells" / f"{_slug(source)}__{_slug(target)}__{mode.replace(':', '-')}"
+        run_dir = out / cell_dir(source, target, mode)
         meta = {"source": source, "mode": mode} | (
             {"source_checkpoint": cfg.source_checkpoints[source]} if source in checkpoints else {})
         run.train(_train(cfg, target), run_dir, progress, init_params=params, freeze=unbatched_freeze, meta=meta)

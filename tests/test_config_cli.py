@@ -104,3 +104,47 @@ def test_network_that_cannot_take_the_observations_is_one_line(cli, tmp_path):
     out = cli("train", "env=minatar/Breakout", "network=nature_cnn", "--out", tmp_path / "run")
     _one_line_error(out, "network 'nature_cnn' cannot take minatar/Breakout's 'grid' observations of shape (10, 10, 4)")
     assert not (tmp_path / "run").exists()
+
+
+def _main(capsys, *argv) -> str:
+    """stdout of ``jaxfer *argv`` run in this process (help and --version exit through SystemExit)."""
+    from jaxfer import cli
+
+    try:
+        assert cli.main([str(a) for a in argv]) == 0
+    except SystemExit as e:
+        assert e.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_lists_every_config_key_with_type_default_and_comment(capsys):
+    text = _main(capsys, "train", "--help")
+    for f in dataclasses.fields(config.TrainConfig):
+        assert f"\n  {f.name} (" in text, f.name
+    assert "keep_checkpoint (bool, default False): keep checkpoint.npz" in text
+    assert "trains every agent" not in text and "DQN / Double DQN agents" not in text
+    for command, key in (("transfer", "window (int | None, default None): epochs"),
+                         ("dptl", "frames (int, default 1000)"), ("segment", "test_fraction (float, default 0.2)")):
+        assert key in _main(capsys, command, "--help"), command
+
+
+@pytest.mark.parametrize("what, entry", [("envs", "atari/Pong  (nature, ea3c, ea3c_stack4)"), ("agents", "dqv_max"),
+                                         ("networks", "nature_ac  (a2c)"), ("modes", "first_n:N:frozen"),
+                                         ("cams", "eigencam"), ("configs", "configs/catch_dqn.yaml")])
+def test_list_names_what_jaxfer_knows(capsys, what, entry):
+    assert entry in _main(capsys, "list", what).splitlines()
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    assert _main(capsys, "--version").strip() == f"jaxfer {version('jaxfer')}"
+
+
+def test_dry_run_prints_the_config_the_runs_and_memory_and_writes_nothing(capsys, tmp_path):
+    text = _main(capsys, "train", "seeds=5", "--dry-run", "--out", tmp_path / "run")
+    assert "seeds: 5" in text and "memory:" in text and "dry run: nothing written" in text
+    text = _main(capsys, "transfer", ROOT / "configs/catch_distill_transfer.yaml", "--dry-run", "--out", tmp_path / "s")
+    assert "cells/catch_v0+distill__catch_v1__fine_tune  <- distill/catch_v0" in text.splitlines()
+    assert "scratch/catch_v1" in text.splitlines()
+    assert not any(tmp_path.iterdir())

@@ -50,8 +50,7 @@ class SegmentConfig:
     frames_seed: int = 0  # seeds the envs and the random policy
     test_fraction: float = 0.2  # the last part of the rollout, held out for accuracy / IoU
     fcn: FCNConfig = FCNConfig()
-    # a `jaxfer segment` output (or its fcn/fcn.npz) to transfer instead of training here
-    fcn_checkpoint: str | None = None
+    fcn_checkpoint: str | None = None  # a `jaxfer segment` output (or its fcn/fcn.npz) to use instead of training
     grid_frames: int = 6  # rows of segmentation_grid.png
     ddqn: DDQNConfig | None = None  # train the Double DQN variants after the FCN
 
