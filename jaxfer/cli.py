@@ -95,9 +95,15 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     for writer in (t, x, d, s):
         writer.add_argument("--dry-run", action="store_true",
                             help="print the resolved config (a sweep: its runs), the memory estimate, and exit")
+    pl = sub.add_parser("play", help="the greedy agent of a finished run plays N games: mean score, GIF")
+    pl.add_argument("run", help="a finished jaxfer run directory")
+    pl.add_argument("game", nargs="?", help="env id to play (default: the run's own game)")
+    pl.add_argument("--episodes", type=int, default=10, help="games played (default 10)")
+    pl.add_argument("--gif", type=Path, help="write the first game as an animated GIF here")
+    pl.add_argument("--seed-index", type=int, default=0, help="which seed's agent of the run (default 0)")
     lst = sub.add_parser("list", help="what jaxfer knows: " + ", ".join(LISTS))
     lst.add_argument("what", choices=LISTS)
-    for each in (t, x, d, g, s):
+    for each in (t, x, d, g, s, pl):
         _add_distributed(each, argparse.SUPPRESS)  # also accepted after the subcommand
     return p
 
@@ -238,6 +244,15 @@ def _print_config(cfg, out: Path) -> int:
     return 0
 
 
+def _play(args) -> int:
+    from jaxfer import play
+
+    r = play.play(args.run, args.game, args.episodes, args.gif, args.seed_index)
+    _say(f"{args.run} plays {r['env']}: mean score {r['mean']:.3f} [95% CI {r['ci_low']:.3f}, {r['ci_high']:.3f}] "
+         f"over {r['episodes']} games" + (f"; {r['gif']} ({r['gif_frames']} frames)" if r["gif"] else ""))
+    return 0
+
+
 def _list(args) -> int:
     from jaxfer import ac_nets, agents, envs, gradcam, nets, transfer
 
@@ -265,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides += extra
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
-                "list": _list}
+                "play": _play, "list": _list}
     try:  # importing jax takes a moment: a Ctrl-C then is an interrupt like any other
         errors = _user_errors(args.command)
     except KeyboardInterrupt:
@@ -289,6 +304,10 @@ def _user_errors(command: str) -> tuple:
     from jaxfer.transfer import TransferError
 
     errors = (ConfigError, TransferError, FileNotFoundError, BackendError, EnvError, io.DamagedFile)
+    if command == "play":
+        from jaxfer.play import PlayError
+
+        errors += (PlayError,)
     if command in ("dptl", "gradcam"):  # imported only here: train and transfer need none of it
         from jaxfer.dptl_report import DPTLError
         from jaxfer.gradcam import GradCamError

@@ -287,7 +287,7 @@ def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
     return rows
 
 
-def _gif(path: Path, images: list[np.ndarray], scale: int = 2, ms: int = 150) -> None:
+def save_gif(path: Path, images: list[np.ndarray], scale: int = 2, ms: int = 150) -> None:
     from PIL import Image  # Pillow ships with matplotlib
 
     pics = [Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST) for im in images]
@@ -330,5 +330,5 @@ def gradcam_episode(checkpoint: str | Path, game: str, out: Path, steps: int | N
     fig.tight_layout()
     out = Path(out)
     _save_png(fig, out / f"{name}.png")
-    _gif(out / f"{name}.gif", images)
+    save_gif(out / f"{name}.gif", images)
     return {"png": out / f"{name}.png", "gif": out / f"{name}.gif", "steps": len(images), "layer": layer}

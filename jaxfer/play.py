@@ -1,0 +1,84 @@
+"""Watching a trained agent: the greedy policy of a finished run plays N games; the mean score with a
+bootstrap CI, and a GIF of the first game.
+
+It runs the agent's own ``greedy`` (``jaxfer.agents``), so every agent and network plays as it was
+evaluated in training, recurrent memory included; one env per game, all games at once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfer import agents, config, envs, frames, io, metrics, run
+
+MAX_STEPS = 27_000  # Atari's game limit (agent steps); every game here ends before it
+
+
+class PlayError(ValueError):
+    """A run that cannot play the asked game: the message is one line."""
+
+
+def load_agent(run_dir: Path, seed_index: int, game: str | None):
+    """(agent, its params for ``seed_index``, env, run config) of a finished run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / run.PARAMS).is_file() or not (run_dir / run.CONFIG).is_file():
+        raise PlayError(f"no finished run at '{run_dir}': expected {run.PARAMS} and {run.CONFIG} (from `jaxfer train`)")
+    cfg = config.load(run_dir / run.CONFIG)
+    try:
+        env = envs.make(game or cfg.env, cfg.obs)
+    except envs.EnvError as e:
+        raise PlayError(str(e)) from None
+    home = envs.make(cfg.env, cfg.obs)
+    if (env.num_actions, env.obs_shape) != (home.num_actions, home.obs_shape):
+        raise PlayError(f"the agent of {cfg.env} ({home.num_actions} actions, observations {home.obs_shape}) cannot "
+                        f"play {env.id} ({env.num_actions} actions, observations {env.obs_shape})")
+    agent = agents.make_agent(cfg, env)
+    obs = jax.ShapeDtypeStruct((1, *env.obs_shape), env.obs_dtype)
+    shapes = jax.eval_shape(lambda k, o: agent.init(k, o, None).params, jax.random.PRNGKey(0), obs)
+    num_seeds = len(next(iter(io.load_npz(run_dir / run.PARAMS).values())))
+    if not 0 <= seed_index < num_seeds:
+        raise PlayError(f"{run_dir} holds {num_seeds} seeds; --seed-index {seed_index} is out of range")
+    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_seeds, *s.shape), s.dtype), shapes)
+    params, _ = io.load_tree(run_dir / run.PARAMS, like)
+    return agent, jax.tree.map(lambda x: jnp.asarray(x[seed_index]), params), env, cfg
+
+
+def play(run_dir: Path, game: str | None = None, episodes: int = 10, gif: Path | None = None,
+         seed_index: int = 0, seed: int = 0) -> dict:
+    """Scores of ``episodes`` greedy games (their first game in each of ``episodes`` envs)."""
+    if episodes < 1:
+        raise PlayError(f"--episodes must be >= 1, got {episodes}")
+    agent, params, env, cfg = load_agent(Path(run_dir), seed_index, game)
+    pool = envs.pool(env, 1, episodes, seed)
+    state, obs = pool.reset(jax.random.PRNGKey(seed)[None])
+    memory, first = agent.initial_memory(episodes), jnp.ones((1, episodes), bool)
+
+    @jax.jit
+    def step(state, obs, memory, first):
+        memory, action = agent.greedy(params, memory, obs[0], first[0])
+        state, obs, _, done, info = pool.step(state, action[None])
+        return state, obs, memory, done, info["episode_end"][0], info["episode_return"][0]
+
+    scores = np.full(episodes, np.nan)
+    pictures = [np.asarray(frames.screen(obs[0, 0], env.id, cfg.obs))]
+    for _ in range(MAX_STEPS):
+        state, obs, memory, first, ended, returns = step(state, obs, memory, first)
+        ended, returns = np.asarray(ended), np.asarray(returns)
+        if np.isnan(scores[0]):  # the first game, for the GIF
+            pictures.append(np.asarray(frames.screen(obs[0, 0], env.id, cfg.obs)))
+        scores = np.where(np.isnan(scores) & ended, returns, scores)
+        if not np.isnan(scores).any():
+            break
+    done = scores[~np.isnan(scores)]
+    if len(done) == 0:
+        raise PlayError(f"no game of {env.id} ended within {MAX_STEPS} steps")
+    low, high = metrics.bootstrap_ci(done) if len(done) > 1 else (float(done[0]), float(done[0]))
+    if gif is not None:
+        from jaxfer.dptl_report import save_gif
+
+        save_gif(Path(gif), [(np.clip(p, 0, 1) * 255).astype(np.uint8) for p in pictures])
+    return {"env": env.id, "episodes": len(done), "scores": done.tolist(), "mean": float(done.mean()),
+            "ci_low": float(low), "ci_high": float(high), "gif": gif, "gif_frames": len(pictures)}
