@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -70,6 +71,7 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     t.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--track", action="store_true", help="also send the metrics to Weights & Biases (jaxfer[track])")
     x = command("transfer", help="a transfer sweep: sources, (source, target, mode) cells, scratch baselines")
     x.add_argument("config",
                    help="sweep YAML (sources, targets, modes, pairs, window, train, source_checkpoints, distill)")
@@ -184,7 +186,9 @@ def _train(args) -> int:
         return _dry_run(cfg, out)
     from jaxfer import report, run
 
-    summary = run.train(cfg, out, progress=not args.no_progress)
+    if args.track and importlib.util.find_spec("wandb") is None:
+        raise config.ConfigError("--track needs Weights & Biases: pip install 'jaxfer[track]'")
+    summary = run.train(cfg, out, progress=not args.no_progress, track=args.track)
     mean = summary["final"]["mean"]
     headline = report.curve_metric([mean])
     done = "already finished" if summary.get("already_finished") else "finished"

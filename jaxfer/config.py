@@ -46,6 +46,7 @@ class TrainConfig:
     strategy: str = "auto"  # seed axis: "vmap" (sharded over devices), "sequential", or "auto" (measured choice)
     unroll: int = 1  # lax.scan unroll of the update loop inside one epoch
     keep_checkpoint: bool = False  # keep checkpoint.npz (replay buffers included) once the run has finished
+    tensorboard: bool = True  # write TensorBoard event files (tensorboard/ in the run directory) as the run goes
     # A2C (agent: a2c) only:
     n_steps: int = 5  # env steps per env between updates (A3C's t_max), the n of the n-step returns
     ent_coef: float = 0.01  # entropy bonus weight

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from jaxfer import agents, backend, envs, io, memory, report, rundir, seeds
+from jaxfer import agents, backend, envs, io, memory, report, rundir, seeds, tracking
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 
 CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
@@ -72,11 +72,12 @@ def _sync(name: str) -> None:
 
 
 def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, freeze=None,
-          meta: dict | None = None) -> dict:
+          meta: dict | None = None, track: bool = False) -> dict:
     """Train ``cfg.seeds`` agents into ``out``; resumes a checkpoint there. Returns the run summary.
 
     ``init_params`` (seed axis first) start the agents from given weights, e.g. transferred layers;
-    ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json.
+    ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json;
+    ``track`` also sends the metrics to Weights & Biases.
     In a multi-process run every process calls this with the same arguments; process 0 writes the files.
     """
     out = Path(out)
@@ -85,10 +86,11 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     needs = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
     memory.check(needs)
     with rundir.held(out):  # one writer per run directory, before any check of it
-        return _train(cfg, out, env, agent, needs, progress, init_params, meta)
+        return _train(cfg, out, env, agent, needs, progress, init_params, meta, track)
 
 
-def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool, init_params, meta) -> dict:
+def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool, init_params, meta,
+           track: bool) -> dict:
     writes = jax.process_index() == 0
     if check_dir(out, cfg):
         return io_summary(out)
@@ -113,6 +115,7 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
     if writes:
         claim_dir(out, cfg)
 
+    tracker = tracking.Tracker(out, out.name, to_dict(cfg), cfg.tensorboard and writes, track and writes)
     bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     epoch_seconds = []
@@ -131,10 +134,12 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         # the whole epoch, metrics and checkpoint copies too, but not the compiling of a new epoch variant
         epoch_seconds.append(time.perf_counter() - tick - (epoch_fn.compile_seconds - compiled))
         headline = report.curve_metric([metrics])  # catch rate on Catch, return elsewhere
-        bar.set_postfix({"steps/s": f"{cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]:.0f}",
-                         headline: f"{metrics[headline].mean():.3f}"})
+        rate = cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]
+        tracker.epoch(metrics, (epoch + 1) * cfg.epoch_steps, rate)
+        bar.set_postfix({"steps/s": f"{rate:.0f}", headline: f"{metrics[headline].mean():.3f}"})
         bar.update()
     bar.close()
+    tracker.close()
     if pending is not None:
         pending.result()
     writer.shutdown()

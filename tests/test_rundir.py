@@ -102,3 +102,37 @@ def test_a_finished_run_drops_its_checkpoint_unless_asked_to_keep_it(tmp_path, k
     assert (out / "checkpoint.npz").exists() == keep
     again = run_cli(*RUN, "total_steps=400", f"keep_checkpoint={str(keep).lower()}", "--out", out)
     assert again.returncode == 0 and "already finished" in again.stdout  # finished without its checkpoint
+
+
+def _scalars(events_dir) -> dict:
+    """tag -> [(step, value)] from TensorBoard event files (TFRecord framing around Event protos)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    found: dict = {}
+    for path in sorted(events_dir.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for v in event.summary.value:
+                found.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return found
+
+
+def test_every_run_writes_tensorboard_events_per_seed_and_mean(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    assert res.returncode == 0, res.stderr
+    scalars = _scalars(out / "tensorboard")
+    rows = io.read_csv(out / "metrics.csv")
+    for seed in (0, 1):
+        got = scalars[f"eval_catch_rate/seed_{seed}"]
+        assert got == [(int(float(r["env_steps"])), pytest.approx(float(r["eval_catch_rate"])))
+                       for r in rows if int(r["seed"]) == seed]
+    assert [s for s, _ in scalars["loss/mean"]] == [200, 400] and len(scalars["perf/env_steps_per_s"]) == 2
+    off = tmp_path / "off"
+    assert run_cli(*RUN, "total_steps=400", "tensorboard=false", "--out", off).returncode == 0
+    assert not (off / "tensorboard").exists()
