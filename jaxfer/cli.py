@@ -148,10 +148,10 @@ def _segment(args) -> int:
     fcn = summary["fcn"]
     if "pixel_accuracy" in fcn:
         _say(f"{out}: FCN test pixel accuracy {fcn['pixel_accuracy']['mean']:.4f}, "
-              f"mean IoU {fcn['mean_iou']['mean']:.4f} ({cfg.fcn.seeds} seeds)")
+             f"mean IoU {fcn['mean_iou']['mean']:.4f} ({cfg.fcn.seeds} seeds)")
     for r in summary.get("area_ratios", []):
         _say(f"  {r['variant']:>9} vs {r['reference']:<8} R = {r['area_ratio']:+.3f} "
-              f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+             f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     return 0
 
 
@@ -169,7 +169,7 @@ def _transfer(args) -> int:
     width = max(len(r["source"]) for r in ratios)  # "<game>+distill" sources are longer
     for r in ratios:
         _say(f"  {r['source']:>{width}} -> {r['target']:<10} {r['mode']:<18} R = {r['area_ratio']:+.3f} "
-              f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+             f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
     return 0
 
 
