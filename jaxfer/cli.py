@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -285,18 +286,18 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
                 "play": _play, "list": _list}
-    try:  # importing jax takes a moment: a Ctrl-C then is an interrupt like any other
-        errors = _user_errors(args.command)
-    except KeyboardInterrupt:
-        _interrupted()
+    # Ctrl-C ends the process at once from a handler of ours: Python's KeyboardInterrupt can land inside a
+    # callback (jax's garbage-collection hook) that swallows it, and the run would go on.
+    previous = signal.signal(signal.SIGINT, _interrupted)
     try:
+        errors = _user_errors(args.command)
         _start(args)
         return commands[args.command](args)
     except errors as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        _interrupted()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _user_errors(command: str) -> tuple:
@@ -325,10 +326,14 @@ def _user_errors(command: str) -> tuple:
     return errors
 
 
-def _interrupted() -> None:
-    """Ctrl-C: one line and exit 130, at once. Every file is written atomically and the run directory's
-    lock is released on the way out, so the same command resumes; exiting without the interpreter's
-    teardown avoids waiting on (or crashing in) XLA's compile threads and the checkpoint writer."""
+def _interrupted(*_) -> None:
+    """Ctrl-C (the SIGINT handler): one line and exit 130, at once. Every file is written atomically and
+    the run directory's lock is released here, so the same command resumes (a killed write's temp file is
+    removed then); exiting without the interpreter's teardown avoids waiting on (or crashing in) XLA's
+    compile threads and the checkpoint writer."""
+    rundir = sys.modules.get("jaxfer.rundir")
+    if rundir is not None:
+        rundir.release_all()
     print("jaxfer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()

@@ -22,6 +22,7 @@ from jaxfer import io
 from jaxfer.config import ConfigError
 
 LOCK = ".jaxfer.lock"
+_HELD: set[Path] = set()  # the locks this process holds, released by ``release_all`` on an interrupt
 
 
 def _holder(path: Path) -> dict | None:
@@ -89,11 +90,20 @@ def held(out: Path):
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"{out} is not writable; pass another --out")
     _acquire(out / LOCK)
+    _HELD.add(out / LOCK)
     for partial in out.glob(f".*{io.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
         partial.unlink(missing_ok=True)
     try:
         yield
     finally:
+        _HELD.discard(out / LOCK)
         (out / LOCK).unlink(missing_ok=True)
         if created and not any(out.iterdir()):
             out.rmdir()
+
+
+def release_all() -> None:
+    """Give up every lock this process holds (a Ctrl-C that ends the process at once)."""
+    for lock in list(_HELD):
+        lock.unlink(missing_ok=True)
+        _HELD.discard(lock)
