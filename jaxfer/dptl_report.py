@@ -235,10 +235,8 @@ def check_memory(cfg: DPTLConfig, source: Source, models: int) -> None:
     do not fit in memory, with the SSIM's size x size Gaussian matrices."""
     pixels = cfg.size * cfg.size
     need = cfg.frames * (math.prod(source.env.obs_shape) + 4 * pixels * (models + 2)) + 2 * 8 * pixels
-    free, _ = memory.available()
-    if need > free:
-        raise DPTLError(f"DPTL on {cfg.frames} frames of {cfg.size}x{cfg.size} needs {need / 2**30:.2f} GiB per "
-                        f"target but only {free / 2**30:.2f} GiB is available; lower frames or size")
+    memory.require(need, f"DPTL on {cfg.frames} frames of {cfg.size}x{cfg.size} per target", "frames or size",
+                   free=(memory.available()[0], 1), error=DPTLError)
 
 
 def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
@@ -287,15 +285,6 @@ def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
     return rows
 
 
-def save_gif(path: Path, images: list[np.ndarray], scale: int = 2, ms: int = 150) -> None:
-    from PIL import Image  # Pillow ships with matplotlib
-
-    pics = [Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST) for im in images]
-    buf = pyio.BytesIO()
-    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms, loop=0)
-    io.atomic_write_bytes(path, buf.getvalue())
-
-
 def gradcam_episode(checkpoint: str | Path, game: str, out: Path, steps: int | None = None, seed_index: int = 0,
                     layer: str | None = None, method: str = "gradcam", size: int = 84, seed: int = 0,
                     strip_frames: int = 12) -> dict:
@@ -330,5 +319,5 @@ def gradcam_episode(checkpoint: str | Path, game: str, out: Path, steps: int | N
     fig.tight_layout()
     out = Path(out)
     _save_png(fig, out / f"{name}.png")
-    save_gif(out / f"{name}.gif", images)
+    io.save_gif(out / f"{name}.gif", images)
     return {"png": out / f"{name}.png", "gif": out / f"{name}.gif", "steps": len(images), "layer": layer}

@@ -85,6 +85,16 @@ def save_tree(path: Path, tree, **extra) -> None:
     atomic_write(path, lambda f: np.savez(f, **leaves))
 
 
+def save_gif(path: Path, images: list[np.ndarray], scale: int = 2, ms: int = 150) -> None:
+    """uint8 images (H, W) or (H, W, 3) as an animated GIF, each pixel ``scale`` x ``scale``, atomically."""
+    from PIL import Image  # Pillow ships with matplotlib
+
+    pics = [Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST) for im in images]
+    buf = io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms, loop=0)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 class DamagedFile(ValueError):
     """A file that cannot be read back (a copy cut short, a file of another kind): one line, naming it."""
 

@@ -58,23 +58,26 @@ def describe(est: dict) -> str:
             f"x {est['devices']} devices = {gib(est['total'])}")
 
 
+def require(per_device: int, what: str, hint: str, free: tuple[int, int] | None = None,
+            error: type[Exception] = ConfigError) -> None:
+    """Refuse, in one line, ``what`` that needs ``per_device`` bytes on each device (CPU devices share
+    the host's memory) when that is more than is free; ``hint`` says what to lower."""
+    free_bytes, sharing = available() if free is None else free
+    need = per_device * sharing
+    if need > free_bytes:
+        where = "" if sharing == 1 else f" for this host's {sharing} devices"
+        raise error(f"{what} needs {need / 2**30:.2f} GiB{where} but only {free_bytes / 2**30:.2f} GiB is "
+                    f"available; lower {hint}")
+
+
 def check(est: dict, free: tuple[int, int] | None = None) -> None:
     """Refuse a run whose per-device share of the state exceeds what each device has free."""
-    free_bytes, sharing = available() if free is None else free
-    need = est["per_device"] * sharing
-    if need > free_bytes:
-        where = "per device" if sharing == 1 else f"for this host's {sharing} device(s)"
-        raise ConfigError(f"the run needs {need / 2**30:.2f} GiB {where} ({describe(est)}) but only "
-                          f"{free_bytes / 2**30:.2f} GiB is available; lower buffer_size or seeds")
+    require(est["per_device"], f"the run ({describe(est)})", "buffer_size or seeds", free)
 
 
 def check_working(compiled, free: tuple[int, int] | None = None) -> None:
     """Refuse a compiled call whose temporary buffers on each device (activations, im2col patches,
     gradients: what ``estimate`` cannot see) exceed the memory still free; the state is already allocated."""
-    analysis = compiled.memory_analysis()
-    per_device = getattr(analysis, "temp_size_in_bytes", 0)
-    free_bytes, sharing = available() if free is None else free
-    if per_device * sharing > free_bytes:
-        raise ConfigError(f"one epoch needs {per_device * sharing / 2**30:.2f} GiB of working memory (XLA's count: "
-                          f"activations, gradients) but only {free_bytes / 2**30:.2f} GiB is available; lower "
-                          f"num_envs, n_steps, batch_size or seeds")
+    per_device = getattr(compiled.memory_analysis(), "temp_size_in_bytes", 0)
+    require(per_device, "one epoch's working memory (XLA's count: activations, gradients)",
+            "num_envs, n_steps, batch_size or seeds", free)

@@ -77,8 +77,6 @@ def play(run_dir: Path, game: str | None = None, episodes: int = 10, gif: Path |
         raise PlayError(f"no game of {env.id} ended within {MAX_STEPS} steps")
     low, high = metrics.bootstrap_ci(done) if len(done) > 1 else (float(done[0]), float(done[0]))
     if gif is not None:
-        from jaxfer.dptl_report import save_gif
-
-        save_gif(Path(gif), [(np.clip(p, 0, 1) * 255).astype(np.uint8) for p in pictures])
+        io.save_gif(Path(gif), [(np.clip(p, 0, 1) * 255).astype(np.uint8) for p in pictures])
     return {"env": env.id, "episodes": len(done), "scores": done.tolist(), "mean": float(done.mean()),
             "ci_low": float(low), "ci_high": float(high), "gif": gif, "gif_frames": len(pictures)}

@@ -13,8 +13,8 @@ resources (an emulator pool's handle); 0-d leaves (the env-step count all seeds 
 Within a device, the strategy:
 - "vmap": the device's seeds as one batched program: what wins on accelerators and, with small
   networks, on this CPU too;
-- "sequential": one seed after another (``lax.map`` over one-seed slices): the baseline the
-  seed-scaling benchmark compares against, and a fallback where vmapped kernels lose;
+- "sequential": one seed after another (``one_at_a_time``, inside the same compiled epoch): the
+  baseline the seed-scaling benchmark compares against, and a fallback where vmapped kernels lose;
 - "auto": vmap, except on a CPU with more than ``CPU_VMAP_MAX_SEEDS`` seeds per device, where
   ``benchmarks/results/seed_scaling.json`` measured sequential runs faster.
 Seed i always starts from ``PRNGKey(seed + i)``, so seed i of any batch is reproducible alone.
@@ -41,23 +41,24 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.arange(seed, seed + num_seeds))
 
 
-_DEVICES: list[int | None] = [None]  # how many devices the mesh holds (``use_devices``); None: all
+_device_limit: int | None = None  # how many devices the mesh holds (``use_devices``); None: all
 
 
 def use_devices(count: int | None) -> None:
     """Run on ``count`` devices (None: all): the first ``count / processes`` of each process's devices."""
+    global _device_limit
     total, processes = jax.device_count(), jax.process_count()
     if count is not None and not (1 <= count <= total and count % processes == 0):
         raise backend.BackendError(f"--devices must be a multiple of the process count ({processes}) in "
                                    f"[1, {total}] (the devices here), got {count}")
-    _DEVICES[0] = count
+    _device_limit = count
     mesh.cache_clear()
 
 
 @functools.cache
 def mesh() -> Mesh:
     """The devices a run uses, process-major: each process's devices hold a contiguous block of seeds."""
-    per_process = None if _DEVICES[0] is None else _DEVICES[0] // jax.process_count()
+    per_process = None if _device_limit is None else _device_limit // jax.process_count()
     chosen = []
     for p in range(jax.process_count()):
         chosen += sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)[:per_process]

@@ -231,10 +231,15 @@ def cell_dir(source: str, target: str, mode: str) -> str:
     return f"cells/{_slug(source)}__{_slug(target)}__{mode.replace(':', '-')}"
 
 
+def scratch_games(cfg: SweepConfig) -> list[str]:
+    """Games trained from scratch: the sources without a checkpoint (to transfer from) and the targets
+    (the baselines of every area ratio)."""
+    return list(dict.fromkeys(tuple(s for s in cfg.sources if s not in cfg.source_checkpoints) + cfg.targets))
+
+
 def run_graph(cfg: SweepConfig) -> list[tuple[str, list[str]]]:
     """The sweep's runs in training order, each with what it starts from: (run directory, needs)."""
-    scratch = dict.fromkeys(tuple(s for s in cfg.sources if s not in cfg.source_checkpoints) + cfg.targets)
-    runs = [(f"scratch/{_slug(e)}", []) for e in scratch]
+    runs = [(f"scratch/{_slug(e)}", []) for e in scratch_games(cfg)]
 
     def origin(source: str) -> str:
         if source.endswith(DISTILLED):
@@ -253,7 +258,7 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
     check_cells(cfg, checkpoints)
     out = Path(out)
     scratch = {}
-    for env_id in dict.fromkeys(tuple(s for s in cfg.sources if s not in checkpoints) + cfg.targets):
+    for env_id in scratch_games(cfg):
         run_dir = out / "scratch" / _slug(env_id)
         run.train(_train(cfg, env_id), run_dir, progress, meta={"mode": "scratch"})
         scratch[env_id] = run_dir

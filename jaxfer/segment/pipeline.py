@@ -99,10 +99,8 @@ def check_memory(cfg: SegmentConfig) -> None:
     """Refuse, before anything is played or written, frames that do not fit in memory (the frames, their
     labels, the train/test split and the batches: about 4 copies)."""
     need = 4 * cfg.frames * math.prod(envs.make(cfg.env, cfg.obs).obs_shape)
-    free, _ = memory.available()
-    if need > free:
-        raise SegmentError(f"{cfg.frames} frames need about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
-                           f"is available; lower frames")
+    memory.require(need, f"segmenting {cfg.frames} frames", "frames", free=(memory.available()[0], 1),
+                   error=SegmentError)
 
 
 def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dict, dict]:
