@@ -72,7 +72,7 @@ def require(per_device: int, what: str, hint: str, free: tuple[int, int] | None 
 
 def check(est: dict, free: tuple[int, int] | None = None) -> None:
     """Refuse a run whose per-device share of the state exceeds what each device has free."""
-    require(est["per_device"], f"the run ({describe(est)})", "buffer_size or seeds", free)
+    require(est["per_device"], "the run", f"buffer_size or seeds ({describe(est)})", free)
 
 
 def check_working(compiled, free: tuple[int, int] | None = None) -> None:
