@@ -104,9 +104,12 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     pl.add_argument("--episodes", type=int, default=10, help="games played (default 10)")
     pl.add_argument("--gif", type=Path, help="write the first game as an animated GIF here")
     pl.add_argument("--seed-index", type=int, default=0, help="which seed's agent of the run (default 0)")
+    rp = sub.add_parser("report", help="report.md + self-contained report.html of run, sweep and DPTL directories")
+    rp.add_argument("dirs", nargs="+", metavar="DIR", help="run, sweep or DPTL directories (several: side by side)")
+    rp.add_argument("--out", type=Path, default=Path("report"), help="where the report goes (default: report/)")
     lst = sub.add_parser("list", help="what jaxfer knows: " + ", ".join(LISTS))
     lst.add_argument("what", choices=LISTS)
-    for each in (t, x, d, g, s, pl):
+    for each in (t, x, d, g, s, pl, rp):
         _add_distributed(each, argparse.SUPPRESS)  # also accepted after the subcommand
     return p
 
@@ -258,6 +261,15 @@ def _play(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from jaxfer import rundir, study
+
+    with rundir.held(args.out):
+        page = study.write_report(args.dirs, args.out)
+    _say(f"{page} and {page.with_suffix('.md')}: {len(args.dirs)} director{'y' if len(args.dirs) == 1 else 'ies'}")
+    return 0
+
+
 def _list(args) -> int:
     from jaxfer import ac_nets, agents, envs, gradcam, nets, transfer
 
@@ -285,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides += extra
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
-                "play": _play, "list": _list}
+                "play": _play, "report": _report, "list": _list}
     # Ctrl-C ends the process at once from a handler of ours: Python's KeyboardInterrupt can land inside a
     # callback (jax's garbage-collection hook) that swallows it, and the run would go on.
     previous = signal.signal(signal.SIGINT, _interrupted)

@@ -1,4 +1,5 @@
-"""Published Catch transfer tables (Sabatelli 2022, ch. 8) in jaxfer's env naming, and a comparison.
+"""Published tables in jaxfer's env naming: Sabatelli's Catch transfer tables (2022, ch. 8) with a
+comparison, and DPTL's Table I (Joo & Kim 2020).
 
 The thesis tables name the small-paddle game "Catch-v4" in the cross-transfer table and "Catch-v1"
 in the self-transfer table; both are jaxfer's ``catch/v1`` (see shared/reference/sabatelli_catch).
@@ -25,6 +26,11 @@ SELF = {  # (game, mode): published R, self-transfer (prose naming = jaxfer nami
     ("catch/v2", "only_head"): 0.674, ("catch/v3", "only_head"): 0.059,
     ("catch/v0", "fine_tune"): 0.017, ("catch/v1", "fine_tune"): -0.218,
     ("catch/v2", "fine_tune"): 0.393, ("catch/v3", "fine_tune"): -0.236,
+}
+
+DPTL_TABLE_I = {  # source game -> {target: published SSIM score}; the paper's source is an A3C agent
+    "atari/DemonAttack": {"atari/Phoenix": 0.62, "atari/Pong": 0.46, "atari/SpaceInvaders": 0.32,
+                          "atari/Seaquest": 0.17},
 }
 
 

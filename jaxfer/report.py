@@ -1,4 +1,4 @@
-"""Plots people can open: learning curves with a band over seeds."""
+"""Plots people can open: learning curves with a CI band over seeds, R matrices as heatmaps."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxfer import io  # noqa: E402
+from jaxfer import io, metrics  # noqa: E402
 
 
 def curve_metric(rows: list[dict]) -> str:
@@ -30,20 +30,41 @@ def seed_matrix(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
     return steps, values
 
 
-def learning_curve(path: Path, curves: dict[str, list[dict]], title: str) -> None:
-    """One line per named run: seed mean, with a band of +-1 standard deviation over seeds."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    metric = "eval_return"
-    for label, rows in curves.items():
-        metric = curve_metric(rows)
-        steps, values = seed_matrix(rows, metric)
-        mean, std = values.mean(0), values.std(0)
+def learning_curve(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, metric: str) -> None:
+    """One line per named run (label -> (env steps, values (seeds, epochs))): the seed mean with a band of
+    its 95% percentile-bootstrap CI over seeds at each epoch."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, (steps, values) in curves.items():
+        mean, low, high = metrics.mean_band(values)
         ax.plot(steps, mean, label=f"{label} ({values.shape[0]} seeds)")
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+        ax.fill_between(steps, low, high, alpha=0.2)
     ax.set_xlabel("env steps per seed")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (mean, 95% CI)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    io.save_figure(fig, path)
+
+
+def heatmap(path: Path, ratios: list[dict], sources: list[str], targets: list[str], title: str) -> None:
+    """The R matrix (one row per source, one column per target), each cell with its 95% CI."""
+    grid = np.full((len(sources), len(targets)), np.nan)
+    cell = {}
+    for r in ratios:
+        i, j = sources.index(r["source"]), targets.index(r["target"])
+        grid[i, j], cell[i, j] = float(r["area_ratio"]), r
+    fig, ax = plt.subplots(figsize=(1.4 * len(targets) + 2, 1.1 * len(sources) + 1.5))
+    lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
+    for (i, j), r in cell.items():
+        ax.text(j, i, f"{grid[i, j]:.2f}\n[{float(r['ci_low']):.2f}, {float(r['ci_high']):.2f}]", ha="center",
+                va="center", fontsize=7)
+    ax.set_xticks(range(len(targets)), targets, rotation=30)
+    ax.set_yticks(range(len(sources)), sources)
+    ax.set_xlabel("target")
+    ax.set_ylabel("source")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
     fig.tight_layout()
     io.save_figure(fig, path)

@@ -165,7 +165,8 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         io.save_tree(out / PARAMS, params)
         label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
                  "a2c": "A2C"}[cfg.agent]
-        report.learning_curve(out / CURVE, {label: rows}, cfg.env)
+        metric = report.curve_metric(rows)
+        report.learning_curve(out / CURVE, {label: report.seed_matrix(rows, metric)}, cfg.env, metric)
         io.write_json(out / RUN_JSON, summary)  # the finished mark: the checkpoint is no longer needed
         if not cfg.keep_checkpoint:
             (out / CHECKPOINT).unlink(missing_ok=True)

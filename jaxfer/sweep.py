@@ -32,7 +32,6 @@ import zipfile
 from pathlib import Path
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 
@@ -336,35 +335,18 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
         values = curve(source, target, mode, run_dir)
         point, low, high = metrics.area_ratio_ci(values, baseline[target], window=cfg.window)
         ratios.append({"source": source, "target": target, "mode": mode, "area_ratio": round(point, 4),
-                       "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": values.shape[0]})
+                       "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": values.shape[0],
+                       "window": cfg.window or ""})
     io.write_csv(out / "curves.csv", long_rows)
     io.write_csv(out / "area_ratios.csv", ratios)
     for mode in cfg.modes:
-        heatmap(out / f"area_ratio_{mode.replace(':', '-')}.png", [r for r in ratios if r["mode"] == mode], cfg, mode)
+        report.heatmap(out / f"area_ratio_{mode.replace(':', '-')}.png", [r for r in ratios if r["mode"] == mode],
+                       list(cfg.source_names()), list(cfg.targets), f"area ratio R, {mode}")
     for target in dict.fromkeys(cfg.targets):
-        named = {"scratch": io.read_csv(scratch[target] / run.METRICS)}
-        named |= {f"{s} {m}": io.read_csv(d / run.METRICS) for (s, t, m), d in cells.items() if t == target}
-        report.learning_curve(out / f"curves_{_slug(target)}.png", named, f"target {target}")
+        named = {"scratch": scratch[target]} | {f"{s} {m}": d for (s, t, m), d in cells.items() if t == target}
+        named = {label: io.read_csv(d / run.METRICS) for label, d in named.items()}
+        metric = report.curve_metric(named["scratch"])
+        report.learning_curve(out / f"curves_{_slug(target)}.png",
+                              {label: report.seed_matrix(rows, metric) for label, rows in named.items()},
+                              f"target {target}", metric)
     return ratios
-
-
-def heatmap(path: Path, ratios: list[dict], cfg: SweepConfig, mode: str) -> None:
-    sources = cfg.source_names()
-    grid = np.full((len(sources), len(cfg.targets)), np.nan)
-    for r in ratios:
-        grid[sources.index(r["source"]), cfg.targets.index(r["target"])] = r["area_ratio"]
-    fig, ax = plt.subplots(figsize=(1.4 * len(cfg.targets) + 2, 1.1 * len(sources) + 1.5))
-    lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
-    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
-    for (i, j), v in np.ndenumerate(grid):
-        if np.isfinite(v):
-            r = next(x for x in ratios if x["source"] == sources[i] and x["target"] == cfg.targets[j])
-            ax.text(j, i, f"{v:.2f}\n[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(cfg.targets)), cfg.targets, rotation=30)
-    ax.set_yticks(range(len(sources)), sources)
-    ax.set_xlabel("target")
-    ax.set_ylabel("source")
-    ax.set_title(f"area ratio R, {mode}")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    io.save_figure(fig, path)

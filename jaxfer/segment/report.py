@@ -57,7 +57,8 @@ def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | No
     io.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"],
                                        "env_steps": r["env_steps"], "metric": metric, "value": r[metric]}
                                       for v, rs in rows.items() for r in rs])
-    curves = {v: report.seed_matrix(rs, metric)[1] for v, rs in rows.items()}
+    matrices = {v: report.seed_matrix(rs, metric) for v, rs in rows.items()}
+    curves = {v: values for v, (_, values) in matrices.items()}
     ratios = []
     for variant, reference in COMPARISONS:
         if variant in curves and reference in curves:
@@ -65,22 +66,5 @@ def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | No
             ratios.append({"variant": variant, "reference": reference, "metric": metric, "area_ratio": round(point, 4),
                            "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": curves[variant].shape[0]})
     io.write_csv(out / "area_ratios.csv", ratios)
-    steps = report.seed_matrix(next(iter(rows.values())), metric)[0]
-    learning_curves(out / "learning_curves.png", steps, curves, metric, f"Double DQN on {env_id}")
+    report.learning_curve(out / "learning_curves.png", matrices, f"Double DQN on {env_id}", metric)
     return ratios
-
-
-def learning_curves(path: Path, steps: np.ndarray, curves: dict[str, np.ndarray], metric: str, title: str) -> None:
-    """Seed mean per variant with a 95% percentile-bootstrap CI band over seeds (per epoch)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for variant, values in curves.items():
-        band = np.array([metrics.bootstrap_ci(values[:, j]) for j in range(values.shape[1])])
-        ax.plot(steps, values.mean(0), label=f"{variant} ({values.shape[0]} seeds)")
-        ax.fill_between(steps, band[:, 0], band[:, 1], alpha=0.2)
-    ax.set_xlabel("env steps per seed")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (mean, 95% CI)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    io.save_figure(fig, path)
