@@ -83,9 +83,9 @@ class Doc:
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; white-space: nowrap; }}
 th {{ background: #f3f3f3; }}
 img {{ max-width: 100%; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
@@ -167,14 +167,16 @@ def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
     targets = [t for s, t, m in curves if m == "scratch" and any(c["target"] == t for c in cells)]  # sweep order
     doc.heading(f"Transfer sweep {path}")
     doc.text(f"{len(cells)} transfer cells ({', '.join(modes)}); curves of {metric.replace('_', ' ')}; "
-             "R = (A_transfer - A_scratch) / |A_scratch| over the areas under the learning curves.")
+             "R = (A_transfer - A_scratch) / |A_scratch| over the areas under the learning curves; IQM-R takes the "
+             "IQM of the per-seed areas instead of their mean; P(improvement) is the probability that a transfer "
+             "seed's area exceeds a scratch seed's.")
     for mode in modes:
         rows = [c for c in cells if c["mode"] == mode]
         sources = list(dict.fromkeys(c["source"] for c in rows))
         report.heatmap(doc.figure(f"{tag}_R_{mode.replace(':', '-')}.png", f"R matrix, {mode} (95% CI over seeds)"),
                        rows, sources, [t for t in targets if any(c["target"] == t for c in rows)],
                        f"area ratio R, {mode}")
-    doc.table(["source", "target", "mode", "R [95% CI]", "IQM-R [95% CI]", "P(transfer > scratch) [95% CI]",
+    doc.table(["source", "target", "mode", "R [95% CI]", "IQM-R [95% CI]", "P(improvement) [95% CI]",
                "seeds", "published R"],
               [[c["source"], c["target"], c["mode"],
                 _ci(float(c["area_ratio"]), float(c["ci_low"]), float(c["ci_high"])),
