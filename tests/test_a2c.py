@@ -1,4 +1,4 @@
-"""A2C and its actor-critic networks: returns, loss, memory resets, seeds, freezing, Grad-CAM, CLI, learning."""
+"""A2C and its actor-critic networks: loss, memory resets, seeds, freezing, Grad-CAM, CLI, learning."""
 import functools
 
 import jax
@@ -20,15 +20,6 @@ SHORT = ["agent=a2c", "network=minatar_ac", "core=lstm", "num_envs=4", "n_steps=
 def _run(overrides, num_seeds, seed=0, freeze=None, params=None, env=None):
     cfg = config.load(None, SHORT + overrides + [f"seeds={num_seeds}", f"seed={seed}"])
     return train_epochs(cfg, env, freeze, params)
-
-
-def test_nstep_returns_by_hand_with_a_done_cut():
-    r = jnp.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
-    done = jnp.array([[False, False], [True, False], [False, False]])
-    # column 0: G2 = 2 + .5*10 = 7; step 1 ends the episode, so G1 = 0 and G0 = 1 + .5*0 = 1
-    # column 1: G2 = 0 + .5*20 = 10; G1 = 1 + .5*10 = 6; G0 = 0 + .5*6 = 3
-    got = jax.jit(a2c.nstep_returns, static_argnums=3)(r, done, jnp.array([10.0, 20.0]), 0.5)
-    np.testing.assert_allclose(got, [[1.0, 3.0], [0.0, 6.0], [7.0, 10.0]])
 
 
 def test_loss_terms_and_gradient_signs_by_hand():

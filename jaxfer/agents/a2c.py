@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxfer import ac_nets
+from jaxfer.agents import targets
 from jaxfer.agents.loop import Agent, Rollout
 from jaxfer.agents.value_based import stop_frozen, with_freeze
 from jaxfer.config import TrainConfig
@@ -26,19 +27,6 @@ from jaxfer.envs import Env
 class A2CState(NamedTuple):
     params: chex.ArrayTree
     opt_state: chex.ArrayTree
-
-
-def nstep_returns(r_t: jax.Array, done_t: jax.Array, v_boot: jax.Array, gamma: float) -> jax.Array:
-    """G_t = r_t + gamma (1 - done_t) G_{t+1} with G_T = v_boot; r_t, done_t (T, B), v_boot (B,)."""
-    chex.assert_rank([r_t, done_t, v_boot], [2, 2, 1])
-    chex.assert_equal_shape([r_t, done_t])
-
-    def back(g, x):
-        r, d = x
-        g = r + gamma * (1.0 - d) * g
-        return g, g
-
-    return jax.lax.scan(back, v_boot, (r_t, done_t.astype(jnp.float32)), reverse=True)[1]
 
 
 def a2c_loss(logits: jax.Array, values: jax.Array, actions: jax.Array, returns: jax.Array,
@@ -89,7 +77,9 @@ def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:
         obs = jnp.concatenate([rollout.obs, rollout.next_obs[-1:]])
         first = jnp.concatenate([rollout.first, rollout.done[-1:]])
         _, logits, values = unroll(stop_frozen(params, freeze), memory, obs, first)
-        returns = nstep_returns(rollout.reward, rollout.done, jax.lax.stop_gradient(values[-1]), cfg.gamma)
+        discount = cfg.gamma * (1.0 - rollout.done.astype(jnp.float32))
+        returns = jax.vmap(targets.discounted_returns, in_axes=(1, 1, 0), out_axes=1)(
+            rollout.reward, discount, jax.lax.stop_gradient(values[-1]))
         return a2c_loss(logits[:-1], values[:-1], rollout.action, returns, cfg.ent_coef, cfg.vf_coef)
 
     def learn(agent: A2CState, rollout: Rollout, memory, env_steps, update=None):  # learns every rollout

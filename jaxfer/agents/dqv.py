@@ -14,23 +14,24 @@ import jax.numpy as jnp
 import optax
 
 from jaxfer import replay
+from jaxfer.agents import targets
 from jaxfer.agents.value_based import Algorithm
 from jaxfer.config import TrainConfig
 from jaxfer.nets import make_network
 
 
 def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params, batch: replay.Transition):
-    def bootstrap(value):
-        return jax.lax.stop_gradient(batch.reward + cfg.gamma * (1.0 - batch.done) * value)
-
-    q = jnp.take_along_axis(qnet.apply(params["q"], batch.obs), batch.action[:, None], -1)[:, 0]
+    q = qnet.apply(params["q"], batch.obs)
     v = vnet.apply(params["v"], batch.obs)[:, 0]
+    discount = cfg.gamma * (1.0 - batch.done)
     if use_max:  # the online V on s' is a target: no backward through it
-        y_v = bootstrap(qnet.apply(target_params["q"], batch.next_obs).max(-1))
-        y_q = bootstrap(vnet.apply(jax.lax.stop_gradient(params["v"]), batch.next_obs)[:, 0])
+        td_v = jax.vmap(targets.qv_max)(v, batch.reward, discount, qnet.apply(target_params["q"], batch.next_obs))
+        v_next = vnet.apply(jax.lax.stop_gradient(params["v"]), batch.next_obs)[:, 0]
     else:
-        y_v = y_q = bootstrap(vnet.apply(target_params["v"], batch.next_obs)[:, 0])
-    return optax.huber_loss(q, y_q).mean() + jnp.mean((v - y_v) ** 2)
+        v_next = vnet.apply(target_params["v"], batch.next_obs)[:, 0]
+        td_v = jax.vmap(targets.v_learning)(v, batch.reward, discount, v_next)
+    td_q = jax.vmap(targets.qv_learning)(q, batch.action, batch.reward, discount, v_next)
+    return optax.huber_loss(td_q).mean() + jnp.mean(td_v**2)
 
 
 def _algorithm(cfg: TrainConfig, num_actions: int, use_max: bool) -> Algorithm:
