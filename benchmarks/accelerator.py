@@ -29,10 +29,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxfer import agents, backend, config, dptl, envs, gradcam, io, memory, seeds
+from jaxfer import agents, config, envs
 from jaxfer.config import ConfigError
-from jaxfer.nets import make_network
-from jaxfer.run import environment_info
+from jaxfer.dptl import gradcam, similarity
+from jaxfer.networks.q_nets import make_network
+from jaxfer.runtime import backend, budget, files, seeds
+from jaxfer.runtime.run import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -110,13 +112,13 @@ def attempt(what: str, fn, clock: Clock, skipped: list, share: float = 1.0, pred
 
 
 def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
-    """The run's memory check (as jaxfer.run does), state init, compile, one warm-up epoch, ``epochs``
+    """The run's memory check (as jaxfer.runtime.run does), state init, compile, one warm-up epoch, ``epochs``
     timed ones. init_s holds the init's own compilation and the envs' creation."""
     start = time.perf_counter()
     env = envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env)
-    needs = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
-    memory.check(needs)
+    needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    budget.check(needs)
     trainer = agents.make_train(cfg, env, agent=agent)
     state = jax.block_until_ready(trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds)))
     init_s = time.perf_counter() - start
@@ -154,7 +156,7 @@ def fitting(name: str, spec: dict, skipped: list) -> list[int]:
         cfg = config.load(spec["config"], spec["overrides"] + [f"seeds={s}"])
         env = envs.make(cfg.env, cfg.obs)
         try:
-            memory.check(memory.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, s))
+            budget.check(budget.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, s))
         except ConfigError as e:
             skipped.append({"what": f"{name} seeds={spec['seeds'][i:]}", "why": f"refused: {e}"})
             print(json.dumps({"skipped": skipped[-1]["what"], "why": skipped[-1]["why"]}), flush=True)
@@ -186,7 +188,7 @@ def dptl_rate(num_frames: int) -> dict:
     params = net.init(jax.random.PRNGKey(1), obs[:1])
     frames = obs[..., -1].astype(jnp.float32) / 255.0
     start = time.perf_counter()
-    fn = jax.jit(lambda o, f: dptl.cam_mask_ssim(gradcam.cams(net, params, o), f)).lower(obs, frames).compile()
+    fn = jax.jit(lambda o, f: similarity.cam_mask_ssim(gradcam.cams(net, params, o), f)).lower(obs, frames).compile()
     compile_s = time.perf_counter() - start
     jax.block_until_ready(fn(obs, frames))
     start = time.perf_counter()
@@ -222,7 +224,7 @@ def main() -> None:
         print(json.dumps({"dptl": result["dptl"]}), flush=True)
 
     info = environment_info()
-    io.write_json(out, {"benchmark": "accelerator", "device_name": f"{platform}: {info['device']['kind']}",
+    files.write_json(out, {"benchmark": "accelerator", "device_name": f"{platform}: {info['device']['kind']}",
                         **info, "tiny": args.tiny, "budget_s": args.budget_s, "timed_epochs": args.epochs,
                         "compilation_cache": jax.config.jax_compilation_cache_dir, **result, "skipped": skipped,
                         "wall_s": round(clock.elapsed(), 1)})

@@ -1,7 +1,7 @@
 """Atari throughput on this machine: raw envpool XLA, jaxfer's rollout, A2C and DQN training.
 
 (a) The DQN comparison with CleanRL, like for like (one seed): jaxfer's DQN (configs/atari_dqn.yaml)
-trained through its real host loop, ``jaxfer.run.train`` into a temporary directory, so its rate counts
+trained through its real host loop, ``jaxfer.runtime.run.train`` into a temporary directory, so its rate counts
 the time between epochs too (metrics fetch and CSV, checkpoint snapshot; the checkpoint file is written
 behind the next epoch) and CleanRL's ``dqn_atari_jax.py`` where ``--cleanrl-script`` points to a copy of
 it (not shipped), with the same replay buffer (100k), the same learning start, the same updates per
@@ -40,17 +40,34 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfer import agents, config, envs, io, replay, run, seeds
+from jaxfer import agents, config, envs
 from jaxfer.agents import loop
 from jaxfer.config import ConfigError
 from jaxfer.envs import atari
-from jaxfer.run import environment_info
+from jaxfer.replay import uniform
+from jaxfer.runtime import files, run, seeds
+from jaxfer.runtime.run import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).parent))
 from seed_scaling import matmul_roofline  # noqa: E402  (a sibling script, importable after the path insert)
 
+
+
+def raw_envpool(env_id: str, obs: str = "nature", num_envs: int = 16, steps: int = 500, seed: int = 0) -> dict:
+    """Random-action env steps per second of one pool (each step is ``frame_skip`` emulator frames)."""
+    env = atari.make_atari(env_id, obs)
+    pool = atari.make_pool(env_id, obs, 1, num_envs, seed)
+    state, _ = pool.reset()
+    actions = jax.random.randint(jax.random.PRNGKey(seed), (steps, 1, num_envs), 0, env.num_actions)
+    run = jax.jit(lambda s, a: jax.lax.scan(lambda c, x: (pool.step(c, x)[0], None), s, a)[0])
+    state = jax.block_until_ready(run(state, actions))  # compiles; times only the second call
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(state, actions))
+    dt = time.perf_counter() - t0
+    return {"env": env_id, "obs": obs, "num_envs": num_envs, "steps": steps * num_envs,
+            "seconds": dt, "env_steps_per_s": steps * num_envs / dt, "threads": pool.options["num_threads"]}
 
 def timed_epochs(cfg, agent=None, epochs: int = 2) -> dict:
     """Compile one epoch of the real loop, run one to warm up, time ``epochs`` more."""
@@ -84,7 +101,7 @@ def update_alone(cfg, reps: int = 20) -> dict:
     shape = (reps, cfg.batch_size, *env.obs_shape)
     obs, next_obs = (jax.random.randint(jax.random.PRNGKey(i), shape, 0, 256).astype(jnp.uint8) for i in (0, 1))
     zeros = jnp.zeros((reps, cfg.batch_size))
-    batches = replay.Transition(obs, zeros.astype(jnp.int32), zeros, zeros.astype(bool), next_obs)
+    batches = uniform.Transition(obs, zeros.astype(jnp.int32), zeros, zeros.astype(bool), next_obs)
     params, target = (algo.init_params(jax.random.PRNGKey(i), obs[0, :1]) for i in (0, 1))
     tx = optax.adam(cfg.lr)
 
@@ -184,7 +201,7 @@ def jaxfer_dqn(cfg) -> dict:
         "eval_per_epoch": f"{cfg.eval_envs} env x {cfg.eval_steps} step",
         "checkpoints_written": True, "checkpoint_bytes": checkpoint_bytes, "wall_s": round(wall, 1),
         "code_path": summary["code_path"],
-        "timed": "jaxfer.run.train's host loop, epochs 2.. (run.json's steady_env_steps_per_s): each epoch's "
+        "timed": "jaxfer.runtime.run.train's host loop, epochs 2.. (run.json's steady_env_steps_per_s): each epoch's "
                  "compiled call + metrics fetch + metrics.csv rewrite + checkpoint snapshot (device-to-host "
                  "copy of params, optimizer state and replay buffer) + any wait for the previous checkpoint "
                  "write; the checkpoint .npz is written every epoch by a thread behind the next epoch",
@@ -312,7 +329,7 @@ def main() -> None:
     for s in args.seeds:
         cfg = dataclasses.replace(dqn_cfg, seeds=s)
         e = cfg.num_envs
-        raw = atari.throughput(cfg.env, cfg.obs, num_envs=s * e, steps=400 // e)
+        raw = raw_envpool(cfg.env, cfg.obs, num_envs=s * e, steps=400 // e)
         row = {"seeds": s, "envs_per_seed": e, "raw_envpool_env_steps_per_s": round(raw["env_steps_per_s"], 1),
                "envpool_threads": raw["threads"]}
         small = dataclasses.replace(cfg, buffer_size=64)
@@ -349,7 +366,7 @@ def main() -> None:
         summary["a2c_nature_vs_sb3_a2c"] = round(one["a2c_nature_env_steps_per_s"] / sb3["env_steps_per_s"], 2)
         summary["a2c_nature_best_vs_sb3_a2c"] = round(max(r["a2c_nature_env_steps_per_s"] for r in rows)
                                                       / sb3["env_steps_per_s"], 2)
-    io.write_json(args.out, {
+    files.write_json(args.out, {
         "benchmark": "atari_throughput",
         "dqn_like_cleanrl_config": config.to_dict(compare_cfg),
         "dqn_quick_config": config.to_dict(dqn_cfg),

@@ -1,7 +1,7 @@
 """Should a sweep batch cells that share shapes into one compiled call? Measured, not assumed.
 
 Two transfer cells of S seeds each (same target, same mode, so same shapes and no freeze-mask
-difference) run either as two ``run.train`` calls of S seeds — what ``jaxfer.sweep`` does — or as
+difference) run either as two ``run.train`` calls of S seeds — what ``jaxfer.transfer.sweep`` does — or as
 one call of 2S seeds, the seed axes concatenated. Both go through ``run.train`` so the times include
 everything a sweep pays per call (compile, epochs, metric and checkpoint writes). The training config
 is the Catch sweeps' (configs/catch_cross_transfer.yaml) with fewer epochs; repetitions alternate the
@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from jaxfer import config, io, run, sweep
+from jaxfer import config
+from jaxfer.runtime import files, run
+from jaxfer.transfer import sweep
 
 RESULTS = Path(__file__).parent / "results"
 CONFIG = Path(__file__).parent.parent / "configs" / "catch_cross_transfer.yaml"
@@ -82,7 +84,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = measure(cfg, args.repeats)
     summary = summarise(rows)
-    io.write_json(args.out, {"benchmark": "cell_batching", "config": str(CONFIG.relative_to(CONFIG.parent.parent)),
+    files.write_json(args.out, {"benchmark": "cell_batching", "config": str(CONFIG.relative_to(CONFIG.parent.parent)),
                              "train": config.to_dict(cfg), "seeds_per_cell": cfg.seeds, "repeats": args.repeats,
                              **run.environment_info(), "load_average_1min": [load_before, os.getloadavg()[0]],
                              "rows": rows, "median": {k: summary[k] for k in ("separate", "batched")},

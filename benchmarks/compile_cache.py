@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from jaxfer import io
-from jaxfer.run import environment_info
+from jaxfer.runtime import files
+from jaxfer.runtime.run import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "configs" / "catch_cross_transfer.yaml"
@@ -51,7 +51,7 @@ def main() -> None:
                 "cache_on_warm": sweep(tmp / "warm", str(tmp / "cache"))}
     for name, row in rows.items():
         print(name, json.dumps(row), flush=True)
-    io.write_json(args.out, {"benchmark": "compile_cache", "sweep": str(SWEEP.relative_to(ROOT)), "overrides": SHORT,
+    files.write_json(args.out, {"benchmark": "compile_cache", "sweep": str(SWEEP.relative_to(ROOT)), "overrides": SHORT,
                              **environment_info(), **rows})
     print(f"wrote {args.out}")
 

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import dptl, gradcam, io
-from jaxfer.nets import make_network
-from jaxfer.run import environment_info
+from jaxfer.dptl import gradcam, similarity
+from jaxfer.networks.q_nets import make_network
+from jaxfer.runtime import files
+from jaxfer.runtime.run import environment_info
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -35,7 +36,7 @@ def main() -> None:
     frames = obs[..., -1].astype(jnp.float32) / 255.0
 
     def batched(o, f):
-        return dptl.cam_mask_ssim(gradcam.cams(net, params, o, chunk=32), f)
+        return similarity.cam_mask_ssim(gradcam.cams(net, params, o, chunk=32), f)
 
     fn = jax.jit(batched)
     start = time.perf_counter()
@@ -61,7 +62,7 @@ def main() -> None:
               "compile_s": round(compile_s, 2), "batched_frames_per_s": round(args.frames / batched_s, 1),
               "per_frame_loop_frames_per_s": round(1 / per_frame_s, 1), "per_frame_loop_sampled": n_ref,
               "speedup": round(per_frame_s * args.frames / batched_s, 2)}
-    io.write_json(args.out, result)
+    files.write_json(args.out, result)
     print(result)
 
 

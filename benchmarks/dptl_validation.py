@@ -21,7 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxfer import dptl_report, io, metrics, run, sweep  # noqa: E402
+from jaxfer.dptl import pipeline  # noqa: E402
+from jaxfer.runtime import files, run, rundir  # noqa: E402
+from jaxfer.transfer import metrics, sweep  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 CONFIG = Path(__file__).parent.parent / "configs" / "catch_fc_only_transfer.yaml"
@@ -60,7 +62,7 @@ def scatter(path: Path, rows: list[dict], stats: dict) -> None:
     buf = pyio.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    io.atomic_write_bytes(path, buf.getvalue())
+    files.atomic_write_bytes(path, buf.getvalue())
 
 
 def main() -> None:
@@ -71,15 +73,16 @@ def main() -> None:
     args = p.parse_args()
 
     cfg = sweep.load(CONFIG)
-    measured = {(r["source"], r["target"]): r for r in io.read_csv(args.sweep / "area_ratios.csv") if r["mode"] == MODE}
-    fine_tune = {(r["source"], r["target"]): float(r["area_ratio"]) for r in io.read_csv(FINE_TUNE)}
+    measured = {(r["source"], r["target"]): r for r in files.read_csv(args.sweep / "area_ratios.csv")
+                if r["mode"] == MODE}
+    fine_tune = {(r["source"], r["target"]): float(r["area_ratio"]) for r in files.read_csv(FINE_TUNE)}
     rows, layer = [], None
     for source in cfg.sources:
         targets = tuple(t for s, t, _ in cfg.cells() if s == source)
-        dcfg = dptl_report.DPTLConfig(source=str(args.sweep / "scratch" / source.replace("/", "_")), targets=targets,
+        dcfg = pipeline.DPTLConfig(source=str(args.sweep / "scratch" / rundir.slug(source)), targets=targets,
                                       source_seed="all", frames=args.frames, cache=str(args.sweep / "dptl" / "frames"))
-        scores = dptl_report.run_dptl(dcfg, args.sweep / "dptl" / source.replace("/", "_"))
-        layer = dptl_report.resolve_layer(dptl_report.load_source(dcfg.source), None)
+        scores = pipeline.run_dptl(dcfg, args.sweep / "dptl" / rundir.slug(source))
+        layer = pipeline.resolve_layer(pipeline.load_source(dcfg.source), None)
         for s in scores:
             m = measured[source, s["target"]]
             rows.append({"source": source, "target": s["target"], "dptl": s["score"], "dptl_ci_low": s["ci_low"],
@@ -99,8 +102,8 @@ def main() -> None:
         ft = np.array([r["fine_tune_area_ratio"] for r in rows])
         stats |= {"fine_tune_spearman": metrics.spearman(x, ft),
                   "fine_tune_spearman_ci": pair_ci(x, ft, metrics.spearman)}
-    io.write_csv(args.out / "catch_fc_only_validation.csv", rows)
-    io.write_json(args.out / "catch_fc_only_validation.json", stats | run.environment_info())
+    files.write_csv(args.out / "catch_fc_only_validation.csv", rows)
+    files.write_json(args.out / "catch_fc_only_validation.json", stats | run.environment_info())
     scatter(args.out / "catch_fc_only_validation.png", rows, stats)
     print(f"{'source':>9} -> {'target':<9} {'DPTL':>6} {'95% CI':>16} {'R (FC-only)':>12} {'95% CI':>18}")
     for r in rows:

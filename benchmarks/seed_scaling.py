@@ -23,8 +23,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxfer import agents, config, envs, io, replay, seeds
-from jaxfer.run import environment_info
+from jaxfer import agents, config, envs
+from jaxfer.replay import uniform
+from jaxfer.runtime import files, seeds
+from jaxfer.runtime.run import environment_info
 
 RESULTS = Path(__file__).parent / "results"
 BASE = ["epoch_steps=1024", "buffer_size=2000", "learning_starts=0", "eval_envs=1", "eval_steps=1", "total_steps=1024"]
@@ -65,7 +67,7 @@ def update_flops(cfg) -> float:
     """XLA's FLOP count of one gradient of the TD loss (forward + backward), per agent."""
     env = envs.make(cfg.env, cfg.obs)
     obs = jnp.zeros((cfg.batch_size, *env.obs_shape), env.obs_dtype)
-    batch = replay.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
+    batch = uniform.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
                                   jnp.zeros(cfg.batch_size), obs + 1)
     algo = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions)
     params, target = (algo.init_params(jax.random.PRNGKey(i), obs[:1]) for i in (0, 1))
@@ -113,7 +115,7 @@ def main() -> None:
             seq = next(q["env_steps_per_s"] for q in rows if q["seeds"] == r["seeds"] and q["strategy"] == "sequential")
             speedups[f"{r['strategy']}@{r['seeds']}"] = {"vs_sequential": round(r["env_steps_per_s"] / seq, 2),
                                                         "vs_one_seed": round(r["env_steps_per_s"] / single, 2)}
-    io.write_json(args.out, {"benchmark": "seed_scaling", "env": "catch/v0", "obs": "grid", "network": "catch_cnn",
+    files.write_json(args.out, {"benchmark": "seed_scaling", "env": "catch/v0", "obs": "grid", "network": "catch_cnn",
                              "base_overrides": BASE, **environment_info(), "matmul_f32_flops_per_s": roofline,
                              "rows": rows, "speedups": speedups})
     print(f"wrote {args.out}")

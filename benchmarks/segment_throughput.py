@@ -1,7 +1,7 @@
 """Throughput of segmentation pre-training on MinAtar Breakout (compile time apart from steady state):
 FCN training images/s (S seeds vmapped, Adam, batch 64), and Double DQN training env steps/s of the
 FCN-trunk agent (``seg_ddqn``, trunk frozen) vs the same network from scratch and the MinAtar
-baseline network, through ``jaxfer.run.train`` with the config's DQN settings.
+baseline network, through ``jaxfer.runtime.run.train`` with the config's DQN settings.
 
     python benchmarks/segment_throughput.py [--seeds 5] [--steps 20000]
 """
@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import envs, frames, io, run, seeds
+from jaxfer import envs
+from jaxfer.dptl import frames
+from jaxfer.runtime import files, run, seeds
 from jaxfer.segment import config, export, labels
 from jaxfer.segment.fcn import FCN
 from jaxfer.segment.train import make_trainer
@@ -83,7 +85,7 @@ def main() -> None:
     result = {"benchmark": "segment_throughput", "config": str(CONFIG.name), **run.environment_info(),
               "fcn_training": fcn_images_per_s(cfg, args.fcn_frames, args.fcn_epochs),
               "ddqn_training": ddqn_steps_per_s(cfg, args.steps, args.seeds)}
-    io.write_json(args.out, result)
+    files.write_json(args.out, result)
     print(f"{args.out}: FCN {result['fcn_training']['images_per_s']} images/s; DDQN env steps/s frozen "
           f"{result['ddqn_training']['frozen']['steady_env_steps_per_s']}, scratch "
           f"{result['ddqn_training']['scratch']['steady_env_steps_per_s']}, baseline "

@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from jaxfer.errors import JaxferError
+
 JOIN_TIMEOUT_S = 60  # how long a process of a multi-process run waits for the coordinator
 DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
 
@@ -31,19 +33,16 @@ def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
 def _keys(command: str) -> str:
     """The config keys of ``command``, listed under its --help (built only when help is asked for)."""
     from jaxfer import config
-
     if command == "train":
         return "config keys (YAML or key=value):\n" + config.describe_keys(config.TrainConfig)
     if command == "transfer":
-        from jaxfer import sweep
-
+        from jaxfer.transfer import sweep
         return ("sweep keys (YAML; key=value overrides go to its train section):\n"
                 + config.describe_keys(sweep.SweepConfig) + "\n  distill keys:\n"
                 + config.describe_keys(sweep.DistillSpec, "  "))
     if command == "dptl":
-        from jaxfer import dptl_report
-
-        return "DPTL keys (YAML):\n" + config.describe_keys(dptl_report.DPTLConfig)
+        from jaxfer.dptl import pipeline
+        return "DPTL keys (YAML):\n" + config.describe_keys(pipeline.DPTLConfig)
     from jaxfer.segment import config as segment_config
 
     return ("segment keys (YAML):\n" + config.describe_keys(segment_config.SegmentConfig) + "\n  ddqn keys:\n"
@@ -115,14 +114,14 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
 
 
 def _dptl(args) -> int:
-    from jaxfer import dptl_report, rundir
-
-    cfg = dptl_report.load(args.config)
+    from jaxfer.dptl import pipeline
+    from jaxfer.runtime import rundir
+    cfg = pipeline.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
     if args.dry_run:
         return _print_config(cfg, out)
     with rundir.held(out):
-        rows = dptl_report.run_dptl(cfg, out, progress=not args.no_progress)
+        rows = pipeline.run_dptl(cfg, out, progress=not args.no_progress)
     _say(f"{out}: DPTL of {cfg.source} (seed {cfg.source_seed}) on {cfg.frames} frames per target")
     _say(f"  {'rank':>4}  {'target':<24} {'score':>6}  95% CI")
     for r in sorted(rows, key=lambda r: r["rank"]):
@@ -131,17 +130,17 @@ def _dptl(args) -> int:
 
 
 def _gradcam(args) -> int:
-    from jaxfer import dptl_report
-
-    done = dptl_report.gradcam_episode(args.checkpoint, args.game, args.out, steps=args.steps,
+    from jaxfer.dptl import pipeline
+    done = pipeline.gradcam_episode(args.checkpoint, args.game, args.out, steps=args.steps,
                                        seed_index=args.seed_index, layer=args.layer, method=args.method)
     _say(f"{done['png']}, {done['gif']}: {done['layer']} over {done['steps']} steps")
     return 0
 
 
 def _segment(args) -> int:
-    from jaxfer import rundir
-    from jaxfer.segment import config as seg_config, pipeline
+    from jaxfer.runtime import rundir
+    from jaxfer.segment import config as seg_config
+    from jaxfer.segment import pipeline
 
     cfg = seg_config.load(args.config)
     out = args.out or Path("runs") / Path(args.config).stem
@@ -160,8 +159,8 @@ def _segment(args) -> int:
 
 
 def _transfer(args) -> int:
-    from jaxfer import rundir, sweep
-
+    from jaxfer.runtime import rundir
+    from jaxfer.transfer import sweep
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
     if args.dry_run:  # the memory estimate is of one run (the first target's); runs go one after another
@@ -179,7 +178,6 @@ def _transfer(args) -> int:
 
 def _train(args) -> int:
     from jaxfer import config
-
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
         args.overrides.insert(0, args.config)  # `jaxfer train key=value` with the embedded config
         args.config = None
@@ -188,13 +186,13 @@ def _train(args) -> int:
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
     if args.dry_run:
         return _dry_run(cfg, out)
-    from jaxfer import report, run
-
+    from jaxfer.report import plots
+    from jaxfer.runtime import run
     if args.track and importlib.util.find_spec("wandb") is None:
         raise config.ConfigError("--track needs Weights & Biases: pip install 'jaxfer[track]'")
     summary = run.train(cfg, out, progress=not args.no_progress, track=args.track)
     mean = summary["final"]["mean"]
-    headline = report.curve_metric([mean])
+    headline = plots.curve_metric([mean])
     done = "already finished" if summary.get("already_finished") else "finished"
     _say(f"{out}: {done}; {cfg.seeds} seeds, final {headline} {mean[headline]:.3f} (seed mean); "
          f"{summary['steady_env_steps_per_s']} env steps/s after {summary['compile_seconds']} s compile")
@@ -212,14 +210,12 @@ def _say(text: str) -> None:
 def _start(args) -> None:
     """Join the processes of a multi-process run (before anything touches the backend), choose the
     devices, turn on the persistent compilation cache."""
-    from jaxfer import backend
-
+    from jaxfer.runtime import backend
     given = (args.coordinator, args.num_processes, args.process_id)
     if args.distributed or any(v is not None for v in given):
         backend.initialize_distributed(*given, timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
     if args.devices is not None:
-        from jaxfer import seeds
-
+        from jaxfer.runtime import seeds
         seeds.use_devices(args.devices)
     backend.enable_compilation_cache()
 
@@ -228,14 +224,14 @@ def _dry_run(cfg, out: Path, graph: list | None = None) -> int:
     """What a run of ``cfg`` (a TrainConfig) into ``out`` would be, without writing anything."""
     import yaml
 
-    from jaxfer import agents, backend, config, envs, memory, seeds
-
+    from jaxfer import agents, config, envs
+    from jaxfer.runtime import backend, budget, seeds
     env = envs.make(cfg.env, cfg.obs)
-    needs = memory.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, cfg.seeds)
+    needs = budget.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, cfg.seeds)
     _say(f"# {out} (dry run: nothing written)\n" + yaml.safe_dump(config.to_dict(cfg), sort_keys=False).rstrip())
     _say(f"# code path: {'XLA-CPU' if backend.cpu_tuned(cfg.tuning) else 'accelerator'}, conv_impl "
          f"{backend.conv_impl(cfg.conv_impl, cfg.tuning)}; {cfg.seeds} seeds on {seeds.device_count()} device(s) "
-         f"({seeds.padded(cfg.seeds)} computed)\n# {memory.describe(needs)}")
+         f"({seeds.padded(cfg.seeds)} computed)\n# {budget.describe(needs)}")
     for run_dir, needs_runs in graph or []:
         _say(f"{run_dir}" + (f"  <- {', '.join(needs_runs)}" if needs_runs else ""))
     return 0
@@ -254,7 +250,6 @@ def _print_config(cfg, out: Path) -> int:
 
 def _play(args) -> int:
     from jaxfer import play
-
     r = play.play(args.run, args.game, args.episodes, args.gif, args.seed_index)
     _say(f"{args.run} plays {r['env']}: mean score {r['mean']:.3f} [95% CI {r['ci_low']:.3f}, {r['ci_high']:.3f}] "
          f"over {r['episodes']} games" + (f"; {r['gif']} ({r['gif_frames']} frames)" if r["gif"] else ""))
@@ -262,8 +257,8 @@ def _play(args) -> int:
 
 
 def _report(args) -> int:
-    from jaxfer import rundir, study
-
+    from jaxfer.report import study
+    from jaxfer.runtime import rundir
     with rundir.held(args.out):
         page = study.write_report(args.dirs, args.out)
     _say(f"{page} and {page.with_suffix('.md')}: {len(args.dirs)} director{'y' if len(args.dirs) == 1 else 'ies'}")
@@ -271,13 +266,15 @@ def _report(args) -> int:
 
 
 def _list(args) -> int:
-    from jaxfer import ac_nets, agents, envs, gradcam, nets, transfer
-
+    from jaxfer import agents, envs
+    from jaxfer.dptl import gradcam
+    from jaxfer.networks import actor_critic, q_nets
+    from jaxfer.transfer import surgery
     names = {
         "envs": [f"{e}  ({', '.join(envs.obs_modes(e))})" for e in envs.known_env_ids()],
         "agents": [*agents.ALGORITHMS, "a2c"],
-        "networks": [f"{n}  (value-based)" for n in nets.NETWORKS] + [f"{n}  (a2c)" for n in ac_nets.NETWORKS],
-        "modes": [m for m in transfer.MODES if m != "scratch"] + ["first_n:N:frozen", "last_n:N:frozen"],
+        "networks": [f"{n}  (value-based)" for n in q_nets.NETWORKS] + [f"{n}  (a2c)" for n in actor_critic.NETWORKS],
+        "modes": [m for m in surgery.MODES if m != "scratch"] + ["first_n:N:frozen", "last_n:N:frozen"],
         "cams": list(gradcam.METHODS),
         "configs": sorted(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
                           for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
@@ -302,40 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     # callback (jax's garbage-collection hook) that swallows it, and the run would go on.
     previous = signal.signal(signal.SIGINT, _interrupted)
     try:
-        errors = _user_errors(args.command)
         _start(args)
         return commands[args.command](args)
-    except errors as e:
+    except (JaxferError, FileNotFoundError) as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _user_errors(command: str) -> tuple:
-    """The exception types that mean a user mistake: one line on stderr, exit 2."""
-    from jaxfer import io
-    from jaxfer.backend import BackendError
-    from jaxfer.config import ConfigError
-    from jaxfer.envs import EnvError
-    from jaxfer.transfer import TransferError
-
-    errors = (ConfigError, TransferError, FileNotFoundError, BackendError, EnvError, io.DamagedFile)
-    if command == "play":
-        from jaxfer.play import PlayError
-
-        errors += (PlayError,)
-    if command in ("dptl", "gradcam"):  # imported only here: train and transfer need none of it
-        from jaxfer.dptl_report import DPTLError
-        from jaxfer.gradcam import GradCamError
-
-        errors += (DPTLError, GradCamError)
-    if command == "segment":
-        from jaxfer.segment.config import SegmentError
-        from jaxfer.segment.labels import LabelError
-
-        errors += (SegmentError, LabelError)
-    return errors
 
 
 def _interrupted(*_) -> None:
@@ -343,7 +313,7 @@ def _interrupted(*_) -> None:
     the run directory's lock is released here, so the same command resumes (a killed write's temp file is
     removed then); exiting without the interpreter's teardown avoids waiting on (or crashing in) XLA's
     compile threads and the checkpoint writer."""
-    rundir = sys.modules.get("jaxfer.rundir")
+    rundir = sys.modules.get("jaxfer.runtime.rundir")
     if rundir is not None:
         rundir.release_all()
     print("jaxfer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)

@@ -7,12 +7,12 @@ import typing
 from pathlib import Path
 
 import yaml
-
+from jaxfer.errors import JaxferError
 
 INT32_MAX = 2**31 - 1  # step counters and PRNG seeds are int32
 
 
-class ConfigError(ValueError):
+class ConfigError(JaxferError):
     """A user mistake in a config: the message is one line naming the problem."""
 
 
@@ -23,7 +23,7 @@ class TrainConfig:
     env: str = "catch/v0"  # environment id (jaxfer.envs.known_env_ids())
     obs: str = "grid"  # envs.obs_modes(env): catch grid (21x21)|pixels84, minatar grid, atari nature|ea3c|ea3c_stack4
     agent: str = "dqn"  # "dqn" (with `double` for Double DQN), "dqv", "dqv_max" or "a2c"
-    network: str = "catch_cnn"  # jaxfer.nets.NETWORKS key; for a2c a jaxfer.ac_nets.NETWORKS key
+    network: str = "catch_cnn"  # a networks.q_nets.NETWORKS key; for a2c a networks.actor_critic.NETWORKS key
     conv_impl: str = "auto"  # "gemm" (im2col GEMMs, fast on XLA CPU), "xla" (the native conv op), "auto" (by tuning)
     tuning: str = "auto"  # code path: "cpu" (XLA-CPU workarounds), "accelerator" (plain XLA), "auto" (by backend)
     double: bool = False  # Double DQN target (online argmax, target evaluation)
@@ -57,17 +57,20 @@ class TrainConfig:
     width: float = 1.0  # conv channel multiplier (E-A3C's "expanded channels")
 
     def validate(self) -> "TrainConfig":
-        from jaxfer import ac_nets, backend, envs, nets  # late import: config must load without jax for --help
+        # late imports: config must load without jax for --help
+        from jaxfer import envs
+        from jaxfer.networks import actor_critic, q_nets
+        from jaxfer.runtime import backend
 
         checks = [
             (self.env in envs.ENV_IDS, f"unknown env id '{self.env}'; known: {', '.join(envs.known_env_ids())}"),
             (self.agent in ("dqn", "dqv", "dqv_max", "a2c"),
              f"unknown agent '{self.agent}'; known: dqn, dqv, dqv_max, a2c"),
-            (self.agent == "a2c" or self.network in nets.NETWORKS,
-             f"unknown network '{self.network}'; known: {', '.join(nets.NETWORKS)}"),
-            (self.agent != "a2c" or self.network in ac_nets.NETWORKS,
-             f"unknown network '{self.network}' for a2c; known: {', '.join(ac_nets.NETWORKS)}"),
-            (self.core in ac_nets.CORES, f"core must be 'dense' or 'lstm', got '{self.core}'"),
+            (self.agent == "a2c" or self.network in q_nets.NETWORKS,
+             f"unknown network '{self.network}'; known: {', '.join(q_nets.NETWORKS)}"),
+            (self.agent != "a2c" or self.network in actor_critic.NETWORKS,
+             f"unknown network '{self.network}' for a2c; known: {', '.join(actor_critic.NETWORKS)}"),
+            (self.core in actor_critic.CORES, f"core must be 'dense' or 'lstm', got '{self.core}'"),
             (self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got '{self.optimizer}'"),
             (self.conv_impl in backend.CONV_IMPLS,
              f"conv_impl must be one of {', '.join(backend.CONV_IMPLS)}, got '{self.conv_impl}'"),

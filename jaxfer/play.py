@@ -12,12 +12,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import agents, config, envs, frames, io, metrics, run
+from jaxfer import agents, config, envs
+from jaxfer.dptl import frames
+from jaxfer.runtime import files, run
+from jaxfer.transfer import metrics
+from jaxfer.errors import JaxferError
 
 MAX_STEPS = 27_000  # Atari's game limit (agent steps); every game here ends before it
 
 
-class PlayError(ValueError):
+class PlayError(JaxferError):
     """A run that cannot play the asked game: the message is one line."""
 
 
@@ -38,11 +42,11 @@ def load_agent(run_dir: Path, seed_index: int, game: str | None):
     agent = agents.make_agent(cfg, env)
     obs = jax.ShapeDtypeStruct((1, *env.obs_shape), env.obs_dtype)
     shapes = jax.eval_shape(lambda k, o: agent.init(k, o, None).params, jax.random.PRNGKey(0), obs)
-    num_seeds = len(next(iter(io.load_npz(run_dir / run.PARAMS).values())))
+    num_seeds = len(next(iter(files.load_npz(run_dir / run.PARAMS).values())))
     if not 0 <= seed_index < num_seeds:
         raise PlayError(f"{run_dir} holds {num_seeds} seeds; --seed-index {seed_index} is out of range")
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_seeds, *s.shape), s.dtype), shapes)
-    params, _ = io.load_tree(run_dir / run.PARAMS, like)
+    params, _ = files.load_tree(run_dir / run.PARAMS, like)
     return agent, jax.tree.map(lambda x: jnp.asarray(x[seed_index]), params), env, cfg
 
 
@@ -77,6 +81,6 @@ def play(run_dir: Path, game: str | None = None, episodes: int = 10, gif: Path |
         raise PlayError(f"no game of {env.id} ended within {MAX_STEPS} steps")
     low, high = metrics.bootstrap_ci(done) if len(done) > 1 else (float(done[0]), float(done[0]))
     if gif is not None:
-        io.save_gif(Path(gif), [(np.clip(p, 0, 1) * 255).astype(np.uint8) for p in pictures])
+        files.save_gif(Path(gif), [(np.clip(p, 0, 1) * 255).astype(np.uint8) for p in pictures])
     return {"env": env.id, "episodes": len(done), "scores": done.tolist(), "mean": float(done.mean()),
             "ci_low": float(low), "ci_high": float(high), "gif": gif, "gif_frames": len(pictures)}

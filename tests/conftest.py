@@ -48,8 +48,8 @@ def train_epochs(cfg, env=None, freeze=None, params=None):
     import jax
     import jax.numpy as jnp
 
-    from jaxfer import agents, envs, seeds
-
+    from jaxfer import agents, envs
+    from jaxfer.runtime import seeds
     trainer = agents.make_train(cfg, env or envs.make(cfg.env, cfg.obs), freeze=freeze)
     if params is not None:
         params = jax.tree.map(lambda x: jnp.broadcast_to(x, (cfg.seeds, *x.shape)), params)
@@ -60,3 +60,15 @@ def train_epochs(cfg, env=None, freeze=None, params=None):
         state, metrics = epoch(state)
         history.append(seeds.fetch(metrics, cfg.seeds))
     return state, history
+
+
+def pool_rollout(pool, state, actions):
+    """Step ``pool`` through ``actions`` (T, S, E) in one jitted ``lax.scan``: ``(state, (obs, reward, done,
+    info))`` with a leading T axis."""
+    import jax
+
+    def body(state, a):
+        state, obs, reward, done, info = pool.step(state, a)
+        return state, (obs, reward, done, info)
+
+    return jax.jit(lambda s, a: jax.lax.scan(body, s, a))(state, actions)

@@ -10,7 +10,8 @@ import sys
 
 import jax
 
-from jaxfer import agents, config, envs, seeds
+from jaxfer import agents, config, envs
+from jaxfer.runtime import seeds
 
 COLLECTIVES = r"\b(all-to-all|collective-permute|all-gather|all-reduce|reduce-scatter|collective-broadcast)\b"
 

@@ -7,10 +7,14 @@ import numpy as np
 import pytest
 from conftest import ROOT, train_epochs
 
-from jaxfer import ac_nets, agents, config, envs, gradcam, io, seeds, transfer
+from jaxfer import agents, config, envs
 from jaxfer.agents import a2c
+from jaxfer.dptl import gradcam
 from jaxfer.envs.base import Env
-from jaxfer.nets import layer_names
+from jaxfer.networks import actor_critic
+from jaxfer.networks.layers import layer_names
+from jaxfer.runtime import files, seeds
+from jaxfer.transfer import surgery
 
 # Catch with the small net and an LSTM core: 2 epochs of 160 env steps (4 envs x 5 steps x 8 updates).
 SHORT = ["agent=a2c", "network=minatar_ac", "core=lstm", "num_envs=4", "n_steps=5", "total_steps=320",
@@ -57,7 +61,7 @@ def test_a2c_learns_the_best_arm_of_a_bandit():
 
 
 def test_lstm_memory_resets_where_an_episode_starts():
-    net = ac_nets.make_network("minatar_ac", 3, core="lstm")
+    net = actor_critic.make_network("minatar_ac", 3, core="lstm")
     obs = jax.random.randint(jax.random.PRNGKey(0), (4, 2, 10, 10, 4), 0, 256).astype(jnp.uint8)
     first = jnp.array([[True, True], [False, False], [True, False], [False, False]])
     params = net.init(jax.random.PRNGKey(1), net.initial_memory(2), obs[:1], first[:1], method=net.unroll)
@@ -96,7 +100,7 @@ def test_frozen_layers_get_exactly_zero_updates():
     fresh = jax.jit(lambda k: a2c.make_agent(cfg, env).init(k, jnp.zeros((4, *env.obs_shape), jnp.uint8)).params)
     params = fresh(jax.random.PRNGKey(7))
     frozen = ["conv_0", "dense_0"]
-    state, history = _run([], 2, freeze=transfer.freeze_mask(params, frozen), params=params)
+    state, history = _run([], 2, freeze=surgery.freeze_mask(params, frozen), params=params)
     assert (history[-1]["grad_norm"] > 0).all()  # gradients flowed
     for name in layer_names(params):
         for before, after in zip(jax.tree.leaves(params["params"][name]),
@@ -106,7 +110,7 @@ def test_frozen_layers_get_exactly_zero_updates():
 
 
 def test_layer_order_and_what_transfer_copies():
-    net = ac_nets.make_network("ea3c", 6, core="lstm", width=2)
+    net = actor_critic.make_network("ea3c", 6, core="lstm", width=2)
     params = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), net.initial_memory(1),
                                              jnp.zeros((1, 1, 80, 80, 3), jnp.uint8), jnp.ones((1, 1), bool),
                                              method=net.unroll))
@@ -114,15 +118,15 @@ def test_layer_order_and_what_transfer_copies():
     assert params["params"]["conv_3"]["kernel"].shape == (3, 3, 128, 128)  # width 2: expanded channels
     assert params["params"]["dense_0"]["ii"]["kernel"].shape == (4 * 4 * 128, 512)  # 80 -> 40 -> 19 -> 9 -> 4
     assert params["params"]["head"]["kernel"].shape == (512, 7)  # 6 logits and the value
-    assert transfer.layers_for("fine_tune", params) == ["conv_0", "conv_1", "conv_2", "conv_3", "dense_0"]
+    assert surgery.layers_for("fine_tune", params) == ["conv_0", "conv_1", "conv_2", "conv_3", "dense_0"]
 
 
 def test_gemm_convs_with_explicit_padding_match_xla_convs():
     obs = jax.random.randint(jax.random.PRNGKey(4), (1, 2, 40, 40, 3), 0, 256).astype(jnp.uint8)
     first = jnp.ones((1, 2), bool)
-    xla = ac_nets.make_network("ea3c", 5, conv_impl="xla")
+    xla = actor_critic.make_network("ea3c", 5, conv_impl="xla")
     params = xla.init(jax.random.PRNGKey(5), (), obs, first, method=xla.unroll)
-    gemm = ac_nets.make_network("ea3c", 5, conv_impl="gemm")
+    gemm = actor_critic.make_network("ea3c", 5, conv_impl="gemm")
     for got, want in zip(gemm.apply(params, (), obs, first, method=gemm.unroll)[1:],
                          xla.apply(params, (), obs, first, method=xla.unroll)[1:]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
@@ -130,7 +134,7 @@ def test_gemm_convs_with_explicit_padding_match_xla_convs():
 
 @pytest.mark.parametrize("core", ["lstm", "dense"])
 def test_gradcam_of_the_actor_logits(core):
-    net = ac_nets.make_network("ea3c", 4, core=core)
+    net = actor_critic.make_network("ea3c", 4, core=core)
     obs = jax.random.randint(jax.random.PRNGKey(2), (3, 80, 80, 3), 0, 256).astype(jnp.uint8)
     params = net.init(jax.random.PRNGKey(3), net.initial_memory(1), obs[None, :1], jnp.ones((1, 1), bool),
                       method=net.unroll)
@@ -169,7 +173,7 @@ def test_cli_end_to_end(cli, tmp_path):
     proc = cli("train", "configs/minatar_a2c.yaml", "seeds=2", "total_steps=1280", "epoch_steps=640",
                "eval_envs=2", "eval_steps=20", "--out", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    rows = io.read_csv(out / "metrics.csv")
+    rows = files.read_csv(out / "metrics.csv")
     assert len(rows) == 4 and {"policy_loss", "value_loss", "entropy", "train_return"} <= set(rows[0])
     assert (out / "learning_curve.png").exists() and (out / "params.npz").exists()
 

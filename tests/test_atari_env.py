@@ -10,6 +10,8 @@ import pytest
 
 envpool = pytest.importorskip("envpool")
 
+from conftest import pool_rollout  # noqa: E402
+
 from jaxfer import config, envs  # noqa: E402
 from jaxfer.envs import atari  # noqa: E402
 
@@ -25,7 +27,7 @@ def play(env_id, obs, num_seeds, num_envs, seed, steps):
     pool = envs.pool(env, num_seeds, num_envs, seed)
     state, first = pool.reset(jnp.zeros(num_seeds))
     acts = np.stack([actions_for(seed + i, steps, num_envs, env.num_actions) for i in range(num_seeds)], 1)
-    _, out = atari.rollout(pool, state, jnp.asarray(acts))
+    _, out = pool_rollout(pool, state, jnp.asarray(acts))
     return np.asarray(first), jax.tree.map(np.asarray, out), acts
 
 

@@ -7,9 +7,11 @@ import pytest
 
 pytest.importorskip("envpool")
 
-from conftest import ROOT, kill_after_first_checkpoint, run_cli  # noqa: E402
-from jaxfer import envs, frame_replay, io  # noqa: E402
-from jaxfer.envs import atari  # noqa: E402
+from conftest import ROOT, kill_after_first_checkpoint, pool_rollout, run_cli  # noqa: E402
+
+from jaxfer import envs  # noqa: E402
+from jaxfer.replay import stacked_frames  # noqa: E402
+from jaxfer.runtime import files  # noqa: E402
 
 
 def test_frame_replay_rebuilds_observed_atari_stacks_across_lost_lives():
@@ -18,15 +20,15 @@ def test_frame_replay_rebuilds_observed_atari_stacks_across_lost_lives():
     pool = envs.pool(env, 1, num_envs, seed=3)
     state, obs0 = pool.reset(None)
     acts = np.random.default_rng(0).integers(0, env.num_actions, (steps, 1, num_envs)).astype(np.int32)
-    _, (obs, reward, done, info) = atari.rollout(pool, state, jnp.asarray(acts))
+    _, (obs, reward, done, info) = pool_rollout(pool, state, jnp.asarray(acts))
     observed = np.concatenate([np.asarray(obs0)[None], np.asarray(obs)])[:, 0]  # obs_t, (steps + 1, E, 84, 84, 4)
     first = np.concatenate([np.ones((1, num_envs), bool), np.asarray(done)[:-1, 0]])  # obs_t restarts after a done
     assert first[1:].sum() >= 4
-    buf = frame_replay.init(rows * num_envs, num_envs, env.obs_shape, np.uint8)
+    buf = stacked_frames.init(rows * num_envs, num_envs, env.obs_shape, np.uint8)
     zeros = jnp.zeros((steps, num_envs))
-    buf = frame_replay.add(buf, observed[:steps], zeros.astype(jnp.int32), zeros, zeros.astype(bool), first)
+    buf = stacked_frames.add(buf, observed[:steps], zeros.astype(jnp.int32), zeros, zeros.astype(bool), first)
     for t in range(steps - rows + 3, steps):  # every step whose 4-frame history is still stored
-        got = frame_replay.stacks(buf, jnp.full(num_envs, t % rows), jnp.arange(num_envs), 4, env.frame_stack_fill)
+        got = stacked_frames.stacks(buf, jnp.full(num_envs, t % rows), jnp.arange(num_envs), 4, env.frame_stack_fill)
         np.testing.assert_array_equal(got, observed[t], err_msg=f"step {t}")
 
 
@@ -65,6 +67,6 @@ def test_killed_atari_run_resumes_its_agents(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "run.json").read_text())
     assert summary["resumed_from_epoch"] >= 1 and summary["final"]["mean"]["env_steps"] == 4000
-    rows = io.read_csv(out / "metrics.csv")
+    rows = files.read_csv(out / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == list(range(40))
     assert [int(float(r["env_steps"])) for r in rows] == [100 * (i + 1) for i in range(40)]

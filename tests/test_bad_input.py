@@ -7,8 +7,8 @@ import os
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from jaxfer import cli
 
 SWEEP = {"sources": ["catch/v0"], "targets": ["catch/v1"], "modes": ["fine_tune"],

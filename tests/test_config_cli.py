@@ -4,8 +4,8 @@ import re
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from jaxfer import config
 
 
@@ -83,15 +83,13 @@ def test_cli_never_overwrites_other_results(cli, tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
-    from jaxfer import sweep
-
+    from jaxfer.transfer import sweep
     raw = yaml.safe_load(path.read_text())
     if "sources" in raw:
         sweep.check_cells(sweep.load(path), checkpoints={})
     elif "source" in raw:
-        from jaxfer import dptl_report
-
-        dptl_report.load(path)
+        from jaxfer.dptl import pipeline
+        pipeline.load(path)
     elif "fcn" in raw:
         from jaxfer.segment import config as segment_config
 
@@ -109,7 +107,6 @@ def test_network_that_cannot_take_the_observations_is_one_line(cli, tmp_path):
 def _main(capsys, *argv) -> str:
     """stdout of ``jaxfer *argv`` run in this process (help and --version exit through SystemExit)."""
     from jaxfer import cli
-
     try:
         assert cli.main([str(a) for a in argv]) == 0
     except SystemExit as e:

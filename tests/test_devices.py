@@ -17,8 +17,10 @@ import pytest
 from conftest import ROOT, run_cli
 from seed_mesh_probe import probe
 
-from jaxfer import agents, config, envs, io, replay
+from jaxfer import agents, config, envs
 from jaxfer.agents.loop import Rollout
+from jaxfer.replay import uniform
+from jaxfer.runtime import files
 
 SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20",
          "eval_envs=4", "eval_steps=12"]
@@ -93,7 +95,7 @@ def _finish(procs) -> None:
 
 
 def _metrics(out) -> list[dict]:
-    return [{k: float(v) for k, v in r.items()} for r in io.read_csv(out / "metrics.csv")]
+    return [{k: float(v) for k, v in r.items()} for r in files.read_csv(out / "metrics.csv")]
 
 
 def _assert_same(a: list[dict], b: list[dict], epochs: int, what: str) -> None:
@@ -160,7 +162,7 @@ def _loss_and_grads(tuning: str, network: str, agent: str):
     obs = jax.random.randint(keys[0], (8, 84, 84, 4), 0, 256).astype(jnp.uint8)
     params = algo.init_params(keys[1], obs)
     target = algo.init_params(keys[2], obs)
-    batch = replay.Transition(obs, jax.random.randint(keys[3], (8,), 0, 3), jax.random.normal(keys[4], (8,)),
+    batch = uniform.Transition(obs, jax.random.randint(keys[3], (8,), 0, 3), jax.random.normal(keys[4], (8,)),
                               jnp.arange(8) % 3 == 0,
                               jax.random.randint(keys[5], (8, 84, 84, 4), 0, 256).astype(jnp.uint8))
     return jax.jit(jax.value_and_grad(algo.loss))(params, target, batch)

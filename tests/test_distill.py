@@ -6,7 +6,7 @@ import pytest
 
 from jaxfer import envs
 from jaxfer.agents import distill
-from jaxfer.nets import make_network
+from jaxfer.networks.q_nets import make_network
 
 
 def test_kl_by_hand():

@@ -7,9 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
-
 from conftest import ROOT, run_cli
-from jaxfer import cli, config, dptl_report, envs, frames, gradcam, io, nets, run
+
+from jaxfer import cli, config, envs
+from jaxfer.dptl import frames, gradcam, pipeline
+from jaxfer.networks import q_nets
+from jaxfer.runtime import files, run
 
 skimage_filters = pytest.importorskip("skimage.filters")
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -21,12 +24,12 @@ def make_run_dir(path, env_id="catch/v0", obs="grid", seeds=2, params_obs=None):
     random weights; ``params_obs`` builds the weights for another observation mode."""
     cfg = config.from_dict({"env": env_id, "obs": obs, "seeds": seeds})
     env = envs.make(env_id, params_obs or obs)
-    net = nets.make_network(cfg.network, env.num_actions)
+    net = q_nets.make_network(cfg.network, env.num_actions)
     keys = jax.random.split(jax.random.PRNGKey(7), seeds)
     params = jax.vmap(lambda k: net.init(k, jnp.zeros((1, *env.obs_shape), jnp.uint8)))(keys)
     path.mkdir(parents=True)
-    io.atomic_write_bytes(path / run.CONFIG, yaml.safe_dump(config.to_dict(cfg), sort_keys=False).encode())
-    io.save_tree(path / run.PARAMS, params)
+    files.atomic_write_bytes(path / run.CONFIG, yaml.safe_dump(config.to_dict(cfg), sort_keys=False).encode())
+    files.save_tree(path / run.PARAMS, params)
     return path
 
 
@@ -47,7 +50,7 @@ def test_dptl_end_to_end(source, tmp_path):
                        bootstrap={"samples": 500})
     proc = run_cli("dptl", cfg, "--out", tmp_path / "out", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    rows = io.read_csv(tmp_path / "out" / "scores.csv")
+    rows = files.read_csv(tmp_path / "out" / "scores.csv")
     assert [r["target"] for r in rows] == targets and sorted(int(r["rank"]) for r in rows) == [1, 2, 3]
     for r in rows:
         assert float(r["ci_low"]) <= float(r["score"]) <= float(r["ci_high"]) and int(r["frames"]) == FRAMES
@@ -59,7 +62,7 @@ def test_dptl_end_to_end(source, tmp_path):
     # Independent score of catch/v3: the cached frames, each seed's CAM, scikit-image's threshold and
     # SSIM per frame, averaged over the two seeds' models.
     obs = frames.collect("catch/v3", "grid", FRAMES, 0, cache_dir=tmp_path / "cache")
-    src = dptl_report.load_source(source)
+    src = pipeline.load_source(source)
     want = []
     for s in range(2):
         maps = np.asarray(gradcam.cams(src.net, src.seed_params(s), obs, "conv_1", size=(84, 84)), np.float64)
@@ -81,14 +84,14 @@ def test_dptl_end_to_end(source, tmp_path):
     mtimes = [p.stat().st_mtime_ns for p in cached]
     assert cli.main(["dptl", str(cfg), "--out", str(tmp_path / "again"), "--no-progress"]) == 0
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache").iterdir())] == mtimes and len(cached) == 3
-    assert io.read_csv(tmp_path / "again" / "scores.csv") == rows
+    assert files.read_csv(tmp_path / "again" / "scores.csv") == rows
 
 
 def test_frames_played_by_a_given_agent(source, tmp_path):
     cfg = write_config(tmp_path / "dptl.yaml", source=str(source), targets=["catch/v1"], frames=16,
                        policy=str(source), cache=str(tmp_path / "cache"), bootstrap={"samples": 100})
     assert cli.main(["dptl", str(cfg), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    src = dptl_report.load_source(source)
+    src = pipeline.load_source(source)
     tag = frames.greedy_policy(src.net, src.seed_params(0)).tag
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"catch_v1__grid__n16__seed0__{tag}.npz"]
 
@@ -149,17 +152,17 @@ def test_gradcam_errors_are_one_line(source, tmp_path, capsys, checkpoint, game,
 
 
 def test_shipped_catch_config_loads():
-    cfg = dptl_report.load(ROOT / "configs" / "dptl_catch.yaml")
+    cfg = pipeline.load(ROOT / "configs" / "dptl_catch.yaml")
     assert cfg.source == "runs/catch_dqn" and cfg.targets == ("catch/v0", "catch/v1", "catch/v2", "catch/v3")
-    assert cfg.threshold == dptl_report.Threshold() and cfg.bootstrap == dptl_report.Bootstrap()
+    assert cfg.threshold == pipeline.Threshold() and cfg.bootstrap == pipeline.Bootstrap()
 
 
 def test_shipped_demonattack_source_scores_an_atari_target(tmp_path):
     """The shipped A2C source (float16 on disk) loads as float32, acts, and scores atari/Pong frames."""
     pytest.importorskip("envpool")
-    spec = dptl_report.load(ROOT / "configs" / "dptl_demonattack.yaml")
+    spec = pipeline.load(ROOT / "configs" / "dptl_demonattack.yaml")
     assert spec.targets == ("atari/Phoenix", "atari/Pong", "atari/SpaceInvaders", "atari/Seaquest")
-    src = dptl_report.load_source(ROOT / spec.source)
+    src = pipeline.load_source(ROOT / spec.source)
     assert src.cfg.agent == "a2c" and src.num_seeds == 1 and src.env.obs_shape == (84, 84, 4)
     assert {x.dtype for x in jax.tree.leaves(src.params)} == {np.dtype(np.float32)}
     obs = frames.collect("atari/Pong", "nature", 8, seed=0)
@@ -169,5 +172,5 @@ def test_shipped_demonattack_source_scores_an_atari_target(tmp_path):
                        cache=str(tmp_path / "cache"), bootstrap={"samples": 100})
     proc = run_cli("dptl", cfg, "--out", tmp_path / "out", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    (row,) = io.read_csv(tmp_path / "out" / "scores.csv")
+    (row,) = files.read_csv(tmp_path / "out" / "scores.csv")
     assert row["target"] == "atari/Pong" and 0 < float(row["score"]) < 1 and int(row["frames"]) == 16

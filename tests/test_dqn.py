@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from conftest import train_epochs
 
-from jaxfer import agents, config, envs, replay
+from jaxfer import agents, config, envs
 from jaxfer.agents import dqn
-from jaxfer.nets import layer_names, make_network
+from jaxfer.networks.layers import layer_names
+from jaxfer.networks.q_nets import make_network
+from jaxfer.replay import uniform
 
 # A short run: 2 epochs of 200 env steps, learning from step 100.
 SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20",
@@ -50,7 +52,7 @@ def test_td_loss_matches_hand_computed_targets(double):
 
     online = jnp.array([[1.0, 2.0], [3.0, 0.0], [0.0, 0.0]])
     target = jnp.array([[0.0, 0.0], [10.0, 20.0], [5.0, 7.0]])
-    batch = replay.Transition(obs=jnp.array([[0], [0]]), action=jnp.array([1, 0]), reward=jnp.array([1.0, 2.0]),
+    batch = uniform.Transition(obs=jnp.array([[0], [0]]), action=jnp.array([1, 0]), reward=jnp.array([1.0, 2.0]),
                               done=jnp.array([0.0, 1.0]), next_obs=jnp.array([[1], [2]]))
     # next state 1: DQN bootstraps max target = 20; Double DQN takes online argmax (action 0) -> target 10.
     y0 = 1.0 + 0.5 * (10.0 if double else 20.0)

@@ -2,10 +2,13 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from jaxfer import config, replay, report, run
+
+from jaxfer import config
 from jaxfer.agents import dqv
+from jaxfer.replay import uniform
+from jaxfer.report import plots
+from jaxfer.runtime import run
 
 
 class TableNet:  # f(s) = params[s]
@@ -16,7 +19,7 @@ class TableNet:  # f(s) = params[s]
 
 PARAMS = {"q": jnp.array([[1.0, 2.0], [3.0, 0.0], [0.0, 0.0]]), "v": jnp.array([[0.5], [4.0], [9.0]])}
 TARGET = {"q": jnp.array([[0.0, 0.0], [10.0, 20.0], [5.0, 7.0]]), "v": jnp.array([[0.0], [6.0], [8.0]])}
-BATCH = replay.Transition(obs=jnp.array([[0], [0]]), action=jnp.array([1, 0]), reward=jnp.array([1.0, 2.0]),
+BATCH = uniform.Transition(obs=jnp.array([[0], [0]]), action=jnp.array([1, 0]), reward=jnp.array([1.0, 2.0]),
                           done=jnp.array([0.0, 1.0]), next_obs=jnp.array([[1], [2]]))
 
 
@@ -45,7 +48,7 @@ def test_dqv_learns_catch_v0(tmp_path, agent):
     Threshold: the seed-mean greedy catch rate reaches >= 0.85 and starts below 0.5."""
     cfg = config.load(ROOT / "configs/catch_dqn.yaml", [f"agent={agent}"])
     run.train(cfg, tmp_path / agent, progress=False)
-    _, rates = report.seed_matrix(run.io.read_csv(tmp_path / agent / run.METRICS), "eval_catch_rate")
+    _, rates = plots.seed_matrix(run.files.read_csv(tmp_path / agent / run.METRICS), "eval_catch_rate")
     assert rates.shape[0] == 4
     assert rates.mean(0)[:2].max() < 0.5
     assert rates.mean(0).max() >= 0.85, rates.mean(0).round(3)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfer import frame_replay
+from jaxfer.replay import stacked_frames
 
 K, ENVS, STEPS, ROWS = 4, 3, 60, 16
 
@@ -25,32 +25,32 @@ def simulate(fill: str, seed: int = 0):
     return np.array(obs), np.array(firsts)
 
 
-@pytest.mark.parametrize("fill", frame_replay.FILLS)
+@pytest.mark.parametrize("fill", stacked_frames.FILLS)
 def test_rebuilt_stacks_equal_the_observed_ones(fill):
     obs, firsts = simulate(fill)
-    buf = frame_replay.init(ROWS * ENVS, ENVS, obs.shape[2:], jnp.uint8)
+    buf = stacked_frames.init(ROWS * ENVS, ENVS, obs.shape[2:], jnp.uint8)
     checked = 0
     for t in range(STEPS):
         zeros = jnp.zeros((1, ENVS))
-        buf = frame_replay.add(buf, obs[t : t + 1], zeros.astype(jnp.int32), zeros, zeros.astype(bool),
+        buf = stacked_frames.add(buf, obs[t : t + 1], zeros.astype(jnp.int32), zeros, zeros.astype(bool),
                                firsts[t : t + 1])
         size = min(t + 1, ROWS)
         for s in range(t + 1 - size + K - 1, t + 1):  # steps whose whole history is still stored
             rows = jnp.full(ENVS, s % ROWS)
-            got = frame_replay.stacks(buf, rows, jnp.arange(ENVS), K, fill)
+            got = stacked_frames.stacks(buf, rows, jnp.arange(ENVS), K, fill)
             np.testing.assert_array_equal(got, obs[s], err_msg=f"step {s} after {t}")
             checked += 1
     assert checked > STEPS * 5
     assert firsts[1:].sum() > 5  # episode starts inside the stream were exercised
 
 
-@pytest.mark.parametrize("fill", frame_replay.FILLS)
+@pytest.mark.parametrize("fill", stacked_frames.FILLS)
 def test_samples_are_observed_transitions(fill):
     obs, firsts = simulate(fill, seed=1)
-    buf = frame_replay.init(ROWS * ENVS, ENVS, obs.shape[2:], jnp.uint8)
+    buf = stacked_frames.init(ROWS * ENVS, ENVS, obs.shape[2:], jnp.uint8)
     zeros = jnp.zeros((STEPS, ENVS))
-    buf = frame_replay.add(buf, obs, zeros.astype(jnp.int32), zeros, zeros.astype(bool), firsts)
-    batch = frame_replay.sample(buf, jax.random.PRNGKey(0), 256, K, fill)
+    buf = stacked_frames.add(buf, obs, zeros.astype(jnp.int32), zeros, zeros.astype(bool), firsts)
+    batch = stacked_frames.sample(buf, jax.random.PRNGKey(0), 256, K, fill)
     window = range(STEPS - ROWS + K - 1, STEPS - 1)  # sampleable: history stored and next obs written
     pairs = {(obs[s, e].tobytes(), obs[s + 1, e].tobytes()) for s in window for e in range(ENVS)}
     got = {(o.tobytes(), n.tobytes()) for o, n in zip(np.asarray(batch.obs), np.asarray(batch.next_obs))}

@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfer import envs, frames
-from jaxfer.nets import make_network
+from jaxfer import envs
+from jaxfer.dptl import frames
+from jaxfer.networks.q_nets import make_network
 
 
 def test_one_catch_game_in_order():

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfer import gradcam
-from jaxfer.nets import ConvQNet, make_network
+from jaxfer.dptl import gradcam
+from jaxfer.networks.q_nets import ConvQNet, make_network
 
 NET = ConvQNet(3, convs=((6, 3, 1), (4, 2, 1)), dense=(8,))
 OBS = jax.random.randint(jax.random.PRNGKey(0), (8, 8, 2), 0, 256).astype(jnp.uint8)

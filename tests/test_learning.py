@@ -6,17 +6,19 @@ seed mean is still >= 0.85. (The best possible rate is about 0.95: the paddle mo
 so from an odd column it can never reach a ball landing in column 0 or 20.)
 """
 import numpy as np
-
 from conftest import ROOT
-from jaxfer import config, report, run
+
+from jaxfer import config
+from jaxfer.report import plots
+from jaxfer.runtime import run
 
 
 def test_dqn_learns_catch_v0_with_four_seeds(tmp_path):
     cfg = config.load(ROOT / "configs/catch_dqn.yaml")
     assert (cfg.seeds, cfg.total_steps, cfg.env, cfg.obs) == (4, 40_000, "catch/v0", "grid")
     run.train(cfg, tmp_path / "run", progress=False)
-    rows = run.io.read_csv(tmp_path / "run" / run.METRICS)
-    _, rates = report.seed_matrix(rows, "eval_catch_rate")
+    rows = run.files.read_csv(tmp_path / "run" / run.METRICS)
+    _, rates = plots.seed_matrix(rows, "eval_catch_rate")
     seed_mean = rates.mean(0)
     assert rates.shape == (4, 20)
     assert seed_mean.max() >= 0.9, seed_mean.round(3)

@@ -5,10 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from jaxfer import agents, config, envs, memory, seeds
+
+from jaxfer import agents, config, envs
 from jaxfer.config import ConfigError
+from jaxfer.runtime import budget, seeds
 
 
 def _allocated(state) -> int:
@@ -22,7 +23,7 @@ def test_estimate_matches_allocated_arrays(frames):
     if frames:  # the same obs shape, stored one frame per transition
         env = dataclasses.replace(env, frame_stack_fill="zeros")
     agent = agents.make_agent(cfg, env)
-    est = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    est = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
     state = agents.make_train(cfg, env, agent=agent).init(seeds.seed_keys(0, cfg.seeds))
     actual = _allocated(state)
     assert abs(est["total"] - actual) <= 0.1 * actual
@@ -31,9 +32,9 @@ def test_estimate_matches_allocated_arrays(frames):
 def test_frame_replay_stores_each_frame_once():
     cfg = config.load(None, ["obs=pixels84", "buffer_size=4000"])
     env = envs.make(cfg.env, cfg.obs)
-    full = memory.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, 1)["per_seed"]["replay"]
+    full = budget.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, 1)["per_seed"]["replay"]
     framed_env = dataclasses.replace(env, frame_stack_fill="zeros")
-    framed = memory.estimate(agents.make_agent(cfg, framed_env), framed_env, cfg.num_envs, 1)["per_seed"]["replay"]
+    framed = budget.estimate(agents.make_agent(cfg, framed_env), framed_env, cfg.num_envs, 1)["per_seed"]["replay"]
     assert 7.5 < full / framed < 8.0  # obs + next_obs of 4 frames each vs 1 frame (+ small fields)
 
 
@@ -41,10 +42,10 @@ def test_too_much_memory_is_one_line_error(tmp_path):
     est = {"per_seed": {"replay": 10}, "per_seed_total": 10, "seeds": 3, "total": 30, "devices": 1,
            "seeds_per_device": 3, "per_device": 30}
     with pytest.raises(ConfigError, match="needs"):
-        memory.check(est, free=(29, 1))
-    memory.check(est, free=(30, 1))
+        budget.check(est, free=(29, 1))
+    budget.check(est, free=(30, 1))
     with pytest.raises(ConfigError, match="needs 0.00 GiB for this host's 2 device"):  # CPU devices share RAM
-        memory.check(est, free=(59, 2))
+        budget.check(est, free=(59, 2))
     out = run_cli("train", "buffer_size=100000000", "--no-progress", "--out", tmp_path / "run")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "GiB is available" in out.stderr
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -64,9 +65,9 @@ def test_frame_replay_agent_trains_through_the_loop():
 def test_working_memory_of_a_compiled_epoch_is_checked():
     """XLA's temp buffers (here a 4000 x 4000 f32 intermediate, 64 MB) count against free memory."""
     compiled = jax.jit(lambda x: jnp.sin(x[:, None] * x[None]) @ x).lower(jnp.ones(4000)).compile()
-    memory.check_working(compiled, free=(2**30, 1))
+    budget.check_working(compiled, free=(2**30, 1))
     with pytest.raises(ConfigError, match="working memory .* lower num_envs"):
-        memory.check_working(compiled, free=(32 * 2**20, 1))
+        budget.check_working(compiled, free=(32 * 2**20, 1))
 
 
 @pytest.mark.parametrize("frames,num_seeds", [(True, 1), (True, 2), (False, 2)])
@@ -84,7 +85,7 @@ def test_replay_buffer_is_updated_in_place(frames, num_seeds):
         trainer = agents.make_train(cfg, env)
         state = trainer.init(seeds.seed_keys(0, num_seeds))
         compiled = seeds.compile_over_seeds(trainer.epoch, state, "vmap")[0].compiled()
-        return compiled.memory_analysis().temp_size_in_bytes, memory.tree_bytes(state.agent.replay)
+        return compiled.memory_analysis().temp_size_in_bytes, budget.tree_bytes(state.agent.replay)
 
     (small, _), (large, replay_bytes) = working_bytes(4000), working_bytes(40000)
     assert large - small < 0.1 * replay_bytes, (small, large, replay_bytes)
@@ -99,7 +100,7 @@ def test_sequential_strategy_copies_at_most_one_seeds_buffer():
         trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
         state = trainer.init(seeds.seed_keys(0, 2))
         compiled = seeds.compile_over_seeds(trainer.epoch, state, "sequential")[0].compiled()
-        return compiled.memory_analysis().temp_size_in_bytes, memory.tree_bytes(state.agent.replay)
+        return compiled.memory_analysis().temp_size_in_bytes, budget.tree_bytes(state.agent.replay)
 
     (small, small_replay), (large, large_replay) = working_bytes(4000), working_bytes(40000)
     one_seed = (large_replay - small_replay) / 2  # what the 10x larger buffer adds, per seed

@@ -1,11 +1,20 @@
-"""Tests of jaxfer.metrics: unit cases, plus reproduction of Sabatelli's (2022, ch. 8) Catch tables."""
+"""Tests of jaxfer.transfer.metrics: unit cases, plus reproduction of Sabatelli's (2022, ch. 8) Catch tables."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jaxfer.metrics import (area_ratio, area_ratio_ci, area_ratio_per_seed, area_under_curve, bootstrap_ci,
-                            iqm, kendall_tau, read_dat, spearman)
+from jaxfer.transfer.metrics import (
+    area_ratio,
+    area_ratio_ci,
+    area_ratio_per_seed,
+    area_under_curve,
+    bootstrap_ci,
+    iqm,
+    kendall_tau,
+    read_dat,
+    spearman,
+)
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sabatelli_catch"
 WINDOW = 246  # the tables integrate the first 246 epochs (rows 0..245), see REF / "README.md"
@@ -252,9 +261,8 @@ def test_cross_transfer_files_cover_table(ref):
 
 
 def test_reference_tables_agree_with_the_test_tables():
-    """jaxfer.reference (used to compare our sweeps) holds the same published numbers as this file."""
-    from jaxfer import reference
-
+    """jaxfer.transfer.reference (used to compare our sweeps) holds the same published numbers as this file."""
+    from jaxfer.transfer import reference
     table = {"v0": "catch/v0", "v2": "catch/v2", "v3": "catch/v3", "v4": "catch/v1"}
     assert {(table[s], table[t]): r for (s, t), r in CROSS.items()} == reference.CROSS
     for mode, arm in (("only_head", "only_head"), ("fine_tune", "self_transfer_full_fine_tuning")):

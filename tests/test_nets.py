@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfer.nets import FRAME_SCALE, ConvQNet, GemmConv, max_pool, relu
+from jaxfer.networks.layers import FRAME_SCALE
+from jaxfer.networks.q_nets import ConvQNet
+from jaxfer.xla_cpu.kernels import GemmConv, max_pool, relu
 
 
 @pytest.mark.parametrize("stride", [1, 2])

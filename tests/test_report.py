@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import scipy.stats
 import yaml
-
 from conftest import ROOT, run_cli
-from jaxfer import io, metrics
+
+from jaxfer.runtime import files
+from jaxfer.transfer import metrics
 
 TINY = {"seeds": 3, "total_steps": 600, "epoch_steps": 200, "learning_starts": 100, "buffer_size": 500,
         "eval_envs": 4, "eval_steps": 12}
@@ -81,11 +82,11 @@ def test_report_of_a_sweep_a_run_and_dptl(tiny_sweep, tmp_path):
     proc = run_cli("report", tiny_sweep, other, tiny_sweep / "scratch" / "catch_v0", DPTL, "--out", out)
     assert proc.returncode == 0, proc.stderr
     md = (out / "report.md").read_text()
-    ratio = io.read_csv(tiny_sweep / "area_ratios.csv")[0]
+    ratio = files.read_csv(tiny_sweep / "area_ratios.csv")[0]
     row = next(line for line in md.splitlines() if line.startswith("| catch/v3 | catch/v0 | fine_tune |"))
     assert f"{float(ratio['area_ratio']):+.3f} [{float(ratio['ci_low']):+.3f}, {float(ratio['ci_high']):+.3f}]" in row
     # the probability of improvement printed equals the one from the per-seed areas in curves.csv
-    curves = io.read_csv(tiny_sweep / "curves.csv")
+    curves = files.read_csv(tiny_sweep / "curves.csv")
 
     def areas(mode):
         rows = [r for r in curves if r["mode"] == mode and r["target"] == "catch/v0"]

@@ -25,5 +25,5 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     again = run_cli(*ARGS, "--out", out)  # a finished run is reported, never overwritten
     assert again.returncode == 0 and "already finished" in again.stdout
     different = run_cli(*ARGS, "lr=0.01", "--out", out)
-    assert different.returncode == 2 and "different config" in different.stderr
+    assert different.returncode == 2 and "made with another config" in different.stderr
     assert (out / "run.json").exists()

@@ -7,10 +7,9 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, run_cli
 
-from jaxfer import io, rundir
+from jaxfer.runtime import files, rundir
 
 RUN = ["train", "total_steps=12000", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "eval_envs=4",
        "eval_steps=12", "seeds=2", "--no-progress"]
@@ -37,7 +36,7 @@ def test_a_second_command_on_a_held_directory_is_refused_and_changes_nothing(tmp
     assert first.returncode == 0, err[-2000:]
     assert not (out / rundir.LOCK).exists()
     assert json.loads((out / "run.json").read_text())["config"]["env"] == "catch/v0"
-    rows = io.read_csv(out / "metrics.csv")
+    rows = files.read_csv(out / "metrics.csv")
     assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
 
 
@@ -46,7 +45,7 @@ def test_a_lock_whose_process_is_gone_is_taken_over_and_its_temp_files_removed(t
     dead.wait()
     out = tmp_path / "run"
     _lock(out, dead.pid)
-    (out / f".checkpoint.npz{io.PARTIAL}x1y2").write_bytes(b"half a checkpoint")  # what a kill -9 leaves
+    (out / f".checkpoint.npz{files.PARTIAL}x1y2").write_bytes(b"half a checkpoint")  # what a kill -9 leaves
     res = run_cli(*RUN, "total_steps=400", "--out", out)
     assert res.returncode == 0, res.stderr
     assert f"took over the lock of pid {dead.pid}" in res.stderr
@@ -89,7 +88,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_the_run_resumes(tmp_path):
     res = run_cli(*RUN, "--out", out)
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "run.json").read_text())["resumed_from_epoch"] >= 1
-    rows = io.read_csv(out / "metrics.csv")
+    rows = files.read_csv(out / "metrics.csv")
     assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
 
 
@@ -127,7 +126,7 @@ def test_every_run_writes_tensorboard_events_per_seed_and_mean(tmp_path):
     res = run_cli(*RUN, "total_steps=400", "--out", out)
     assert res.returncode == 0, res.stderr
     scalars = _scalars(out / "tensorboard")
-    rows = io.read_csv(out / "metrics.csv")
+    rows = files.read_csv(out / "metrics.csv")
     for seed in (0, 1):
         got = scalars[f"eval_catch_rate/seed_{seed}"]
         assert got == [(int(float(r["env_steps"])), pytest.approx(float(r["eval_catch_rate"])))

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfer import seeds
+from jaxfer.runtime import seeds
 
 
 def step(flag, x, shared):

@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from jaxfer import config, io, nets, run
+from jaxfer.errors import JaxferError
+from jaxfer import config
+from jaxfer.networks import layers, q_nets
+from jaxfer.runtime import files, run
 from jaxfer.segment import config as seg_config
 from jaxfer.segment import export, labels, pipeline
 from jaxfer.segment.fcn import FCN, GemmConvTranspose
 from jaxfer.segment.train import make_trainer, scores
+from jaxfer.xla_cpu import kernels
 
 
 def test_channel_labels_background_classes_and_precedence():
@@ -98,8 +102,8 @@ def test_fcn_output_is_input_resolution_and_trunk_is_seg_ddqn(shape):
     fcn_params = FCN(5).init(jax.random.PRNGKey(1), obs)
     logits, fcn_acts = FCN(5).apply(fcn_params, obs, capture_intermediates=True)
     assert logits.shape == (2, *shape[:2], 5)
-    assert nets.layer_names(fcn_params) == ["conv_0", "conv_1", "conv_2", "head"]
-    q = nets.make_network("seg_ddqn", 3)
+    assert layers.layer_names(fcn_params) == ["conv_0", "conv_1", "conv_2", "head"]
+    q = q_nets.make_network("seg_ddqn", 3)
     q_params = q.init(jax.random.PRNGKey(2), obs)
     q_params, _ = export.export(jax.tree.map(lambda x: x[None], fcn_params), jax.tree.map(lambda x: x[None], q_params),
                                 frozen=False)
@@ -107,7 +111,7 @@ def test_fcn_output_is_input_resolution_and_trunk_is_seg_ddqn(shape):
     for name in ("conv_0", "conv_1", "conv_2"):  # the same layer code: same features from the same weights
         relu = nn.relu(fcn_acts["intermediates"][name]["__call__"][0])
         if name != "conv_1":
-            relu = nets.max_pool(relu, 2)
+            relu = kernels.max_pool(relu, 2)
         np.testing.assert_array_equal(relu, q_acts["activations"][f"{name}_relu"][0])
 
 
@@ -154,7 +158,7 @@ def test_export_is_bit_identical_and_stays_so_when_frozen(tmp_path):
         for leaf in ("kernel", "bias"):
             np.testing.assert_array_equal(params["params"][name][leaf], fcn["params"][name][leaf][:2])
     run.train(cfg, tmp_path / "frozen", progress=False, init_params=params, freeze=freeze)
-    trained = io.load_tree(tmp_path / "frozen" / run.PARAMS, like=fresh)[0]
+    trained = files.load_tree(tmp_path / "frozen" / run.PARAMS, like=fresh)[0]
     for name in trunk:
         for leaf in ("kernel", "bias"):
             np.testing.assert_array_equal(trained["params"][name][leaf], fcn["params"][name][leaf][:2])
@@ -181,9 +185,9 @@ def test_pipeline_resumes_and_refuses_another_config(tmp_path):
     (tmp_path / "fcn" / "fcn.json").unlink()  # as if interrupted after the last epoch's checkpoint
     again = pipeline.run_segment(cfg, tmp_path, progress=False)
     assert again["fcn"]["pixel_accuracy"] == first["fcn"]["pixel_accuracy"]
-    assert io.read_csv(tmp_path / "fcn" / "metrics.csv")[-1]["epoch"] == "1"
+    assert files.read_csv(tmp_path / "fcn" / "metrics.csv")[-1]["epoch"] == "1"
     assert json.loads((tmp_path / "fcn" / "fcn.json").read_text())["resumed_from_epoch"] == 2
-    with pytest.raises(seg_config.SegmentError, match="another config"):
+    with pytest.raises(JaxferError, match="another config"):
         pipeline.run_segment(dataclasses.replace(cfg, frames=200), tmp_path, progress=False)
 
 

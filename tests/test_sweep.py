@@ -6,10 +6,12 @@ import re
 import numpy as np
 import pytest
 import yaml
-
 from conftest import run_cli
-from jaxfer import config, io, run, sweep
+
+from jaxfer import config
 from jaxfer.config import ConfigError
+from jaxfer.runtime import files, run
+from jaxfer.transfer import sweep
 
 TINY = {"seeds": 2, "total_steps": 400, "epoch_steps": 200, "learning_starts": 100, "buffer_size": 500,
         "eval_envs": 4, "eval_steps": 12}
@@ -29,7 +31,7 @@ def test_sweep_outputs_surgery_and_resume(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "MiB on disk" in proc.stdout.splitlines()[0]  # the sweep's disk use, checkpoints dropped
     assert not list(out.rglob("checkpoint.npz"))
-    ratios = io.read_csv(out / "area_ratios.csv")
+    ratios = files.read_csv(out / "area_ratios.csv")
     assert {(r["source"], r["target"], r["mode"]) for r in ratios} == {
         ("catch/v0", "catch/v0", "only_head"), ("catch/v3", "catch/v0", "only_head"),
         ("catch/v0", "catch/v0", "first_n:1"), ("catch/v3", "catch/v0", "first_n:1")}
@@ -40,8 +42,8 @@ def test_sweep_outputs_surgery_and_resume(tmp_path):
     # only_head: the copied body stayed the source's weights through training, bit for bit.
     cfg = sweep.load(_config(tmp_path))
     like = run.init_params(cfg.train)
-    source, _ = io.load_tree(out / "scratch/catch_v3/params.npz", like)
-    cell, _ = io.load_tree(out / "cells/catch_v3__catch_v0__only_head/params.npz", like)
+    source, _ = files.load_tree(out / "scratch/catch_v3/params.npz", like)
+    cell, _ = files.load_tree(out / "cells/catch_v3__catch_v0__only_head/params.npz", like)
     for layer in ("conv_0", "conv_1", "dense_0"):
         np.testing.assert_array_equal(cell["params"][layer]["kernel"], source["params"][layer]["kernel"])
     assert not np.array_equal(cell["params"]["head"]["kernel"], source["params"]["head"]["kernel"])
@@ -78,7 +80,7 @@ def test_layer_count_too_large_is_one_line_from_the_cli(tmp_path):
 def _checkpoint(path, **over):
     """A params.npz like a finished run's (fresh weights: the tests check where weights go, not their quality)."""
     cfg = config.from_dict(TINY | over)
-    io.save_tree(path, run.init_params(cfg))
+    files.save_tree(path, run.init_params(cfg))
     return path
 
 
@@ -93,11 +95,11 @@ def test_source_checkpoint_replaces_the_source_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (out / "scratch").iterdir()) == ["catch_v0"]
     like = run.init_params(sweep.load(config).train)
-    cell, _ = io.load_tree(out / "cells/catch_v3__catch_v0__only_head/params.npz", like)
+    cell, _ = files.load_tree(out / "cells/catch_v3__catch_v0__only_head/params.npz", like)
     with np.load(tmp_path / "v3run" / "params.npz") as source:
         for layer in ("conv_0", "conv_1", "dense_0"):
             np.testing.assert_array_equal(cell["params"][layer]["kernel"], source[f"params/{layer}/kernel"][:2])
-    ratios = io.read_csv(out / "area_ratios.csv")
+    ratios = files.read_csv(out / "area_ratios.csv")
     assert [(r["source"], r["mode"]) for r in ratios] == [("catch/v3", "only_head")]
 
 
@@ -134,16 +136,16 @@ def test_distilled_students_are_sources(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("transfer", config, "--out", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    ratios = io.read_csv(out / "area_ratios.csv")
+    ratios = files.read_csv(out / "area_ratios.csv")
     assert [r["source"] for r in ratios] == ["catch/v0", "catch/v0+distill"]
     student = json.loads((out / "distill/catch_v0/run.json").read_text())
     assert len(student["kl_after"]) == 2 and len(student["loss_per_pass"][0]) == 5
     for before, after in zip(student["kl_before"], student["kl_after"]):
         assert after < before, (student["kl_before"], student["kl_after"])
     like = run.init_params(sweep.load(config).train)
-    teacher, _ = io.load_tree(out / "scratch/catch_v0/params.npz", like)
-    distilled, _ = io.load_tree(out / "distill/catch_v0/params.npz", like)
-    cell, _ = io.load_tree(out / "cells/catch_v0+distill__catch_v0__only_head/params.npz", like)
+    teacher, _ = files.load_tree(out / "scratch/catch_v0/params.npz", like)
+    distilled, _ = files.load_tree(out / "distill/catch_v0/params.npz", like)
+    cell, _ = files.load_tree(out / "cells/catch_v0+distill__catch_v0__only_head/params.npz", like)
     for layer in ("conv_0", "conv_1", "dense_0"):  # frozen in the cell: still the student's, not the teacher's
         np.testing.assert_array_equal(cell["params"][layer]["kernel"], distilled["params"][layer]["kernel"])
         assert not np.array_equal(distilled["params"][layer]["kernel"], teacher["params"][layer]["kernel"])

@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfer import transfer
-from jaxfer.nets import layer_names, make_network
+from jaxfer.networks.layers import layer_names
+from jaxfer.networks.q_nets import make_network
+from jaxfer.transfer import surgery
 
 
 def _init(name, actions, seed, shape=(21, 21, 4)):
@@ -26,7 +27,7 @@ def _equal(a, b):
 ])
 def test_copied_layers_equal_source_others_equal_fresh(mode, n, copied):
     source, fresh = _init("catch_cnn", 3, 0), _init("catch_cnn", 3, 1)
-    params, freeze = transfer.apply(mode, source, fresh, n=n, frozen=True)
+    params, freeze = surgery.apply(mode, source, fresh, n=n, frozen=True)
     for name in layer_names(fresh):
         ref = source if name in copied else fresh
         assert _equal(params["params"][name], ref["params"][name]), name
@@ -39,19 +40,19 @@ def test_copied_layers_equal_source_others_equal_fresh(mode, n, copied):
 
 def test_head_is_reinitialised_when_action_sets_differ():
     source, fresh = _init("catch_cnn", 3, 0), _init("catch_cnn", 6, 1)
-    params, _ = transfer.apply("first_n", source, fresh, n=4)
+    params, _ = surgery.apply("first_n", source, fresh, n=4)
     assert _equal(params["params"]["head"], fresh["params"]["head"])
     assert _equal(params["params"]["dense_0"], source["params"]["dense_0"])
 
 
 def test_errors_name_the_problem():
     source = _init("catch_cnn", 3, 0)
-    with pytest.raises(transfer.TransferError, match="unknown transfer mode 'half'"):
-        transfer.apply("half", source, source)
-    with pytest.raises(transfer.TransferError, match="1 <= n <= 4"):
-        transfer.apply("first_n", source, source, n=5)
+    with pytest.raises(surgery.TransferError, match="unknown transfer mode 'half'"):
+        surgery.apply("half", source, source)
+    with pytest.raises(surgery.TransferError, match="1 <= n <= 4"):
+        surgery.apply("first_n", source, source, n=5)
     other = _init("catch_cnn", 3, 0, shape=(21, 21, 2))  # 2 input channels instead of 4
-    with pytest.raises(transfer.TransferError, match="layer 'conv_0' does not fit"):
-        transfer.apply("fine_tune", other, source)
-    with pytest.raises(transfer.TransferError, match="layer 'conv_0' is not in the source network"):
-        transfer.apply("first_n", _init("mlp", 3, 0), source, n=1)
+    with pytest.raises(surgery.TransferError, match="layer 'conv_0' does not fit"):
+        surgery.apply("fine_tune", other, source)
+    with pytest.raises(surgery.TransferError, match="layer 'conv_0' is not in the source network"):
+        surgery.apply("first_n", _init("mlp", 3, 0), source, n=1)

@@ -16,12 +16,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfer import ac_nets
 from jaxfer.agents import targets
 from jaxfer.agents.loop import Agent, Rollout
 from jaxfer.agents.value_based import stop_frozen, with_freeze
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
+from jaxfer.networks import actor_critic
 
 
 class A2CState(NamedTuple):
@@ -52,16 +52,16 @@ def make_optimizer(cfg: TrainConfig, freeze=None) -> optax.GradientTransformatio
 
 
 def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:
-    net = ac_nets.from_config(cfg, env.num_actions)
+    net = actor_critic.from_config(cfg, env.num_actions)
     tx = make_optimizer(cfg, freeze)
 
     def unroll(params, memory, obs, first):
-        return net.apply(params, memory, obs, first, method=ac_nets.ActorCritic.unroll)
+        return net.apply(params, memory, obs, first, method=actor_critic.ActorCritic.unroll)
 
     def init(key: jax.Array, obs: jax.Array, params=None) -> A2CState:
         if params is None:
             params = net.init(key, net.initial_memory(1), obs[None, :1], jnp.ones((1, 1), bool),
-                              method=ac_nets.ActorCritic.unroll)
+                              method=actor_critic.ActorCritic.unroll)
         return A2CState(params, tx.init(params))
 
     def act(agent: A2CState, memory, obs, first, key):

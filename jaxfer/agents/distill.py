@@ -3,7 +3,7 @@ the teacher's softened action distribution, KL( softmax(q_T / tau) || softmax(q_
 
 The student's logits are not divided by tau. Schedules: "fixed" (tau 0.1, each sample once) and
 "varying" (five passes with tau 0.1, 0.2, ..., 0.5: each sample five times). The distilled student is
-a parameter tree like any other, so it can be a transfer source (``jaxfer.sweep``'s ``distill`` key).
+a parameter tree like any other, so it can be a transfer source (``jaxfer.transfer.sweep``'s ``distill`` key).
 Everything here is pure, so ``student`` vmaps over seeds.
 """
 from __future__ import annotations

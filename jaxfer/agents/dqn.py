@@ -4,14 +4,14 @@ from __future__ import annotations
 import jax
 import optax
 
-from jaxfer import replay
 from jaxfer.agents import targets
 from jaxfer.agents.value_based import Algorithm
 from jaxfer.config import TrainConfig
-from jaxfer.nets import make_network
+from jaxfer.networks.q_nets import make_network
+from jaxfer.replay import uniform
 
 
-def td_loss(net, cfg: TrainConfig, params, target_params, batch: replay.Transition):
+def td_loss(net, cfg: TrainConfig, params, target_params, batch: uniform.Transition):
     """Huber loss of the (Double) Q-learning TD error, batched over the transitions."""
     q = net.apply(params, batch.obs)
     q_next_target = net.apply(target_params, batch.next_obs)

@@ -13,14 +13,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfer import replay
 from jaxfer.agents import targets
 from jaxfer.agents.value_based import Algorithm
 from jaxfer.config import TrainConfig
-from jaxfer.nets import make_network
+from jaxfer.networks.q_nets import make_network
+from jaxfer.replay import uniform
 
 
-def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params, batch: replay.Transition):
+def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params, batch: uniform.Transition):
     q = qnet.apply(params["q"], batch.obs)
     v = vnet.apply(params["v"], batch.obs)[:, 0]
     discount = cfg.gamma * (1.0 - batch.done)

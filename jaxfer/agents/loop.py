@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import backend, seeds
 from jaxfer.config import TrainConfig
-from jaxfer.envs import Env, Pool, pool as make_pool
+from jaxfer.envs import Env, Pool
+from jaxfer.envs import pool as make_pool
+from jaxfer.runtime import backend, seeds
 
 EVAL_SEED_OFFSET = 1_000_003  # eval games never share a seed with training games
 
@@ -78,7 +79,7 @@ class Trainer(NamedTuple):
     checkpoint: Callable  # state -> the tree a checkpoint holds (of its real seeds: ``seeds.fetch(tree, num)``)
     restore: Callable  # (state, loaded checkpoint tree of the real seeds) -> state, padded and placed
     phase: Callable | None  # state -> the epoch's static variant (warm-up iterations); None: one variant
-    num_seeds: int  # the padded seed count the state holds (jaxfer.seeds.padded)
+    num_seeds: int  # the padded seed count the state holds (jaxfer.runtime.seeds.padded)
 
 
 def episode_stats(info: dict) -> dict:

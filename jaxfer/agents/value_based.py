@@ -14,23 +14,24 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfer import frame_replay, replay, seeds
 from jaxfer.agents.loop import Agent, Rollout
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
+from jaxfer.replay import stacked_frames, uniform
+from jaxfer.runtime import seeds
 
 
 class Algorithm(NamedTuple):
     init_params: Callable  # (key, obs batch) -> params
     q_values: Callable  # (params, obs batch) -> (batch, num_actions); acting is epsilon-greedy on it
-    loss: Callable  # (params, target_params, replay.Transition) -> scalar
+    loss: Callable  # (params, target_params, uniform.Transition) -> scalar
 
 
 class ValueState(NamedTuple):
     params: chex.ArrayTree
     target_params: chex.ArrayTree
     opt_state: chex.ArrayTree
-    replay: replay.Replay | frame_replay.FrameReplay
+    replay: uniform.Replay | stacked_frames.FrameReplay
     key: jax.Array
     env_steps: jax.Array  # int32, env steps taken by this agent
     updates: jax.Array  # int32, gradient updates taken
@@ -58,14 +59,14 @@ def make_memory(cfg: TrainConfig, env: Env):
     if env.frame_stack_fill is None:
         def add(buf, r: Rollout):
             flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), r)
-            return replay.add(buf, replay.Transition(flat.obs, flat.action, flat.reward, flat.done, flat.next_obs))
+            return uniform.add(buf, uniform.Transition(flat.obs, flat.action, flat.reward, flat.done, flat.next_obs))
 
-        return (lambda: replay.init(cfg.buffer_size, env.obs_shape, env.obs_dtype), add,
-                lambda buf, key: replay.sample(buf, key, cfg.batch_size))
+        return (lambda: uniform.init(cfg.buffer_size, env.obs_shape, env.obs_dtype), add,
+                lambda buf, key: uniform.sample(buf, key, cfg.batch_size))
     k = env.obs_shape[-1]
-    return (lambda: frame_replay.init(cfg.buffer_size, cfg.num_envs, env.obs_shape, env.obs_dtype),
-            lambda buf, r: frame_replay.add(buf, r.obs, r.action, r.reward, r.done, r.first),
-            lambda buf, key: frame_replay.sample(buf, key, cfg.batch_size, k, env.frame_stack_fill))
+    return (lambda: stacked_frames.init(cfg.buffer_size, cfg.num_envs, env.obs_shape, env.obs_dtype),
+            lambda buf, r: stacked_frames.add(buf, r.obs, r.action, r.reward, r.done, r.first),
+            lambda buf, key: stacked_frames.sample(buf, key, cfg.batch_size, k, env.frame_stack_fill))
 
 
 def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agent:

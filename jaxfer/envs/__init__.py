@@ -9,7 +9,6 @@ from jaxfer.envs.base import Env, EnvError, Pool, pool
 
 # Observation modes per backend (the part of the id before the "/").
 BACKEND_OBS_MODES = {"catch": ("grid", "pixels84"), "minatar": ("grid",), "atari": atari.OBS_MODES}
-OBS_MODES = tuple(dict.fromkeys(m for modes in BACKEND_OBS_MODES.values() for m in modes))  # all of them
 
 # id -> factory(obs: str) -> Env. Backends: catch/ (pure JAX), minatar/ (gymnax), atari/ (envpool XLA;
 # envpool is imported only when an atari/ env is made).
@@ -39,5 +38,5 @@ def make(env_id: str, obs: str = "grid") -> Env:
     return ENV_IDS[env_id](obs)
 
 
-__all__ = ["BACKEND_OBS_MODES", "ENV_IDS", "OBS_MODES", "Env", "EnvError", "Pool", "known_env_ids", "make",
+__all__ = ["BACKEND_OBS_MODES", "ENV_IDS", "Env", "EnvError", "Pool", "known_env_ids", "make",
            "obs_modes", "pool"]

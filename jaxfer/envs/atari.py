@@ -56,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import time
 from typing import NamedTuple
 
 import jax
@@ -169,7 +168,7 @@ def _threads(n: int, pools: int = 1) -> int:
 def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -> Pool:
     """One synchronous envpool per device of ``seeds.mesh()``; see the module docstring.
 
-    ``num_seeds`` (a multiple of the device count, see ``jaxfer.seeds``) are split into equal blocks,
+    ``num_seeds`` (a multiple of the device count, see ``jaxfer.runtime.seeds``) are split into equal blocks,
     device d stepping seeds ``d * S/D ..`` in its own pool (this process makes the pools of its own
     devices only). ``step`` runs on one device's block, inside ``seeds.over_seeds``: with several
     pools in a process it picks its device's pool by ``lax.axis_index`` (``lax.switch``), since envpool
@@ -177,15 +176,14 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
     """
     import envpool
 
-    from jaxfer import seeds
-
+    from jaxfer.runtime import seeds
     platform = jax.default_backend()
     if platform not in ("cpu", "gpu", "cuda", "rocm"):
         raise EnvError(f"atari/ envs need a CPU or GPU backend (envpool has no {platform} step); "
                        f"run on a CPU or GPU host")
     devices = seeds.device_count()
     if num_seeds % devices:
-        raise EnvError(f"{num_seeds} seeds cannot be split over {devices} devices; pad them (jaxfer.seeds.padded)")
+        raise EnvError(f"{num_seeds} seeds cannot be split over {devices} devices; pad them (runtime.seeds.padded)")
     preset, task_id = PRESETS[obs], GAMES[env_id]
     per_device = num_seeds // devices
     n, shape = per_device * num_envs, (per_device, num_envs)
@@ -258,29 +256,3 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
     if preset.crop:
         options |= {"crop": list(preset.crop), "resize": f"{preset.size}x{preset.size} by area (block means)"}
     return Pool(num_seeds, num_envs, reset, step, checkpointable=False, options=options)
-
-
-def rollout(pool: Pool, state, actions):
-    """Steps ``pool`` through ``actions`` (T, S, E) in one jitted ``lax.scan``; returns
-    ``(state, (obs, reward, done, info))`` with a leading T axis."""
-
-    def body(state, a):
-        state, obs, reward, done, info = pool.step(state, a)
-        return state, (obs, reward, done, info)
-
-    return jax.jit(lambda s, a: jax.lax.scan(body, s, a))(state, actions)
-
-
-def throughput(env_id: str, obs: str = "nature", num_envs: int = 16, steps: int = 500, seed: int = 0) -> dict:
-    """Random-action env steps per second of one pool (each step is ``frame_skip`` emulator frames)."""
-    env = make_atari(env_id, obs)
-    pool = make_pool(env_id, obs, 1, num_envs, seed)
-    state, _ = pool.reset()
-    actions = jax.random.randint(jax.random.PRNGKey(seed), (steps, 1, num_envs), 0, env.num_actions)
-    run = jax.jit(lambda s, a: jax.lax.scan(lambda c, x: (pool.step(c, x)[0], None), s, a)[0])
-    state = jax.block_until_ready(run(state, actions))  # compiles; times only the second call
-    t0 = time.perf_counter()
-    jax.block_until_ready(run(state, actions))
-    dt = time.perf_counter() - t0
-    return {"env": env_id, "obs": obs, "num_envs": num_envs, "steps": steps * num_envs,
-            "seconds": dt, "env_steps_per_s": steps * num_envs / dt, "threads": pool.options["num_threads"]}

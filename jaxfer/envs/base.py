@@ -7,10 +7,11 @@ from typing import Any, Callable
 
 import jax
 
-from jaxfer import seeds
+from jaxfer.runtime import seeds
+from jaxfer.errors import JaxferError
 
 
-class EnvError(ValueError):
+class EnvError(JaxferError):
     """Unknown environment id or observation mode."""
 
 
@@ -19,7 +20,7 @@ class Pool:
     """``num_seeds x num_envs`` environments stepped as one batch: what training loops use.
 
     ``reset(keys (S,)) -> (state, obs (S, E, *obs_shape))`` returns global arrays split over the seed
-    mesh (``jaxfer.seeds``) and may run on the host (envpool's reset does); ``step(state, actions int32
+    mesh (``jaxfer.runtime.seeds``) and may run on the host (envpool's reset does); ``step(state, actions int32
     (S', E)) -> (state, obs, reward f32 (S', E), done bool (S', E), info)`` is pure, auto-resets, and
     runs on one device's block of S' seeds inside ``seeds.over_seeds`` (a one-device pool also outside).
     ``done`` ends the learner's bootstrapping (a lost life under episodic-life training);
@@ -57,7 +58,7 @@ class Env:
     step: Callable | None = None
     make_pool: Callable | None = None
     # Set where obs = (H, W, K) single frames stacked oldest first: what the env shows before an
-    # episode's first frame, "zeros" or "repeat" (jaxfer.frame_replay then stores each frame once).
+    # episode's first frame, "zeros" or "repeat" (jaxfer.replay.stacked_frames then stores each frame once).
     frame_stack_fill: str | None = None
 
 

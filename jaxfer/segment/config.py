@@ -10,15 +10,15 @@ import dataclasses
 import json
 from pathlib import Path
 
-
 from jaxfer import config, envs
 from jaxfer.config import ConfigError
 from jaxfer.segment import labels
+from jaxfer.errors import JaxferError
 
 VARIANTS = ("frozen", "fine_tune", "scratch", "baseline")
 
 
-class SegmentError(ValueError):
+class SegmentError(JaxferError):
     """A user mistake in a segmentation request: the message is one line naming the problem."""
 
 
@@ -88,10 +88,9 @@ def _ddqn(raw, env: str, obs: str) -> DDQNConfig:
            "ddqn.train must be a Double DQN (agent: dqn, double: true)")
     _check(spec.window is None or _int(spec.window, 2),
            f"ddqn.window must be an integer >= 2 or null, got {spec.window!r}")
-    from jaxfer import nets
-
-    _check(spec.baseline_network in nets.NETWORKS,
-           f"unknown ddqn.baseline_network '{spec.baseline_network}'; known: {', '.join(nets.NETWORKS)}")
+    from jaxfer.networks import q_nets
+    _check(spec.baseline_network in q_nets.NETWORKS,
+           f"unknown ddqn.baseline_network '{spec.baseline_network}'; known: {', '.join(q_nets.NETWORKS)}")
     return spec
 
 

@@ -1,4 +1,4 @@
-"""FCN checkpoints, and their conv layers exported as a Double DQN's trunk through ``jaxfer.transfer``.
+"""FCN checkpoints, and their conv layers exported as a Double DQN's trunk through ``jaxfer.transfer.surgery``.
 
 ``fcn.npz`` holds the FCN parameters (seed axis first, keys ``params/conv_0/kernel`` ...) and what
 they were trained on (env id, obs mode, observation shape, class count), so a DDQN whose
@@ -13,15 +13,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxfer import io, transfer
-from jaxfer.nets import layer_names
+from jaxfer.networks.layers import layer_names
+from jaxfer.runtime import files
 from jaxfer.segment.config import SegmentError
+from jaxfer.transfer import surgery
 
 FILE = "fcn.npz"
 
 
 def save(path: Path, params, env: str, obs: str, obs_shape: tuple, num_classes: int) -> None:
-    io.save_tree(path, params, env=env, obs=obs, obs_shape=np.asarray(obs_shape), num_classes=num_classes)
+    files.save_tree(path, params, env=env, obs=obs, obs_shape=np.asarray(obs_shape), num_classes=num_classes)
 
 
 def load(path: str | Path) -> tuple[dict, dict]:
@@ -69,11 +70,11 @@ def encoder_layers(fcn_params) -> list[str]:
 
 def export(fcn_params, fresh, frozen: bool):
     """(initial DDQN params, freeze mask or None): the FCN's convs as the first layers of ``fresh``
-    (seed axes first, FCN seed i -> DDQN seed i), copied by ``jaxfer.transfer`` mode ``first_n``."""
+    (seed axes first, FCN seed i -> DDQN seed i), copied by ``jaxfer.transfer.surgery`` mode ``first_n``."""
     num_seeds = len(jax.tree.leaves(fresh)[0])
     held = len(jax.tree.leaves(fcn_params)[0])
     if held < num_seeds:
         raise SegmentError(f"the FCN checkpoint holds {held} seeds but the DDQN trains {num_seeds} "
                            "(seed i starts from FCN seed i)")
     fcn_params = jax.tree.map(lambda x: x[:num_seeds], fcn_params)
-    return transfer.apply("first_n", fcn_params, fresh, n=len(encoder_layers(fcn_params)), frozen=frozen)
+    return surgery.apply("first_n", fcn_params, fresh, n=len(encoder_layers(fcn_params)), frozen=frozen)

@@ -1,9 +1,9 @@
 """Bélignon's FCN ``fcn_f16-k3_s2_f32-k3_f32-k3_s2_d8`` in flax, with a trunk a Q-network can take over.
 
-The encoder IS the first three conv layers of ``jaxfer.nets.NETWORKS["seg_ddqn"]`` (conv 16@3x3,
+The encoder IS the first three conv layers of ``jaxfer.networks.q_nets.NETWORKS["seg_ddqn"]`` (conv 16@3x3,
 2x2 max-pool, conv 32@3x3, conv 32@3x3, 2x2 max-pool; "SAME" convs, so MinAtar's 10x10 fits), built
 from the same spec with the same layer code and names (``conv_0..conv_2``), so exporting it is
-``jaxfer.transfer`` copying ``first_n: 3``. The decoder is one transposed conv, kernel 8, stride =
+``jaxfer.transfer.surgery`` copying ``first_n: 3``. The decoder is one transposed conv, kernel 8, stride =
 the encoder's total stride (4), to per-pixel class logits, named ``head`` so ``layer_names`` orders
 the tree. Its output is cropped to the input resolution: FCN-style, offset (kernel - stride) / 2, so
 the centre of each input cell's 8x8 footprint lands on the centre of the 4x4 pixels it pooled.
@@ -18,10 +18,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfer import nets
+from jaxfer.networks import q_nets
+from jaxfer.xla_cpu import kernels
 
 NETWORK = "seg_ddqn"  # the Q-network whose first convs are this FCN's encoder
-ENCODER = nets.NETWORKS[NETWORK](1).convs[:3]  # (features, kernel, stride[, pool]) per conv
+ENCODER = q_nets.NETWORKS[NETWORK](1).convs[:3]  # (features, kernel, stride[, pool]) per conv
 DECODER_KERNEL = 8  # the seed's "d8"
 
 
@@ -61,11 +62,11 @@ class FCN(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         height, width = obs.shape[-3:-1]
-        x = obs.astype(jnp.float32) / 255.0  # the input scaling of jaxfer.nets.ConvQNet
+        x = obs.astype(jnp.float32) / 255.0  # the input scaling of jaxfer.networks.q_nets.ConvQNet
         for i, (features, kernel, stride, *pool) in enumerate(self.convs):
-            x = nn.relu(nets.GemmConv(features, kernel, stride, "SAME", name=f"conv_{i}")(x))
+            x = nn.relu(kernels.GemmConv(features, kernel, stride, "SAME", name=f"conv_{i}")(x))
             if pool:
-                x = nets.max_pool(x, pool[0])
+                x = kernels.max_pool(x, pool[0])
         stride = math.prod(c[2] * (c[3] if len(c) > 3 else 1) for c in self.convs)
         y = GemmConvTranspose(self.num_classes, self.kernel, stride, name="head")(x)
         off = (self.kernel - stride) // 2

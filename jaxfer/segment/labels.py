@@ -20,6 +20,7 @@ import dataclasses
 
 import chex
 import numpy as np
+from jaxfer.errors import JaxferError
 
 METHODS = ("channels", "palette")
 
@@ -34,7 +35,7 @@ CHANNEL_NAMES = {
 }
 
 
-class LabelError(ValueError):
+class LabelError(JaxferError):
     """A game or setting no label method covers: the message is one line naming the problem."""
 
 

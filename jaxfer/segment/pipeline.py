@@ -3,23 +3,23 @@
 The output directory (every file written atomically; a rerun skips what is finished):
 
 - ``segment.yaml``: the config of the last call;
-- ``frames/``: the collected random-policy frames (``jaxfer.frames`` cache);
+- ``frames/``: the collected random-policy frames (``jaxfer.dptl.frames`` cache);
 - ``fcn/``: ``config.yaml`` (what the FCN part ran with: another config is refused), ``labels.json``
   (method, classes, label checks), ``metrics.csv`` (per epoch and seed: train loss, test pixel
   accuracy, mean IoU), ``checkpoint.npz`` (per epoch, to resume), ``fcn.npz`` (parameters, seed axis
   first, and the input they take), ``segmentation_grid.png`` (frame | labels | prediction) and, written
   last as the finished mark, ``fcn.json`` (accuracy and IoU per seed, seed means with bootstrap CIs,
   training images/s);
-- ``ddqn/<variant>/``: one resumable ``jaxfer.run`` directory per variant: ``frozen`` / ``fine_tune``
-  (the FCN's convs as trunk via ``jaxfer.transfer``), ``scratch`` (the same network from scratch) and
+- ``ddqn/<variant>/``: one resumable ``jaxfer.runtime.run`` directory per variant: ``frozen`` / ``fine_tune``
+  (the FCN's convs as trunk via ``jaxfer.transfer.surgery``), ``scratch`` (the same network from scratch) and
   ``baseline`` (``ddqn.baseline_network`` from scratch);
 - ``curves.csv``, ``area_ratios.csv``, ``learning_curves.png`` and ``summary.json``.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import json
+import math
 import sys
 import time
 import warnings
@@ -31,11 +31,14 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from jaxfer import agents, envs, frames, io, memory, metrics, run, seeds
+from jaxfer import agents, envs
+from jaxfer.dptl import frames
+from jaxfer.runtime import budget, files, run, rundir, seeds
 from jaxfer.segment import export, labels, report
 from jaxfer.segment.config import SegmentConfig, SegmentError, to_dict
 from jaxfer.segment.fcn import FCN
 from jaxfer.segment.train import Dataset, make_trainer, scores, split
+from jaxfer.transfer import metrics
 
 PALETTE_FIT_FRAMES = 2000  # training frames (evenly spaced) the palette labeller is fitted on: the mode sorts them
 
@@ -51,14 +54,6 @@ def fcn_claim(cfg: SegmentConfig) -> dict:
     return {k: d[k] for k in ("env", "obs", "labels", "num_colours", "frames", "frames_seed", "test_fraction", "fcn")}
 
 
-def _claim(path: Path, claim: dict, what: str) -> None:
-    if path.exists():
-        if yaml.safe_load(path.read_text()) != claim:
-            raise SegmentError(f"{path.parent} holds {what} made with another config; pass another --out")
-    else:
-        io.atomic_write_bytes(path, yaml.safe_dump(claim, sort_keys=False).encode())
-
-
 def make_labels(cfg: SegmentConfig, obs: np.ndarray, n_train: int, out: Path) -> tuple[np.ndarray, list[str], dict]:
     """(labels (N, H, W), class names, label checks). A palette is fitted on training frames only."""
     method = cfg.label_method
@@ -72,7 +67,7 @@ def make_labels(cfg: SegmentConfig, obs: np.ndarray, n_train: int, out: Path) ->
         pictures = labels.newest_frame(obs, per_frame)
         y, palette = _palette_labels(pictures, n_train, cfg.num_colours)
         names = ["background"] + ["colour " + "/".join(map(str, c)) for c in palette.colours.tolist()]
-        io.atomic_write(out / "palette.npz",
+        files.atomic_write(out / "palette.npz",
                         lambda f: np.savez(f, background=palette.background, colours=palette.colours))
         info["palette"] = palette.colours.tolist()
     if cfg.env.startswith("minatar/") and method == "channels":  # both methods apply: check the frames-only one
@@ -99,20 +94,21 @@ def check_memory(cfg: SegmentConfig) -> None:
     """Refuse, before anything is played or written, frames that do not fit in memory (the frames, their
     labels, the train/test split and the batches: about 4 copies)."""
     need = 4 * cfg.frames * math.prod(envs.make(cfg.env, cfg.obs).obs_shape)
-    memory.require(need, f"segmenting {cfg.frames} frames", "frames", free=(memory.available()[0], 1),
+    budget.require(need, f"segmenting {cfg.frames} frames", "frames", free=(budget.available()[0], 1),
                    error=SegmentError)
 
 
 def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dict, dict]:
     """(FCN params with the seed axis first, meta): trained into ``out`` (resumed there), or read back."""
     out.mkdir(parents=True, exist_ok=True)
-    _claim(out / "config.yaml", fcn_claim(cfg), "an FCN")
+    rundir.check_claim(out, fcn_claim(cfg), "an FCN")
+    rundir.write_claim(out, fcn_claim(cfg))
     if (out / "fcn.json").exists():
         return export.load(out / export.FILE)
     obs = frames.collect(cfg.env, cfg.obs, cfg.frames, cfg.frames_seed, cache_dir=out.parent / "frames")
     n_train = cfg.frames - int(cfg.frames * cfg.test_fraction)
     y, names, label_info = make_labels(cfg, obs, n_train, out)
-    io.write_json(out / "labels.json", label_info | {"classes": names})
+    files.write_json(out / "labels.json", label_info | {"classes": names})
     data = split(obs, y, cfg.test_fraction)
     _log(progress, f"{cfg.env}: {len(obs)} frames labelled by '{label_info['method']}' into {len(names)} classes; "
                    f"training {cfg.fcn.seeds} FCNs on {len(data.train_x)}, testing on {len(data.test_x)}")
@@ -122,9 +118,9 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
     keys = seeds.seed_keys(spec.seed, spec.seeds)
     state, start, rows = trainer.init(keys), 0, []
     if (out / "checkpoint.npz").exists():
-        saved, extras = io.load_tree(out / "checkpoint.npz", like=state)
+        saved, extras = files.load_tree(out / "checkpoint.npz", like=state)
         state, start = jax.tree.map(jnp.asarray, saved), int(extras["epoch"])
-        rows = [r for r in io.read_csv(out / "metrics.csv") if int(r["epoch"]) < start]
+        rows = [r for r in files.read_csv(out / "metrics.csv") if int(r["epoch"]) < start]
     x, yy = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
     tick = time.perf_counter()
     epoch_fn = trainer.epoch.lower(state, keys, x, yy).compile() if start < spec.epochs else None
@@ -141,8 +137,8 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
         per_seed = [scores(c) for c in np.asarray(trainer.confusion(state.params, data.test_x, data.test_y))]
         rows += [{"epoch": epoch, "seed": s, "train_loss": float(loss[s]), "test_pixel_accuracy": p["pixel_accuracy"],
                   "test_mean_iou": p["mean_iou"]} for s, p in enumerate(per_seed)]
-        io.write_csv(out / "metrics.csv", rows)
-        io.save_tree(out / "checkpoint.npz", state, epoch=epoch + 1)
+        files.write_csv(out / "metrics.csv", rows)
+        files.save_tree(out / "checkpoint.npz", state, epoch=epoch + 1)
         bar.set_postfix({"images/s": f"{images / seconds[-1]:.0f}", "loss": f"{loss.mean():.4f}",
                          "test acc": f"{np.mean([p['pixel_accuracy'] for p in per_seed]):.4f}"})
         bar.update()
@@ -153,7 +149,7 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
     per_seed = [scores(c) for c in conf]
     export.save(out / export.FILE, params, cfg.env, cfg.obs, obs.shape[1:], len(names))
     _grid(out / "segmentation_grid.png", cfg, trainer.net, params, data, names)
-    io.write_json(out / "fcn.json", {
+    files.write_json(out / "fcn.json", {
         "env": cfg.env, "obs": cfg.obs, "classes": names, "train_frames": len(data.train_x),
         "test_frames": len(data.test_x), **_summary(per_seed, names),
         "per_seed": per_seed, "test_confusion_seed_sum": conf.sum(0).astype(int).tolist(),
@@ -217,7 +213,7 @@ def run_segment(cfg: SegmentConfig, out: Path, progress: bool = True) -> dict:
     if cfg.fcn_checkpoint is None:
         check_memory(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_bytes(out / "segment.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
+    files.atomic_write_bytes(out / "segment.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
     if cfg.fcn_checkpoint is not None:
         fcn_params, meta = export.load(cfg.fcn_checkpoint)
         fcn_like, fcn_report = fcn_params, {"fcn_checkpoint": meta["file"]}
@@ -232,7 +228,7 @@ def run_segment(cfg: SegmentConfig, out: Path, progress: bool = True) -> dict:
     summary = {"fcn": fcn_report}
     if cfg.ddqn is not None:
         summary |= train_ddqns(cfg, fcn_params, meta, out, progress)
-    io.write_json(out / "summary.json", summary)
+    files.write_json(out / "summary.json", summary)
     return summary
 
 

@@ -11,7 +11,9 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from jaxfer import io, metrics, report, run
+from jaxfer.report import plots
+from jaxfer.runtime import files, run
+from jaxfer.transfer import metrics
 
 # Which variant is compared with which: (variant, reference). The seed compared frozen-FCN-trunk
 # against its original scratch DDQN ("baseline"); the fair reference is the same network from scratch.
@@ -46,18 +48,18 @@ def segmentation_grid(path: Path, pictures: np.ndarray, labels: np.ndarray, pred
                ncol=ncol, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.2 * legend_rows / fig.get_size_inches()[1], 1, 1))
-    io.save_figure(fig, path)
+    files.save_figure(fig, path)
 
 
 def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | None) -> list[dict]:
     """curves.csv (long form), area_ratios.csv (R with a bootstrap CI over seeds) and
     learning_curves.png of the DDQN variants in ``runs`` (variant -> run directory)."""
-    rows = {v: io.read_csv(d / run.METRICS) for v, d in runs.items()}
-    metric = report.curve_metric(next(iter(rows.values())))
-    io.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"],
+    rows = {v: files.read_csv(d / run.METRICS) for v, d in runs.items()}
+    metric = plots.curve_metric(next(iter(rows.values())))
+    files.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"],
                                        "env_steps": r["env_steps"], "metric": metric, "value": r[metric]}
                                       for v, rs in rows.items() for r in rs])
-    matrices = {v: report.seed_matrix(rs, metric) for v, rs in rows.items()}
+    matrices = {v: plots.seed_matrix(rs, metric) for v, rs in rows.items()}
     curves = {v: values for v, (_, values) in matrices.items()}
     ratios = []
     for variant, reference in COMPARISONS:
@@ -65,6 +67,6 @@ def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | No
             point, low, high = metrics.area_ratio_ci(curves[variant], curves[reference], window=window)
             ratios.append({"variant": variant, "reference": reference, "metric": metric, "area_ratio": round(point, 4),
                            "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": curves[variant].shape[0]})
-    io.write_csv(out / "area_ratios.csv", ratios)
-    report.learning_curve(out / "learning_curves.png", matrices, f"Double DQN on {env_id}", metric)
+    files.write_csv(out / "area_ratios.csv", ratios)
+    plots.learning_curve(out / "learning_curves.png", matrices, f"Double DQN on {env_id}", metric)
     return ratios

@@ -4,7 +4,7 @@ comparison, and DPTL's Table I (Joo & Kim 2020).
 The thesis tables name the small-paddle game "Catch-v4" in the cross-transfer table and "Catch-v1"
 in the self-transfer table; both are jaxfer's ``catch/v1`` (see shared/reference/sabatelli_catch).
 
-    python -m jaxfer.reference SWEEP_DIR    # writes SWEEP_DIR/published_comparison.{csv,json}
+    python -m jaxfer.transfer.reference SWEEP_DIR    # writes SWEEP_DIR/published_comparison.{csv,json}
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxfer import io, metrics
+from jaxfer.runtime import files
+from jaxfer.transfer import metrics
 
 _TABLE = {"v0": "catch/v0", "v2": "catch/v2", "v3": "catch/v3", "v4": "catch/v1"}  # cross table -> jaxfer
 CROSS = {(_TABLE[s], _TABLE[t]): r for (s, t), r in {
@@ -56,9 +57,9 @@ def compare(ratios: list[dict]) -> tuple[list[dict], dict]:
 
 def main(argv: list[str] | None = None) -> int:
     sweep_dir = Path((argv or sys.argv[1:])[0])
-    rows, summary = compare(io.read_csv(sweep_dir / "area_ratios.csv"))
-    io.write_csv(sweep_dir / "published_comparison.csv", rows)
-    io.write_json(sweep_dir / "published_comparison.json", summary)
+    rows, summary = compare(files.read_csv(sweep_dir / "area_ratios.csv"))
+    files.write_csv(sweep_dir / "published_comparison.csv", rows)
+    files.write_json(sweep_dir / "published_comparison.json", summary)
     for r in rows:
         print(f"{r['source']:>9} -> {r['target']:<9} {r['mode']:<10} ours {float(r['area_ratio']):+.3f} "
               f"[{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}]  published {r['published']:+.3f}")

@@ -17,12 +17,38 @@ import time
 from pathlib import Path
 
 import jax
+import yaml
 
-from jaxfer import io
 from jaxfer.config import ConfigError
+from jaxfer.runtime import files
 
 LOCK = ".jaxfer.lock"
 _HELD: set[Path] = set()  # the locks this process holds, released by ``release_all`` on an interrupt
+
+
+CLAIM = "config.yaml"  # what a run directory holds: written first, compared on every later start
+
+
+def check_claim(out: Path, claim: dict, what: str) -> bool:
+    """True if ``out`` already holds ``what`` made with ``claim``; another claim there is a one-line
+    ConfigError, so two configs never mix in one directory."""
+    path = Path(out) / CLAIM
+    if not path.exists():
+        return False
+    if yaml.safe_load(path.read_text()) != claim:
+        raise ConfigError(f"{out} holds {what} made with another config; pass another --out")
+    return True
+
+
+def write_claim(out: Path, claim: dict) -> None:
+    """Mark ``out`` as holding what ``claim`` describes (once: a resumed run finds it there)."""
+    if not (Path(out) / CLAIM).exists():
+        files.atomic_write_bytes(Path(out) / CLAIM, yaml.safe_dump(claim, sort_keys=False).encode())
+
+
+def slug(env_id: str) -> str:
+    """The directory name of an env id's run ("catch/v0" -> "catch_v0")."""
+    return env_id.replace("/", "_")
 
 
 def _holder(path: Path) -> dict | None:
@@ -91,7 +117,7 @@ def held(out: Path):
         raise ConfigError(f"{out} is not writable; pass another --out")
     _acquire(out / LOCK)
     _HELD.add(out / LOCK)
-    for partial in out.glob(f".*{io.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
+    for partial in out.glob(f".*{files.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
         partial.unlink(missing_ok=True)
     try:
         yield

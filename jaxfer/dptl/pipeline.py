@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import io as pyio
 import time
 from pathlib import Path
 
@@ -27,13 +26,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from jaxfer import ac_nets, config, dptl, envs, frames, gradcam, io, memory, nets, run  # noqa: E402
+from jaxfer import config, envs  # noqa: E402
 from jaxfer.config import ConfigError  # noqa: E402
+from jaxfer.dptl import frames, gradcam, similarity  # noqa: E402
+from jaxfer.networks import actor_critic, q_nets  # noqa: E402
+from jaxfer.errors import JaxferError  # noqa: E402
+from jaxfer.runtime import budget, files, run, rundir  # noqa: E402
 
 MAX_EPISODE_STEPS = 1000  # `jaxfer gradcam` without --steps: one game, at most this long
 
 
-class DPTLError(ValueError):
+class DPTLError(JaxferError):
     """A user mistake in a DPTL or Grad-CAM request: the message is one line naming the problem."""
 
 
@@ -114,7 +117,7 @@ class Source:
     run_dir: Path
     cfg: config.TrainConfig
     env: envs.Env
-    net: object  # a jaxfer.nets.ConvQNet or jaxfer.ac_nets.ActorCritic: apply(params, obs) -> Q or logits
+    net: object  # a q_nets.ConvQNet or actor_critic.ActorCritic: apply(params, obs) -> Q or logits
     params: dict  # seed axis first
 
     @property
@@ -139,17 +142,17 @@ def load_source(path: str | Path) -> Source:
     except ConfigError as e:
         raise DPTLError(f"{run_dir / run.CONFIG}: {e}") from None
     env = envs.make(cfg.env, cfg.obs)
-    net = (ac_nets.from_config(cfg, env.num_actions) if cfg.agent == "a2c"  # the actor's logits stand for Q
-           else nets.make_network(cfg.network, env.num_actions, cfg.conv_impl, cfg.tuning))
+    net = (actor_critic.from_config(cfg, env.num_actions) if cfg.agent == "a2c"  # the actor's logits stand for Q
+           else q_nets.make_network(cfg.network, env.num_actions, cfg.conv_impl, cfg.tuning))
     shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
     try:
-        num_seeds = len(next(iter(io.load_npz(run_dir / run.PARAMS).values())))
-    except io.DamagedFile as e:
+        num_seeds = len(next(iter(files.load_npz(run_dir / run.PARAMS).values())))
+    except files.DamagedFile as e:
         raise DPTLError(str(e)) from None
     like = jax.tree.map(lambda s: np.zeros((num_seeds, *s.shape), s.dtype), shapes)
     q_key = cfg.agent in ("dqv", "dqv_max")  # DQV keeps {"q": ..., "v": ...}; the Q-network acts
     try:
-        params, _ = io.load_tree(run_dir / run.PARAMS, {"q": like} if q_key else like)
+        params, _ = files.load_tree(run_dir / run.PARAMS, {"q": like} if q_key else like)
     except (KeyError, ValueError) as e:
         raise DPTLError(f"{run_dir / run.PARAMS} does not fit {cfg.network} on {cfg.env} ({cfg.obs} observations "
                         f"of shape {env.obs_shape}): {e}") from None
@@ -190,13 +193,6 @@ def overlay(picture, cam, alpha: float = 0.5) -> np.ndarray:
     return np.clip(255 * ((1 - alpha) * gray + alpha * heat), 0, 255).astype(np.uint8)
 
 
-def _save_png(fig, path: Path) -> None:
-    buf = pyio.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    io.atomic_write_bytes(path, buf.getvalue())
-
-
 def grid_png(path: Path, pictures, masks, cams, ssims, title: str) -> None:
     """One row per frame: frame | threshold mask | CAM overlay (with that frame's SSIM)."""
     n = len(pictures)
@@ -210,11 +206,7 @@ def grid_png(path: Path, pictures, masks, cams, ssims, title: str) -> None:
             ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save_png(fig, path)
-
-
-def _slug(env_id: str) -> str:
-    return env_id.replace("/", "_")
+    files.save_figure(fig, path, dpi=110)
 
 
 def _policy(cfg: DPTLConfig, target_envs: dict) -> frames.Policy | None:
@@ -235,8 +227,8 @@ def check_memory(cfg: DPTLConfig, source: Source, models: int) -> None:
     do not fit in memory, with the SSIM's size x size Gaussian matrices."""
     pixels = cfg.size * cfg.size
     need = cfg.frames * (math.prod(source.env.obs_shape) + 4 * pixels * (models + 2)) + 2 * 8 * pixels
-    memory.require(need, f"DPTL on {cfg.frames} frames of {cfg.size}x{cfg.size} per target", "frames or size",
-                   free=(memory.available()[0], 1), error=DPTLError)
+    budget.require(need, f"DPTL on {cfg.frames} frames of {cfg.size}x{cfg.size} per target", "frames or size",
+                   free=(budget.available()[0], 1), error=DPTLError)
 
 
 def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
@@ -259,24 +251,24 @@ def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
         tick = time.perf_counter()
         pictures = screens(obs, target, source.cfg.obs, cfg.size)
         maps = [gradcam.cams(source.net, p, obs, layer, method=cfg.method, size=(cfg.size, cfg.size)) for p in models]
-        per_seed = np.stack([dptl.frame_scores(m, pictures, th.block_size, th.method, th.offset) for m in maps])
-        summary = dptl.summarise(per_seed.mean(axis=0), cfg.bootstrap.samples, cfg.bootstrap.seed)
+        per_seed = np.stack([similarity.frame_scores(m, pictures, th.block_size, th.method, th.offset) for m in maps])
+        summary = similarity.summarise(per_seed.mean(axis=0), cfg.bootstrap.samples, cfg.bootstrap.seed)
         seconds["scoring"] += time.perf_counter() - tick
         rows.append({"target": target, "score": round(summary["score"], 4), "ci_low": round(summary["ci_low"], 4),
                      "ci_high": round(summary["ci_high"], 4), "frames": summary["frames"],
                      "per_seed": [round(float(s), 4) for s in per_seed.mean(axis=1)]})
         shown = np.linspace(0, len(obs) - 1, min(cfg.grid_frames, len(obs))).astype(int)
-        grid_png(out / f"grid_{_slug(target)}.png", np.asarray(pictures[shown]),
-                 np.asarray(dptl.threshold_mask(pictures[shown], th.block_size, th.method, th.offset)),
+        grid_png(out / f"grid_{rundir.slug(target)}.png", np.asarray(pictures[shown]),
+                 np.asarray(similarity.threshold_mask(pictures[shown], th.block_size, th.method, th.offset)),
                  np.asarray(maps[0][shown]), per_seed[0][shown],
                  f"{source.cfg.env} model (seed {seeds[0]}, {layer}, {cfg.method}) on {target}: "
                  f"DPTL {summary['score']:.3f}")
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["score"])
     for rank, i in enumerate(order, start=1):
         rows[i]["rank"] = rank
-    io.write_csv(out / "scores.csv", [{k: r[k] for k in ("target", "score", "ci_low", "ci_high", "rank", "frames")}
+    files.write_csv(out / "scores.csv", [{k: r[k] for k in ("target", "score", "ci_low", "ci_high", "rank", "frames")}
                                       for r in rows])
-    io.write_json(out / "summary.json", {
+    files.write_json(out / "summary.json", {
         "config": dataclasses.asdict(cfg),
         "source": {"run": str(source.run_dir), "env": source.cfg.env, "obs": source.cfg.obs,
                    "network": source.cfg.network, "agent": source.cfg.agent, "seeds": seeds},
@@ -307,7 +299,7 @@ def gradcam_episode(checkpoint: str | Path, game: str, out: Path, steps: int | N
     maps = np.asarray(gradcam.cams(source.net, params, obs, layer, method=method, size=(size, size)))
     pictures = np.asarray(screens(obs, game, source.cfg.obs, size))
     images = [overlay(p, m) for p, m in zip(pictures, maps)]
-    name = f"{source.run_dir.name}__{_slug(game)}"
+    name = f"{source.run_dir.name}__{rundir.slug(game)}"
     shown = np.linspace(0, len(images) - 1, min(strip_frames, len(images))).astype(int)
     fig, axes = plt.subplots(1, len(shown), figsize=(1.6 * len(shown) + 0.4, 2.2), squeeze=False)
     for ax, t in zip(axes[0], shown):
@@ -318,6 +310,6 @@ def gradcam_episode(checkpoint: str | Path, game: str, out: Path, steps: int | N
                  fontsize=9)
     fig.tight_layout()
     out = Path(out)
-    _save_png(fig, out / f"{name}.png")
-    io.save_gif(out / f"{name}.gif", images)
+    files.save_figure(fig, out / f"{name}.png", dpi=110)
+    files.save_gif(out / f"{name}.gif", images)
     return {"png": out / f"{name}.png", "gif": out / f"{name}.gif", "steps": len(images), "layer": layer}

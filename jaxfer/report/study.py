@@ -20,8 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from jaxfer import io, metrics, reference, report, run
 from jaxfer.config import ConfigError
+from jaxfer.report import plots
+from jaxfer.runtime import files, run
+from jaxfer.transfer import metrics, reference
 
 FIGURES = "figures"
 
@@ -117,11 +119,11 @@ def _ci(point: float, low: float, high: float, signed: bool = True) -> str:
 
 def sweep_curves(path: Path) -> tuple[dict, str]:
     """(source, target, mode) -> (env steps, values (seeds, epochs)) from a sweep's curves.csv, and its metric."""
-    rows = io.read_csv(path / "curves.csv")
+    rows = files.read_csv(path / "curves.csv")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["source"], r["target"], r["mode"]), []).append(r)
-    return {k: report.seed_matrix(v, "value") for k, v in groups.items()}, rows[0]["metric"]
+    return {k: plots.seed_matrix(v, "value") for k, v in groups.items()}, rows[0]["metric"]
 
 
 def cell_statistics(ratios: list[dict], curves: dict) -> list[dict]:
@@ -162,7 +164,7 @@ def _environment(doc: Doc, info: dict) -> None:
 
 def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
     curves, metric = sweep_curves(path)
-    cells = cell_statistics(io.read_csv(path / "area_ratios.csv"), curves)
+    cells = cell_statistics(files.read_csv(path / "area_ratios.csv"), curves)
     modes = list(dict.fromkeys(c["mode"] for c in cells))
     targets = [t for s, t, m in curves if m == "scratch" and any(c["target"] == t for c in cells)]  # sweep order
     doc.heading(f"Transfer sweep {path}")
@@ -173,7 +175,7 @@ def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
     for mode in modes:
         rows = [c for c in cells if c["mode"] == mode]
         sources = list(dict.fromkeys(c["source"] for c in rows))
-        report.heatmap(doc.figure(f"{tag}_R_{mode.replace(':', '-')}.png", f"R matrix, {mode} (95% CI over seeds)"),
+        plots.heatmap(doc.figure(f"{tag}_R_{mode.replace(':', '-')}.png", f"R matrix, {mode} (95% CI over seeds)"),
                        rows, sources, [t for t in targets if any(c["target"] == t for c in rows)],
                        f"area ratio R, {mode}")
     doc.table(["source", "target", "mode", "R [95% CI]", "IQM-R [95% CI]", "P(improvement) [95% CI]",
@@ -194,7 +196,7 @@ def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
     for target in targets:
         named = {"scratch": curves[target, target, "scratch"]}
         named |= {f"{s} {m}": curves[s, t, m] for s, t, m in curves if t == target and m != "scratch"}
-        report.learning_curve(doc.figure(f"{tag}_curves_{target.replace('/', '_')}.png",
+        plots.learning_curve(doc.figure(f"{tag}_curves_{target.replace('/', '_')}.png",
                                          f"target {target}: seed mean, 95% bootstrap CI band"),
                               named, f"target {target}", metric)
     facts, info = run_facts(sorted(p for sub in ("scratch", "distill", "cells") for p in (path / sub).glob("*")))
@@ -208,9 +210,9 @@ def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
 
 def run_section(doc: Doc, path: Path, tag: str) -> None:
     cfg = yaml.safe_load((path / run.CONFIG).read_text())
-    rows = io.read_csv(path / run.METRICS)
-    metric = report.curve_metric(rows)
-    steps, values = report.seed_matrix(rows, metric)
+    rows = files.read_csv(path / run.METRICS)
+    metric = plots.curve_metric(rows)
+    steps, values = plots.seed_matrix(rows, metric)
     doc.heading(f"Run {path}")
     doc.text(f"{cfg.get('agent')} ({cfg.get('network')}) on {cfg.get('env')}, {values.shape[0]} seeds, "
              f"{values.shape[1]} of {cfg.get('total_steps', 0) // max(cfg.get('epoch_steps', 1), 1)} epochs logged.")
@@ -218,7 +220,7 @@ def run_section(doc: Doc, path: Path, tag: str) -> None:
     low, high = metrics.bootstrap_ci(final) if len(final) > 1 else (final[0], final[0])
     doc.text(f"Final {metric.replace('_', ' ')}: {_ci(float(final.mean()), low, high, signed=False)} "
              "(seed mean, 95% bootstrap CI).")
-    report.learning_curve(doc.figure(f"{tag}_curve.png", f"{cfg.get('env')}: seed mean, 95% bootstrap CI band"),
+    plots.learning_curve(doc.figure(f"{tag}_curve.png", f"{cfg.get('env')}: seed mean, 95% bootstrap CI band"),
                           {cfg.get("agent", "run"): (steps, values)}, str(cfg.get("env")), metric)
     facts, info = run_facts([path])
     if facts:
@@ -277,7 +279,7 @@ def write_report(dirs: list[Path], out: Path) -> Path:
             dptl_section(doc, d)
     if len(sweeps) > 1:
         comparison_section(doc, sweeps)
-    io.atomic_write_bytes(Path(out) / "report.md", doc.markdown().encode())
-    io.atomic_write_bytes(Path(out) / "report.html", doc.html("jaxfer report").encode())
+    files.atomic_write_bytes(Path(out) / "report.md", doc.markdown().encode())
+    files.atomic_write_bytes(Path(out) / "report.html", doc.html("jaxfer report").encode())
     return Path(out) / "report.html"
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import socket
 import time
+from jaxfer.errors import JaxferError
 from pathlib import Path
 
 TUNINGS = ("auto", "cpu", "accelerator")
 CONV_IMPLS = ("auto", "gemm", "xla")
 
 
-class BackendError(ValueError):
+class BackendError(JaxferError):
     """A run the devices or processes at hand cannot execute; the message is one line."""
 
 

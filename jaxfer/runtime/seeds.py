@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxfer import backend, memory
+from jaxfer.runtime import backend, budget
 
 AXIS = "seeds"
 SEED_AXIS, REPLICATED = PartitionSpec(AXIS), PartitionSpec()
@@ -192,7 +192,7 @@ class EpochFn:
         if variant not in self._compiled:
             start = time.perf_counter()
             self._compiled[variant] = executable = self._build(variant)
-            memory.check_working(executable)
+            budget.check_working(executable)
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[variant]
 

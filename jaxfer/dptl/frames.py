@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import envs, io
+from jaxfer import envs
+from jaxfer.runtime import files
 
 NUM_ENVS = 8  # envs played side by side: frames come from several episodes at once
 
@@ -92,14 +93,14 @@ def collect(env_id: str, obs: str = "grid", n: int = 1000, seed: int = 0, policy
     path = None if cache_dir is None else cache_path(cache_dir, env_id, obs, n, seed, policy.tag)
     if path is not None and path.exists():
         try:
-            return io.load_npz(path)["frames"]
-        except (io.DamagedFile, KeyError):  # a cache: collect the frames again
+            return files.load_npz(path)["frames"]
+        except (files.DamagedFile, KeyError):  # a cache: collect the frames again
             print(f"jaxfer: {path} is damaged; collecting its frames again", file=sys.stderr)
     env = env or envs.make(env_id, obs)
     seen, _ = rollout(env, -(-n // NUM_ENVS), NUM_ENVS, seed, policy)
     frames = seen.reshape(-1, *env.obs_shape)[:n]
     if path is not None:
-        io.atomic_write(path, lambda f: np.savez_compressed(f, frames=frames, env_id=env_id, obs=obs, seed=seed,
+        files.atomic_write(path, lambda f: np.savez_compressed(f, frames=frames, env_id=env_id, obs=obs, seed=seed,
                                                              policy=policy.tag))
     return frames
 

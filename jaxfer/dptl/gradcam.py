@@ -14,13 +14,14 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxfer import backend
-from jaxfer.nets import layer_names
+from jaxfer.networks.layers import layer_names
+from jaxfer.runtime import backend
+from jaxfer.errors import JaxferError
 
 METHODS = ("gradcam", "gradcam++", "eigencam")
 
 
-class GradCamError(ValueError):
+class GradCamError(JaxferError):
     """A layer or method the network does not have."""
 
 

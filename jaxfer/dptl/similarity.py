@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import backend, metrics
+from jaxfer.runtime import backend
+from jaxfer.transfer import metrics
 
 
 def _reflect(j: int, n: int) -> int:

@@ -7,8 +7,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxfer import seeds
 from jaxfer.config import ConfigError
+from jaxfer.runtime import seeds
 
 
 def tree_bytes(tree) -> int:

@@ -1,6 +1,6 @@
 """Layer surgery on parameter trees: what a transfer experiment does to a fresh agent.
 
-Every network names its weighted layers in forward order (``jaxfer.nets.layer_names``), so the
+Every network names its weighted layers in forward order (``jaxfer.networks.layers.layer_names``), so the
 modes of the seed papers are list slices:
 - ``scratch``: nothing copied;
 - ``fine_tune``: every layer but the head copied, all trained (Sabatelli's "fine-tuning");
@@ -13,12 +13,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxfer.nets import layer_names
+from jaxfer.networks.layers import layer_names
+from jaxfer.errors import JaxferError
 
 MODES = ("scratch", "fine_tune", "only_head", "first_n", "last_n")
 
 
-class TransferError(ValueError):
+class TransferError(JaxferError):
     """Layers that cannot be copied (unknown mode, n out of range, shapes that do not fit)."""
 
 

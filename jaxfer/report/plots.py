@@ -9,7 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxfer import io, metrics  # noqa: E402
+from jaxfer.runtime import files  # noqa: E402
+from jaxfer.transfer import metrics  # noqa: E402
 
 
 def curve_metric(rows: list[dict]) -> str:
@@ -44,7 +45,7 @@ def learning_curve(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]],
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    io.save_figure(fig, path)
+    files.save_figure(fig, path)
 
 
 def heatmap(path: Path, ratios: list[dict], sources: list[str], targets: list[str], title: str) -> None:
@@ -67,4 +68,4 @@ def heatmap(path: Path, ratios: list[dict], sources: list[str], targets: list[st
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    io.save_figure(fig, path)
+    files.save_figure(fig, path)

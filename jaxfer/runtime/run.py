@@ -20,14 +20,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import yaml
 from tqdm import tqdm
 
-from jaxfer import agents, backend, envs, io, memory, report, rundir, seeds, tracking
+from jaxfer import agents, envs
 from jaxfer.config import ConfigError, TrainConfig, to_dict
+from jaxfer.report import plots
+from jaxfer.runtime import backend, budget, files, rundir, seeds, tracking
 
-CHECKPOINT, METRICS, RUN_JSON, CONFIG, PARAMS, CURVE = (
-    "checkpoint.npz", "metrics.csv", "run.json", "config.yaml", "params.npz", "learning_curve.png")
+CONFIG = rundir.CLAIM
+CHECKPOINT, METRICS, RUN_JSON, PARAMS, CURVE = (
+    "checkpoint.npz", "metrics.csv", "run.json", "params.npz", "learning_curve.png")
 
 
 def environment_info() -> dict:
@@ -43,19 +45,11 @@ def environment_info() -> dict:
 
 def check_dir(out: Path, cfg: TrainConfig) -> bool:
     """May ``out`` hold this run? True if it already holds a finished run of the same config."""
-    saved = out / CONFIG
-    if saved.exists():
-        if yaml.safe_load(saved.read_text()) != to_dict(cfg):
-            raise ConfigError(f"{out} holds a run with a different config; pass another --out")
+    if rundir.check_claim(out, to_dict(cfg), "a run"):
         return (out / RUN_JSON).exists()
     if out.exists() and any(p.name != rundir.LOCK for p in out.iterdir()):
         raise ConfigError(f"{out} exists and is not a jaxfer run directory; pass another --out")
     return False
-
-
-def claim_dir(out: Path, cfg: TrainConfig) -> None:
-    if not (out / CONFIG).exists():
-        io.atomic_write_bytes(out / CONFIG, yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
 
 
 def metric_rows(epoch: int, metrics: dict) -> list[dict]:
@@ -83,8 +77,8 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     out = Path(out)
     env = envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env, freeze)
-    needs = memory.estimate(agent, env, cfg.num_envs, cfg.seeds)
-    memory.check(needs)
+    needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    budget.check(needs)
     with rundir.held(out):  # one writer per run directory, before any check of it
         return _train(cfg, out, env, agent, needs, progress, init_params, meta, track)
 
@@ -96,24 +90,15 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         return io_summary(out)
     progress = progress and writes
     if progress:
-        print(memory.describe(needs), file=sys.stderr)
+        print(budget.describe(needs), file=sys.stderr)
     trainer = agents.make_train(cfg, env, agent=agent)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
-    start, rows = 0, []
-    if (out / CHECKPOINT).exists():
-        try:
-            saved, extras = io.load_tree(out / CHECKPOINT, like=seeds.shapes(trainer.checkpoint(state), cfg.seeds))
-        except (KeyError, ValueError) as e:  # a damaged file, or one of another layout
-            raise ConfigError(str(e) if isinstance(e, io.DamagedFile) else
-                              f"{out / CHECKPOINT} does not fit this run ({e}); delete it to start over") from None
-        state = trainer.restore(state, saved)
-        start = int(extras["epoch"])
-        rows = [r for r in io.read_csv(out / METRICS) if int(r["epoch"]) < start]
+    state, start, rows = resume(out, cfg, trainer, state)
     epoch_fn, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
                                            phase=trainer.phase)  # checks working memory
     _sync("jaxfer: run directory checked")  # no process claims it before all have checked it
     if writes:
-        claim_dir(out, cfg)
+        rundir.write_claim(out, to_dict(cfg))
 
     tracker = tracking.Tracker(out, out.name, to_dict(cfg), cfg.tensorboard and writes, track and writes)
     bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
@@ -127,13 +112,13 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         rows += metric_rows(epoch, metrics)
         snapshot = seeds.fetch(trainer.checkpoint(state), cfg.seeds)  # own copies: buffers are donated
         if writes:
-            io.write_csv(out / METRICS, rows)
+            files.write_csv(out / METRICS, rows)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(io.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1)
+            pending = writer.submit(files.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1)
         # the whole epoch, metrics and checkpoint copies too, but not the compiling of a new epoch variant
         epoch_seconds.append(time.perf_counter() - tick - (epoch_fn.compile_seconds - compiled))
-        headline = report.curve_metric([metrics])  # catch rate on Catch, return elsewhere
+        headline = plots.curve_metric([metrics])  # catch rate on Catch, return elsewhere
         rate = cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]
         tracker.epoch(metrics, (epoch + 1) * cfg.epoch_steps, rate)
         bar.set_postfix({"steps/s": f"{rate:.0f}", headline: f"{metrics[headline].mean():.3f}"})
@@ -144,15 +129,48 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         pending.result()
     writer.shutdown()
 
+    summary = run_summary(cfg, meta, trainer, epoch_fn.compile_seconds, epoch_seconds, start, needs, rows)
+    params = seeds.fetch(state.agent.params, cfg.seeds)
+    if writes:
+        files.save_tree(out / PARAMS, params)
+        label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
+                 "a2c": "A2C"}[cfg.agent]
+        metric = plots.curve_metric(rows)
+        plots.learning_curve(out / CURVE, {label: plots.seed_matrix(rows, metric)}, cfg.env, metric)
+        files.write_json(out / RUN_JSON, summary)  # the finished mark: the checkpoint is no longer needed
+        if not cfg.keep_checkpoint:
+            (out / CHECKPOINT).unlink(missing_ok=True)
+    _sync("jaxfer: run written")  # no process reads the results before they are there
+    return summary
+
+
+
+def resume(out: Path, cfg: TrainConfig, trainer, state):
+    """(state, first epoch, metric rows so far): from ``out``'s checkpoint where there is one."""
+    if not (out / CHECKPOINT).exists():
+        return state, 0, []
+    try:
+        saved, extras = files.load_tree(out / CHECKPOINT, like=seeds.shapes(trainer.checkpoint(state), cfg.seeds))
+    except (KeyError, ValueError) as e:  # a damaged file, or one of another layout
+        raise ConfigError(str(e) if isinstance(e, files.DamagedFile) else
+                          f"{out / CHECKPOINT} does not fit this run ({e}); delete it to start over") from None
+    start = int(extras["epoch"])
+    rows = [r for r in files.read_csv(out / METRICS) if int(r["epoch"]) < start]
+    return trainer.restore(state, saved), start, rows
+
+
+def run_summary(cfg: TrainConfig, meta, trainer, compile_seconds: float, epoch_seconds: list, start: int,
+                needs: dict, rows: list[dict]) -> dict:
+    """run.json: the config, where and how it ran, its speed (compile apart) and final metrics."""
     steady = epoch_seconds[1:] or epoch_seconds
-    summary = {
+    return {
         "config": to_dict(cfg),
         **(meta or {}),
         **environment_info(),
         "code_path": {"cpu_tuned": backend.cpu_tuned(cfg.tuning), "conv_impl": backend.conv_impl(cfg.conv_impl,
                                                                                                cfg.tuning),
                       "seeds_computed": trainer.num_seeds},
-        "compile_seconds": round(epoch_fn.compile_seconds, 3),
+        "compile_seconds": round(compile_seconds, 3),
         "steady_env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * len(steady) / sum(steady), 1) if steady else None,
         "epochs_timed": len(steady),
         "resumed_from_epoch": start,
@@ -160,18 +178,6 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         "memory_bytes": needs,
         "final": final_metrics(rows, cfg.num_epochs - 1),
     }
-    params = seeds.fetch(state.agent.params, cfg.seeds)
-    if writes:
-        io.save_tree(out / PARAMS, params)
-        label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
-                 "a2c": "A2C"}[cfg.agent]
-        metric = report.curve_metric(rows)
-        report.learning_curve(out / CURVE, {label: report.seed_matrix(rows, metric)}, cfg.env, metric)
-        io.write_json(out / RUN_JSON, summary)  # the finished mark: the checkpoint is no longer needed
-        if not cfg.keep_checkpoint:
-            (out / CHECKPOINT).unlink(missing_ok=True)
-    _sync("jaxfer: run written")  # no process reads the results before they are there
-    return summary
 
 
 def init_params(cfg: TrainConfig):

@@ -16,7 +16,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxfer import replay
+from jaxfer.replay import uniform
 
 FILLS = ("zeros", "repeat")  # before an episode's first frame: black frames, or copies of that frame
 
@@ -64,7 +64,7 @@ def stacks(buf: FrameReplay, row: jax.Array, col: jax.Array, k: int, fill: str) 
     return jnp.stack(out[::-1], axis=-1)
 
 
-def sample(buf: FrameReplay, key: jax.Array, batch_size: int, k: int, fill: str) -> replay.Transition:
+def sample(buf: FrameReplay, key: jax.Array, batch_size: int, k: int, fill: str) -> uniform.Transition:
     """Uniform over transitions whose K-frame history and next observation are still stored."""
     rows, envs = buf.frames.shape[:2]
     k_row, k_col = jax.random.split(key)
@@ -73,5 +73,5 @@ def sample(buf: FrameReplay, key: jax.Array, batch_size: int, k: int, fill: str)
     row = (buf.pos - back) % rows
     col = jax.random.randint(k_col, (batch_size,), 0, envs)
     nxt = (row + 1) % rows
-    return replay.Transition(stacks(buf, row, col, k, fill), buf.action[row, col], buf.reward[row, col],
+    return uniform.Transition(stacks(buf, row, col, k, fill), buf.action[row, col], buf.reward[row, col],
                              buf.done[row, col], stacks(buf, nxt, col, k, fill))

@@ -11,12 +11,11 @@ Every target game is trained from scratch (S seeds): the baseline. Where a sourc
   named "<source>+distill": its own rows in area_ratios.csv and the heatmaps, so teacher and student
   transfer sit side by side; ``pairs`` compares its game. Each student lives in a resumable directory
   ``distill/<source>/`` (config.yaml, params.npz, run.json with the held-out KL per seed).
-Each cell starts seed i of the target agent from seed i of the source through ``jaxfer.transfer`` and
+Each cell starts seed i of the target agent from seed i of the source through ``surgery.apply`` and
 trains it with the same config. Every run is its own resumable run directory, so an interrupted sweep
 picks up where it stopped and never redoes a finished run (a finished cell is not redone either if a
-checkpoint file changes later). Cells run one ``run.train`` call each: two 5-seed Catch cells as one
-10-seed call ran at 0.70x, 0.79x and 1.03x the speed of two calls (wall time, 3 paired repeats on this
-shared 2-core CPU; benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
+checkpoint file changes later). Cells run one ``run.train`` call each: two Catch cells as one call were
+not faster on this CPU (benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
 sweep directory: ``curves.csv`` (long form: source, target, mode, seed, epoch, env_steps, value),
 ``area_ratios.csv`` (R with a bootstrap CI per cell), ``area_ratio_<mode>.png`` heatmaps (one row per
 source, students included) and ``curves_<target>.png``.
@@ -33,13 +32,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import yaml
 
-from jaxfer import agents, config, envs, io, metrics, report, run, seeds, transfer
+from jaxfer import agents, config, envs
 from jaxfer.agents import distill
 from jaxfer.config import ConfigError
-from jaxfer.nets import layer_names
-from jaxfer.transfer import TransferError
+from jaxfer.networks.layers import layer_names
+from jaxfer.report import plots
+from jaxfer.runtime import files, run, rundir, seeds
+from jaxfer.transfer import metrics, surgery
+from jaxfer.transfer.surgery import TransferError
 
 DISTILLED = "+distill"  # suffix of a distilled student's source name
 STUDENT_STREAM = 1  # fold_in constant: a student's random stream differs from its teacher's init
@@ -85,9 +86,9 @@ def game(source: str) -> str:
 def parse_mode(spec: str) -> tuple[str, int | None, bool]:
     """'first_n:2:frozen' -> ('first_n', 2, True)."""
     name, *rest = spec.split(":")
-    if name not in transfer.MODES or name == "scratch":
+    if name not in surgery.MODES or name == "scratch":
         raise ConfigError(f"unknown transfer mode '{name}'; "
-                          f"known: {', '.join(m for m in transfer.MODES if m != 'scratch')}")
+                          f"known: {', '.join(m for m in surgery.MODES if m != 'scratch')}")
     n = None
     if name in ("first_n", "last_n"):
         if not rest or not rest[0].isdigit() or int(rest[0]) < 1:
@@ -171,10 +172,6 @@ def _train(cfg: SweepConfig, env_id: str) -> config.TrainConfig:
     return dataclasses.replace(cfg.train, env=env_id)
 
 
-def _slug(env_id: str) -> str:
-    return env_id.replace("/", "_")
-
-
 def load_checkpoint(env_id: str, path: str, num_seeds: int):
     """The first ``num_seeds`` seeds (seed axis first) of a source checkpoint: a run directory or its params.npz."""
     file = Path(path) / run.PARAMS if Path(path).is_dir() else Path(path)
@@ -214,20 +211,20 @@ def check_cells(cfg: SweepConfig, checkpoints: dict) -> None:
     if cfg.distill:  # a teacher from a checkpoint must be the sweep's own network on its game
         for env_id, params in checkpoints.items():
             try:
-                transfer.copy_layers(params, shapes[env_id], layer_names(shapes[env_id]))
+                surgery.copy_layers(params, shapes[env_id], layer_names(shapes[env_id]))
             except TransferError as e:
                 raise TransferError(f"distilling the checkpoint of {env_id} needs the sweep's network: {e}") from None
     for source, target, mode in cfg.cells():
         name, n, frozen = parse_mode(mode)
         try:
-            transfer.apply(name, checkpoints.get(source, shapes[game(source)]), shapes[target], n=n, frozen=frozen)
+            surgery.apply(name, checkpoints.get(source, shapes[game(source)]), shapes[target], n=n, frozen=frozen)
         except TransferError as e:
             origin = f" (checkpoint {cfg.source_checkpoints[source]})" if source in checkpoints else ""
             raise TransferError(f"cell {source}{origin} -> {target}, {mode}: {e}") from None
 
 
 def cell_dir(source: str, target: str, mode: str) -> str:
-    return f"cells/{_slug(source)}__{_slug(target)}__{mode.replace(':', '-')}"
+    return f"cells/{rundir.slug(source)}__{rundir.slug(target)}__{mode.replace(':', '-')}"
 
 
 def scratch_games(cfg: SweepConfig) -> list[str]:
@@ -238,16 +235,16 @@ def scratch_games(cfg: SweepConfig) -> list[str]:
 
 def run_graph(cfg: SweepConfig) -> list[tuple[str, list[str]]]:
     """The sweep's runs in training order, each with what it starts from: (run directory, needs)."""
-    runs = [(f"scratch/{_slug(e)}", []) for e in scratch_games(cfg)]
+    runs = [(f"scratch/{rundir.slug(e)}", []) for e in scratch_games(cfg)]
 
     def origin(source: str) -> str:
         if source.endswith(DISTILLED):
-            return f"distill/{_slug(game(source))}"
+            return f"distill/{rundir.slug(game(source))}"
         return (f"checkpoint {cfg.source_checkpoints[source]}" if source in cfg.source_checkpoints
-                else f"scratch/{_slug(source)}")
+                else f"scratch/{rundir.slug(source)}")
 
     if cfg.distill:
-        runs += [(f"distill/{_slug(s)}", [origin(s)]) for s in cfg.sources]
+        runs += [(f"distill/{rundir.slug(s)}", [origin(s)]) for s in cfg.sources]
     runs += [(cell_dir(s, t, m), [origin(s)]) for s, t, m in cfg.cells()]
     return runs
 
@@ -258,20 +255,21 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
     out = Path(out)
     scratch = {}
     for env_id in scratch_games(cfg):
-        run_dir = out / "scratch" / _slug(env_id)
+        run_dir = out / "scratch" / rundir.slug(env_id)
         run.train(_train(cfg, env_id), run_dir, progress, meta={"mode": "scratch"})
         scratch[env_id] = run_dir
     fresh = {env_id: run.init_params(_train(cfg, env_id)) for env_id in scratch}
-    trained = {s: checkpoints[s] if s in checkpoints else io.load_tree(scratch[s] / run.PARAMS, like=fresh[s])[0]
+    trained = {s: checkpoints[s] if s in checkpoints else files.load_tree(scratch[s] / run.PARAMS, like=fresh[s])[0]
                for s in cfg.sources}
     if cfg.distill:
         for s in cfg.sources:
-            teacher = f"checkpoint {cfg.source_checkpoints[s]}" if s in checkpoints else f"scratch/{_slug(s)}"
-            trained[s + DISTILLED] = distilled_source(cfg, s, trained[s], teacher, out / "distill" / _slug(s), progress)
+            teacher = f"checkpoint {cfg.source_checkpoints[s]}" if s in checkpoints else f"scratch/{rundir.slug(s)}"
+            trained[s + DISTILLED] = distilled_source(cfg, s, trained[s], teacher, out / "distill" / rundir.slug(s),
+                                                      progress)
     curves = {}
     for source, target, mode in cfg.cells():
         name, n, frozen = parse_mode(mode)
-        params, freeze = transfer.apply(name, trained[source], fresh[target], n=n, frozen=frozen)
+        params, freeze = surgery.apply(name, trained[source], fresh[target], n=n, frozen=frozen)
         unbatched_freeze = None if freeze is None else jax.tree.map(bool, freeze)
         run_dir = out / cell_dir(source, target, mode)
         meta = {"source": source, "mode": mode} | (
@@ -288,14 +286,11 @@ def distilled_source(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, 
     and, written last as the finished mark, run.json with each seed's held-out KL before and after."""
     train_cfg, spec = _train(cfg, env_id), cfg.distill
     claim = {"teacher": teacher_name, "train": config.to_dict(train_cfg), "distill": dataclasses.asdict(spec)}
-    if (out / run.CONFIG).exists():
-        if yaml.safe_load((out / run.CONFIG).read_text()) != claim:
-            raise ConfigError(f"{out} holds a student distilled with another config; pass another --out")
-    else:
-        io.atomic_write_bytes(out / run.CONFIG, yaml.safe_dump(claim, sort_keys=False).encode())
+    rundir.check_claim(out, claim, "a student")
+    rundir.write_claim(out, claim)
     like = jax.eval_shape(lambda: run.init_params(train_cfg))
     if (out / run.RUN_JSON).exists():
-        return io.load_tree(out / run.PARAMS, like)[0]
+        return files.load_tree(out / run.PARAMS, like)[0]
     if progress:
         print(f"distilling {env_id} x{train_cfg.seeds} ({spec.schedule}, {spec.states} states per seed)",
               file=sys.stderr)
@@ -310,9 +305,9 @@ def distilled_source(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, 
     start = time.perf_counter()
     params, stats = jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(teacher, keys))
     seconds = time.perf_counter() - start
-    io.save_tree(out / run.PARAMS, params)
+    files.save_tree(out / run.PARAMS, params)
     per_pass = stats["loss"].reshape(train_cfg.seeds, len(distill.SCHEDULES[spec.schedule]), -1).mean(-1)
-    io.write_json(out / run.RUN_JSON, claim | run.environment_info() | {
+    files.write_json(out / run.RUN_JSON, claim | run.environment_info() | {
         "seconds_with_compile": round(seconds, 2), "held_out_tau": distill.HELD_OUT_TAU,
         "kl_before": stats["kl_before"].tolist(), "kl_after": stats["kl_after"].tolist(),
         "loss_per_pass": per_pass.round(5).tolist()})
@@ -324,11 +319,11 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
 
     def curve(source, target, mode, run_dir):
         """Seed x epoch values of a run; its rows join the long-form table."""
-        rows = io.read_csv(run_dir / run.METRICS)
-        metric = report.curve_metric(rows)
+        rows = files.read_csv(run_dir / run.METRICS)
+        metric = plots.curve_metric(rows)
         long_rows.extend({"source": source, "target": target, "mode": mode, "seed": r["seed"], "epoch": r["epoch"],
                           "env_steps": r["env_steps"], "metric": metric, "value": r[metric]} for r in rows)
-        return report.seed_matrix(rows, metric)[1]
+        return plots.seed_matrix(rows, metric)[1]
 
     baseline = {env_id: curve(env_id, env_id, "scratch", run_dir) for env_id, run_dir in scratch.items()}
     for (source, target, mode), run_dir in cells.items():
@@ -337,16 +332,16 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
         ratios.append({"source": source, "target": target, "mode": mode, "area_ratio": round(point, 4),
                        "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": values.shape[0],
                        "window": cfg.window or ""})
-    io.write_csv(out / "curves.csv", long_rows)
-    io.write_csv(out / "area_ratios.csv", ratios)
+    files.write_csv(out / "curves.csv", long_rows)
+    files.write_csv(out / "area_ratios.csv", ratios)
     for mode in cfg.modes:
-        report.heatmap(out / f"area_ratio_{mode.replace(':', '-')}.png", [r for r in ratios if r["mode"] == mode],
+        plots.heatmap(out / f"area_ratio_{mode.replace(':', '-')}.png", [r for r in ratios if r["mode"] == mode],
                        list(cfg.source_names()), list(cfg.targets), f"area ratio R, {mode}")
     for target in dict.fromkeys(cfg.targets):
         named = {"scratch": scratch[target]} | {f"{s} {m}": d for (s, t, m), d in cells.items() if t == target}
-        named = {label: io.read_csv(d / run.METRICS) for label, d in named.items()}
-        metric = report.curve_metric(named["scratch"])
-        report.learning_curve(out / f"curves_{_slug(target)}.png",
-                              {label: report.seed_matrix(rows, metric) for label, rows in named.items()},
+        named = {label: files.read_csv(d / run.METRICS) for label, d in named.items()}
+        metric = plots.curve_metric(named["scratch"])
+        plots.learning_curve(out / f"curves_{rundir.slug(target)}.png",
+                              {label: plots.seed_matrix(rows, metric) for label, rows in named.items()},
                               f"target {target}", metric)
     return ratios

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jaxfer.errors import JaxferError
 
 
 PARTIAL = ".partial-"  # in the name of a file being written; left behind only by a killed writer
@@ -95,7 +96,7 @@ def save_gif(path: Path, images: list[np.ndarray], scale: int = 2, ms: int = 150
     atomic_write_bytes(path, buf.getvalue())
 
 
-class DamagedFile(ValueError):
+class DamagedFile(JaxferError):
     """A file that cannot be read back (a copy cut short, a file of another kind): one line, naming it."""
 
 

@@ -1,6 +1,6 @@
 """Actor-critic networks for A2C: conv trunk, a dense or LSTM core, one head for policy and value.
 
-Weighted layers are named in forward order as ``jaxfer.nets.layer_names`` expects: ``conv_i``, then
+Weighted layers are named in forward order as ``jaxfer.networks.layers.layer_names`` expects: ``conv_i``, then
 ``dense_0`` (the core: a Dense layer, or the LSTM cell whose gate kernels it holds), then ``head``:
 ONE dense layer with ``num_actions + 1`` outputs (the actor's logits, then the critic's value). A
 single head keeps transfer's slices meaningful: "all but the head" is trunk + core, and a new action
@@ -24,8 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfer import backend
-from jaxfer.nets import GemmConv, max_pool
+from jaxfer.runtime import backend
+from jaxfer.xla_cpu.kernels import GemmConv, max_pool
 
 # (features, kernel, stride, padding, pool): pool 1 = none
 EA3C_CONVS = ((32, 5, 1, 2, 2), (32, 5, 1, 1, 2), (64, 4, 1, 1, 2), (64, 3, 1, 1, 2))
@@ -48,7 +48,7 @@ class ActorCritic(nn.Module):
 
     The trunk runs on all T*B frames at once (no conv inside a time loop, slow on XLA CPU); only the
     LSTM steps through time. ``__call__(obs (B, ...), replace=None) -> logits`` is the single-frame view
-    Grad-CAM uses (``jaxfer.gradcam``), from a fresh memory: conv activations are sown as
+    Grad-CAM uses (``jaxfer.dptl.gradcam``), from a fresh memory: conv activations are sown as
     ``activations/conv_i_relu`` and ``replace=(i, a)`` continues from ``a`` in place of conv_i's.
     """
 

@@ -1,0 +1,1 @@
+"""Networks: Q-networks, actor-critics, and the layer naming that makes transfer a list slice."""

@@ -1,0 +1,75 @@
+"""Q-networks: one conv trunk + dense layers + linear head class, and the named networks built from it."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxfer.networks.layers import FRAME_SCALE
+from jaxfer.runtime import backend
+from jaxfer.xla_cpu.kernels import GemmConv, max_pool, relu
+
+
+class ConvQNet(nn.Module):
+    """Conv trunk + dense layers + linear head; one class serves every Q-network here."""
+
+    num_actions: int
+    convs: Sequence[tuple[int, ...]]  # (features, kernel, stride) or (features, kernel, stride, pool)
+    dense: Sequence[int]
+    conv_impl: str = "gemm"  # "gemm" (GemmConv) or "xla" (nn.Conv): same parameters, pick by speed
+    padding: str = "VALID"  # of every conv: "VALID" or "SAME"
+    cpu_tuned: bool = True  # ReLU as a reduction XLA CPU fuses with its conv (``relu``); else ``nn.relu``
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, replace: tuple[int, jax.Array] | None = None) -> jax.Array:
+        """Q-values. Each conv activation is sown into the "activations" collection, and
+        ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
+        Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
+        raw = self.conv_impl == "gemm" and len(self.convs) > 0  # GemmConv conv_0 scales the frames itself
+        activation = relu if self.cpu_tuned else nn.relu
+        x = obs if raw else obs.astype(jnp.float32) * FRAME_SCALE
+        for i, (features, kernel, stride, *pool) in enumerate(self.convs):
+            if self.conv_impl == "xla":
+                conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding=self.padding, name=f"conv_{i}")
+            else:
+                conv = GemmConv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else 1.0,
+                                name=f"conv_{i}")
+            x = activation(conv(x))
+            if pool:  # non-overlapping max-pool (commutes with the ReLU)
+                x = max_pool(x, pool[0])
+            if not self.is_initializing():  # keep activations out of the parameter tree
+                self.sow("activations", f"conv_{i}_relu", x)
+            if replace is not None and replace[0] == i:
+                x = replace[1]
+        x = x.reshape(x.shape[:-3] + (-1,))
+        for i, features in enumerate(self.dense):
+            x = activation(nn.Dense(features, name=f"dense_{i}")(x))
+        return nn.Dense(self.num_actions, name="head")(x)
+
+
+NETWORKS: dict[str, Callable[[int], nn.Module]] = {
+    # Mnih et al. 2015, for 84x84x4 frames.
+    "nature_cnn": lambda n: ConvQNet(n, convs=((32, 8, 4), (64, 4, 2), (64, 3, 1)), dense=(512,)),
+    # For the native 21x21x4 Catch grid: strided convs, much faster than a stride-1 first conv and
+    # still learning Catch (docs/performance.md).
+    "catch_cnn": lambda n: ConvQNet(n, convs=((16, 3, 2), (32, 3, 2)), dense=(64,)),
+    # The MinAtar baseline network (Young & Tian 2019): one 3x3 conv, 128 hidden units.
+    "minatar_cnn": lambda n: ConvQNet(n, convs=((16, 3, 1),), dense=(128,)),
+    # No convolution at all: the fastest option for vmapped seeds on a CPU.
+    "mlp": lambda n: ConvQNet(n, convs=(), dense=(256,)),
+    # Bélignon's segmentation-pretrained Double DQN: the FCN encoder fcn_f16-k3_s2_f32-k3_f32-k3_s2
+    # (conv_0..conv_2 with their max-pools, jaxfer.segment.fcn), one more conv (64@3x3, as Nature's
+    # last), dense 512, head. "SAME" convs, so MinAtar's 10x10 fits (10 -> 5 -> 2 after the pools).
+    "seg_ddqn": lambda n: ConvQNet(n, convs=((16, 3, 1, 2), (32, 3, 1), (32, 3, 1, 2), (64, 3, 1)), dense=(512,),
+                                   padding="SAME"),
+}
+
+
+def make_network(name: str, num_actions: int, conv_impl: str = "auto", tuning: str = "auto") -> nn.Module:
+    """``NETWORKS[name]`` for the code path of ``tuning`` (``jaxfer.runtime.backend``); "auto" follows the backend."""
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network '{name}'; known: {', '.join(NETWORKS)}")
+    return NETWORKS[name](num_actions).clone(conv_impl=backend.conv_impl(conv_impl, tuning),
+                                             cpu_tuned=backend.cpu_tuned(tuning))

@@ -1,0 +1,1 @@
+"""Replay buffers: a uniform ring buffer, and one that stores each stacked frame once."""

@@ -1,0 +1,1 @@
+"""Transfer: layer surgery, sweeps of (source, target, mode) cells, the area-ratio metrics and the published tables."""
