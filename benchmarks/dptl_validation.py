@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxfer.dptl import pipeline  # noqa: E402
+from jaxfer.dptl import gradcam, pipeline  # noqa: E402
 from jaxfer.runtime import files, run, rundir  # noqa: E402
 from jaxfer.transfer import metrics, sweep  # noqa: E402
 
@@ -82,7 +82,7 @@ def main() -> None:
         dcfg = pipeline.DPTLConfig(source=str(args.sweep / "scratch" / rundir.slug(source)), targets=targets,
                                       source_seed="all", frames=args.frames, cache=str(args.sweep / "dptl" / "frames"))
         scores = pipeline.run_dptl(dcfg, args.sweep / "dptl" / rundir.slug(source))
-        layer = pipeline.resolve_layer(pipeline.load_source(dcfg.source), None)
+        layer = gradcam.resolve_layer(pipeline.load_source(dcfg.source).params, None)
         for s in scores:
             m = measured[source, s["target"]]
             rows.append({"source": source, "target": s["target"], "dptl": s["score"], "dptl_ci_low": s["ci_low"],

@@ -72,6 +72,22 @@ def cam(net, params, obs, layer: str, action=None, method: str = "gradcam", size
     return _normalise(raw, size or obs.shape[:2])
 
 
+def resolve_layer(params, layer: str | None, network: str = "this network") -> str:
+    """The conv layer a CAM is taken of: ``layer``, or by default the last; anything else is one line naming
+    the layers there are."""
+    available = conv_layers(params)
+    layer = layer or (available[-1] if available else None)
+    if layer not in available:
+        raise GradCamError(f"layer '{layer}' is not a conv layer of {network}; "
+                           f"available: {', '.join(available) or 'none'}")
+    return layer
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise GradCamError(f"unknown CAM method '{method}'; known: {', '.join(METHODS)}")
+
+
 def cams(net, params, obs_batch, layer: str | None = None, actions=None, method: str = "gradcam",
          chunk: int | None = None, size: tuple[int, int] | None = None):
     """Maps for a batch (B, H, W, C) -> (B, H, W); ``layer`` defaults to the last conv layer.
@@ -80,13 +96,8 @@ def cams(net, params, obs_batch, layer: str | None = None, actions=None, method:
     input's map at 84x84) rather than resizing twice. The batch runs in chunks of ``chunk``
     (default ``backend.chunk``): XLA CPU runs conv nets slower per image at large batches.
     """
-    available = conv_layers(params)
-    layer = layer or (available[-1] if available else None)
-    if layer not in available:
-        raise GradCamError(f"layer '{layer}' is not a conv layer of this network; "
-                           f"available: {', '.join(available) or 'none'}")
-    if method not in METHODS:
-        raise GradCamError(f"unknown CAM method '{method}'; known: {', '.join(METHODS)}")
+    layer = resolve_layer(params, layer)
+    check_method(method)
     return _cams(net, params, obs_batch, actions, layer, method, chunk or backend.chunk(32),
                  None if size is None else tuple(size))
 

@@ -100,7 +100,7 @@ def load(path: str | Path) -> DPTLConfig:
                f"{name} must be an integer >= {least}, got {value!r}")
     _check(cfg.source_seed == "all" or (isinstance(cfg.source_seed, int) and cfg.source_seed >= 0),
            f"source_seed must be a seed index >= 0 or 'all', got {cfg.source_seed!r}")
-    _check(cfg.method in gradcam.METHODS, f"unknown CAM method '{cfg.method}'; known: {', '.join(gradcam.METHODS)}")
+    gradcam.check_method(cfg.method)
     t = cfg.threshold
     _check(isinstance(t.block_size, int) and t.block_size >= 3 and t.block_size % 2 == 1,
            f"threshold.block_size must be an odd integer >= 3, got {t.block_size!r}")
@@ -171,15 +171,6 @@ def target_env(source: Source, env_id: str) -> envs.Env:
     return env
 
 
-def resolve_layer(source: Source, layer: str | None) -> str:
-    available = gradcam.conv_layers(source.params)
-    layer = layer or (available[-1] if available else None)
-    if layer not in available:
-        raise gradcam.GradCamError(f"layer '{layer}' is not a conv layer of {source.cfg.network}; "
-                                   f"available: {', '.join(available) or 'none'}")
-    return layer
-
-
 def screens(obs, env_id: str, obs_mode: str, size: int) -> jax.Array:
     """The pictures of observations (N, ...) at size x size, bilinear, in [0, 1]."""
     pictures = frames.screen(obs, env_id, obs_mode)
@@ -235,7 +226,7 @@ def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
     """Score every target; writes scores.csv, summary.json and grid_<target>.png into ``out``.
     Every input is checked before any frame is played."""
     source = load_source(cfg.source)
-    layer = resolve_layer(source, cfg.layer)
+    layer = gradcam.resolve_layer(source.params, cfg.layer, source.cfg.network)
     seeds = list(range(source.num_seeds)) if cfg.source_seed == "all" else [cfg.source_seed]
     models = [source.seed_params(i) for i in seeds]
     target_envs = {t: target_env(source, t) for t in dict.fromkeys(cfg.targets)}
@@ -286,11 +277,11 @@ def gradcam_episode(checkpoint: str | Path, game: str, out: Path, steps: int | N
     env = target_env(source, game)
     _check(env.num_actions == source.env.num_actions,
            f"the agent has {source.env.num_actions} actions and '{game}' {env.num_actions}: it cannot play it")
-    _check(method in gradcam.METHODS, f"unknown CAM method '{method}'; known: {', '.join(gradcam.METHODS)}")
+    gradcam.check_method(method)
     _check(steps is None or steps >= 1, f"--steps must be >= 1, got {steps}")
     _check(size >= 1, f"--size must be >= 1, got {size}")
     params = source.seed_params(seed_index)
-    layer = resolve_layer(source, layer)
+    layer = gradcam.resolve_layer(source.params, layer, source.cfg.network)
     policy = frames.greedy_policy(source.net, params)
     if steps is None:
         obs = frames.episode(env, policy, MAX_EPISODE_STEPS, seed)
