@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from pathlib import Path
 
@@ -153,22 +154,59 @@ def section(cls, raw, where: str, error: type[Exception] = ConfigError) -> dict:
     return raw
 
 
-def _coerce(key: str, value):
-    """Check one value against the field's type; ints are accepted where floats are expected."""
-    if key not in _FIELDS:
-        raise ConfigError(f"unknown config key '{key}'; known: {', '.join(_FIELDS)}")
-    want = _TYPES[key]
+def _type_name(want) -> str:
+    return getattr(want, "__name__", str(want).replace("typing.", ""))
+
+
+def typed(want, value, name: str, error: type[Exception] = ConfigError):
+    """``value`` as the type ``want`` (a field's type hint), or a one-line ``error`` naming ``name``. YAML's
+    ints are accepted where floats are expected (and whole floats such as 1e5 where ints are), lists where
+    tuples are, mappings where nested config dataclasses are; ``X | None`` and other unions take any member."""
+    origin, args = typing.get_origin(want), typing.get_args(want)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for member in args:
+            try:
+                return typed(member, value, name, error)
+            except error:
+                continue
+        raise error(f"{name} expects {_type_name(want)}, got {type(value).__name__} {value!r}")
+    if want is type(None) and value is None:
+        return None
+    if dataclasses.is_dataclass(want):
+        return parse(want, {} if value is None else value, name, error)  # an empty section: its defaults
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return tuple(typed(args[0], v, name, error) for v in value)
+    if origin is dict and isinstance(value, dict):
+        return value
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if want is int and isinstance(value, float) and value.is_integer():
         return int(value)  # 1e5 reads as a float
-    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(f"config key '{key}' expects {want.__name__}, got {type(value).__name__} {value!r}")
-    return value
+    if isinstance(want, type) and isinstance(value, want) and not (want in (int, float) and isinstance(value, bool)):
+        return value
+    raise error(f"{name} expects {_type_name(want)}, got {type(value).__name__} {value!r}")
+
+
+def parse(cls, raw, where: str, error: type[Exception] = ConfigError):
+    """The config dataclass ``cls`` from the mapping ``raw``: every key known, every value of its field's type
+    (nested sections too), required fields present. The one parser of the train, sweep, DPTL and
+    segmentation configs; what a value may be beyond its type is checked by each config."""
+    section(cls, raw, where, error)
+    hints = typing.get_type_hints(cls)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise error(f"{where}: '{missing[0]}' is required")
+    return cls(**{key: typed(hints[key], value, f"{where}: '{key}'", error) for key, value in raw.items()})
 
 
 def from_dict(values: dict) -> TrainConfig:
-    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+    unknown = [k for k in values if k not in _FIELDS]
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}'; known: {', '.join(_FIELDS)}")
+    return TrainConfig(**{k: typed(_TYPES[k], v, f"config key '{k}'") for k, v in values.items()}).validate()
 
 
 def parse_override(text: str) -> tuple[str, object]:

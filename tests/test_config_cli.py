@@ -145,3 +145,36 @@ def test_dry_run_prints_the_config_the_runs_and_memory_and_writes_nothing(capsys
     assert "cells/catch_v0+distill__catch_v1__fine_tune  <- distill/catch_v0" in text.splitlines()
     assert "scratch/catch_v1" in text.splitlines()
     assert not any(tmp_path.iterdir())
+
+
+def test_one_parser_for_every_config():
+    """config.parse: nested sections, unions with None, tuples from lists, ints as floats, required keys,
+    and a one-line error naming where the mistake is."""
+    import dataclasses
+
+    from jaxfer.config import parse
+
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        rate: float = 0.5
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        name: str
+        ids: tuple[str, ...] = ()
+        window: int | None = None
+        seed: int | str = 0
+        inner: Inner = Inner()
+
+    got = parse(Outer, {"name": "x", "ids": ["a", "b"], "window": None, "seed": "all", "inner": {"rate": 1}}, "cfg")
+    assert got == Outer("x", ("a", "b"), None, "all", Inner(1.0))
+    assert parse(Outer, {"name": "x", "inner": None}, "cfg").inner == Inner()  # an empty section: its defaults
+    for raw, needle in [({}, "cfg: 'name' is required"),
+                        ({"name": "x", "window": "3"}, "cfg: 'window' expects int | None, got str '3'"),
+                        ({"name": "x", "inner": {"rate": "fast"}}, "cfg: 'inner': 'rate' expects float"),
+                        ({"name": "x", "inner": {"rat": 1}}, "cfg: 'inner': unknown keys ['rat']"),
+                        ({"name": "x", "ids": [1]}, "cfg: 'ids' expects str, got int 1"),
+                        ({"name": True}, "cfg: 'name' expects str, got bool True")]:
+        with pytest.raises(config.ConfigError) as e:
+            parse(Outer, raw, "cfg")
+        assert needle in str(e.value), (needle, str(e.value))

@@ -88,10 +88,7 @@ def load(path: str | Path) -> DPTLConfig:
     targets = raw.get("targets")
     _check(isinstance(targets, list) and len(targets) > 0 and all(isinstance(t, str) for t in targets),
            f"DPTL config '{path}': 'targets' must be a non-empty list of env ids")
-    raw["targets"] = tuple(targets)
-    raw["threshold"] = Threshold(**_section(Threshold, raw.get("threshold") or {}, "threshold"))
-    raw["bootstrap"] = Bootstrap(**_section(Bootstrap, raw.get("bootstrap") or {}, "bootstrap"))
-    cfg = DPTLConfig(**raw)
+    cfg = config.parse(DPTLConfig, raw, f"DPTL config '{path}'", DPTLError)
     counts = {"frames": (cfg.frames, 1), "size": (cfg.size, 11), "grid_frames": (cfg.grid_frames, 1),
               "bootstrap.samples": (cfg.bootstrap.samples, 1), "frames_seed": (cfg.frames_seed, 0),
               "bootstrap.seed": (cfg.bootstrap.seed, 0)}

@@ -77,13 +77,13 @@ def _ddqn(raw, env: str, obs: str) -> DDQNConfig:
     variants = raw.get("variants", list(VARIANTS))
     _check(isinstance(variants, list) and variants and all(v in VARIANTS for v in variants),
            f"ddqn.variants must be a non-empty list of {', '.join(VARIANTS)}, got {variants!r}")
-    raw["variants"] = tuple(dict.fromkeys(variants))
-    train = {"env": env, "obs": obs, "network": "seg_ddqn", "double": True} | (raw.get("train") or {})
+    raw["variants"] = list(dict.fromkeys(variants))
+    train = {"env": env, "obs": obs, "network": "seg_ddqn", "double": True} | (raw.pop("train", None) or {})
     try:
-        raw["train"] = config.from_dict(train)
+        train = config.from_dict(train)  # the training config's own parser: it also checks values
     except ConfigError as e:
         raise SegmentError(f"ddqn.train: {e}") from None
-    spec = DDQNConfig(**raw)
+    spec = dataclasses.replace(config.parse(DDQNConfig, raw, "ddqn", SegmentError), train=train)
     _check(spec.train.agent == "dqn" and spec.train.double,
            "ddqn.train must be a Double DQN (agent: dqn, double: true)")
     _check(spec.window is None or _int(spec.window, 2),
@@ -96,13 +96,13 @@ def _ddqn(raw, env: str, obs: str) -> DDQNConfig:
 
 def from_dict(raw: dict, where: str = "segment config") -> SegmentConfig:
     raw = dict(_section(SegmentConfig, raw or {}, where))
-    raw["fcn"] = FCNConfig(**_section(FCNConfig, raw.get("fcn") or {}, "fcn"))
-    env, obs = raw.get("env", SegmentConfig.env), raw.get("obs", SegmentConfig.obs)
+    ddqn = raw.pop("ddqn", None)  # parsed below: its training config depends on env and obs
+    cfg = config.parse(SegmentConfig, raw, where, SegmentError)
+    env, obs = cfg.env, cfg.obs
     _check(env in envs.ENV_IDS, f"unknown env id '{env}'; known: {', '.join(envs.known_env_ids())}")
     _check(obs in envs.obs_modes(env), f"unknown obs '{obs}' for {env}; allowed: {', '.join(envs.obs_modes(env))}")
-    if raw.get("ddqn") is not None:
-        raw["ddqn"] = _ddqn(raw["ddqn"], env, obs)
-    cfg = SegmentConfig(**raw)
+    if ddqn is not None:
+        cfg = dataclasses.replace(cfg, ddqn=_ddqn(ddqn, env, obs))
     try:
         labels.method_for(cfg.env, cfg.labels)
     except labels.LabelError as e:

@@ -26,7 +26,6 @@ import dataclasses
 import math
 import sys
 import time
-import typing
 import zipfile
 from pathlib import Path
 
@@ -100,19 +99,7 @@ def parse_mode(spec: str) -> tuple[str, int | None, bool]:
 
 
 def parse_distill(raw) -> DistillSpec:
-    if not isinstance(raw, dict):
-        raise ConfigError("distill must be a mapping, e.g. {schedule: varying}")
-    types = typing.get_type_hints(DistillSpec)
-    if set(raw) - set(types):
-        raise ConfigError(f"distill: unknown keys {sorted(set(raw) - set(types))}; known: {', '.join(types)}")
-    values = {}
-    for key, value in raw.items():
-        if types[key] is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, types[key]) or isinstance(value, bool):
-            raise ConfigError(f"distill: '{key}' expects {types[key].__name__}, got {value!r}")
-        values[key] = value
-    spec = DistillSpec(**values)
+    spec = config.parse(DistillSpec, raw, "distill")
     checks = [
         (spec.schedule in distill.SCHEDULES,
          f"distill: unknown schedule '{spec.schedule}'; known: {', '.join(distill.SCHEDULES)}"),
