@@ -85,3 +85,11 @@ def test_common_layout_env_gives_uint8_of_the_common_shape_for_every_game():
         assert env.obs_shape == obs.shape == (10, 10, len(minatar.ROLES))
         assert obs.dtype == np.uint8 and set(np.unique(obs)) <= {0, 255} and obs[..., 0].sum() > 0  # a player
 
+
+
+def test_space_invaders_trails_stop_at_the_edge_instead_of_wrapping():
+    native = np.zeros((10, 10, 6), np.float32)
+    native[4, 0, 3] = native[4, 0, 1] = 1  # an alien at the left edge, moving right: it came from off the board
+    native[5, 9, 2] = native[5, 9, 1] = 1  # one at the right edge moving left
+    trail = np.asarray(minatar.common_obs(native, "minatar/SpaceInvaders"))[..., minatar.ROLES.index("trail")]
+    assert trail.sum() == 0
