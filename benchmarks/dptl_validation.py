@@ -54,7 +54,7 @@ def seed_curves(curves: list[dict], mode: str) -> dict:
     for r in curves:
         if r["mode"] in (mode, "scratch"):
             by_run.setdefault((r["source"], r["target"]), []).append(r)
-    return {key: report.seed_matrix(rows, rows[0]["metric"])[1] for key, rows in by_run.items()}
+    return {key: report.seed_matrix(rows, "value")[1] for key, rows in by_run.items()}
 
 
 def correlations(rows: list[dict], curves: dict, window: int | None, n_boot: int) -> dict:
