@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io as pyio
+import os
 from pathlib import Path
 
 import matplotlib
@@ -151,7 +152,8 @@ def main() -> None:
     summary = {"domain": args.domain, "pairs": len(rows), "mode": domain.mode, "obs": obs_mode,
                "frames": args.frames, "policy": "random", "layer": layer, "seeds": cfg.train.seeds,
                "bootstrap": f"{args.boot} resamples of pairs and seed indices together (metrics.rank_correlation_ci)",
-               "curves": str(curves_csv), "correlations": stats}
+               "source_models": f"{sweep_dir}/scratch", "curves": os.path.relpath(curves_csv, ROOT),
+               "correlations": stats}
     io.write_csv(args.out / f"{domain.out}.csv",
                  [{k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows])
     io.write_json(args.out / f"{domain.out}.json", summary | run.environment_info())

@@ -1,10 +1,16 @@
 """The predictors DPTL must beat, on hand-made frames, and the rank-correlation CI on synthetic data."""
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from jaxfer import ac_nets, dptl_baselines, metrics
+from jaxfer import ac_nets, dptl_baselines, io, metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import dptl_validation  # noqa: E402
 
 
 def _frames(seed, n=8, size=32):
@@ -101,3 +107,13 @@ def test_rank_correlation_ci_point_is_the_correlation_with_the_seed_mean_area_ra
     assert point == pytest.approx(metrics.kendall_tau(scores.mean(axis=1), ratios))
     with pytest.raises(ValueError, match="scores"):
         metrics.rank_correlation_ci(scores[:, :3], transfer, scratch)
+
+
+def test_validation_recomputes_the_sweeps_area_ratios_from_its_per_seed_curves():
+    committed = dptl_validation.RESULTS / "transfer" / "catch_fc_only_transfer"
+    curves = dptl_validation.seed_curves(io.read_csv(committed / "curves.csv"), "first_n:2:frozen")
+    assert curves["catch/v0", "catch/v1"].shape == curves["catch/v1", "catch/v1"].shape == (5, 20)
+    for row in io.read_csv(committed / "area_ratios.csv"):
+        point, low, high = metrics.area_ratio_ci(curves[row["source"], row["target"]], curves[row["target"],
+                                                                                                row["target"]])
+        assert [round(v, 4) for v in (point, low, high)] == [float(row[k]) for k in ("area_ratio", "ci_low", "ci_high")]
