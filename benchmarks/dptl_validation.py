@@ -58,19 +58,22 @@ def seed_curves(curves: list[dict], mode: str) -> dict:
     return {key: report.seed_matrix(rows, "value")[1] for key, rows in by_run.items()}
 
 
-def correlations(rows: list[dict], curves: dict, window: int | None, n_boot: int) -> dict:
-    """Spearman and Kendall of every predictor with R, each with its pairs-and-seeds bootstrap CI."""
+def correlations(rows: list[dict], curves: dict, window: int | None, n_boot: int) -> tuple[dict, dict]:
+    """Spearman and Kendall of every predictor with R, each with its pairs-and-seeds bootstrap CI; and
+    DPTL's Spearman minus each baseline's, on the same resamples (does DPTL beat it?)."""
     transfer = np.stack([metrics.area_under_curve(curves[r["source"], r["target"]], window) for r in rows])
     scratch = np.stack([metrics.area_under_curve(curves[r["target"], r["target"]], window) for r in rows])
-    out = {}
-    for name in dptl_baselines.PREDICTORS:
-        scores = np.array([r[f"{name}_per_seed"] for r in rows]) if f"{name}_per_seed" in rows[0] \
-            else np.array([[r[name]] for r in rows])
-        out[name] = {}
-        for stat_name, stat in (("spearman", metrics.spearman), ("kendall", metrics.kendall_tau)):
-            point, low, high = metrics.rank_correlation_ci(scores, transfer, scratch, stat, n_boot=n_boot)
-            out[name][stat_name] = {"value": round(point, 4), "ci": [round(low, 4), round(high, 4)]}
-    return out
+    scores = {name: np.array([r[f"{name}_per_seed"] for r in rows]) if f"{name}_per_seed" in rows[0]
+              else np.array([[r[name]] for r in rows]) for name in dptl_baselines.PREDICTORS}
+
+    def ci(x, statistic, versus=None) -> dict:
+        point, low, high = metrics.rank_correlation_ci(x, transfer, scratch, statistic, n_boot=n_boot, versus=versus)
+        return {"value": round(point, 4), "ci": [round(low, 4), round(high, 4)]}
+
+    stats = {name: {"spearman": ci(x, metrics.spearman), "kendall": ci(x, metrics.kendall_tau)}
+             for name, x in scores.items()}
+    beats = {name: ci(scores["dptl"], metrics.spearman, versus=x) for name, x in scores.items() if name != "dptl"}
+    return stats, beats
 
 
 def scatter(path: Path, rows: list[dict], stats: dict, title: str) -> None:
@@ -148,12 +151,12 @@ def main() -> None:
                          "activation_cka": round(float(np.mean(cka)), 4),
                          "activation_cka_per_seed": [round(c, 4) for c in cka],
                          "area_ratio": round(point, 4), "ci_low": round(low, 4), "ci_high": round(high, 4)})
-    stats = correlations(rows, curves, cfg.window, args.boot)
+    stats, beats = correlations(rows, curves, cfg.window, args.boot)
     summary = {"domain": args.domain, "pairs": len(rows), "mode": domain.mode, "obs": obs_mode,
                "frames": args.frames, "policy": "random", "layer": layer, "seeds": cfg.train.seeds,
                "bootstrap": f"{args.boot} resamples of pairs and seed indices together (metrics.rank_correlation_ci)",
                "source_models": f"{sweep_dir}/scratch", "curves": os.path.relpath(curves_csv, ROOT),
-               "correlations": stats}
+               "correlations": stats, "dptl_spearman_minus_baseline": beats}
     io.write_csv(args.out / f"{domain.out}.csv",
                  [{k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows])
     io.write_json(args.out / f"{domain.out}.json", summary | run.environment_info())
@@ -163,6 +166,8 @@ def main() -> None:
     for name, s in stats.items():
         print(f"{name:<16} " + " ".join(f"{s[k]['value']:+.2f} [{s[k]['ci'][0]:+.2f}, {s[k]['ci'][1]:+.2f}]".rjust(26)
                                          for k in ("spearman", "kendall")))
+    for name, d in beats.items():
+        print(f"DPTL's Spearman minus {name}'s: {d['value']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]")
 
 
 if __name__ == "__main__":

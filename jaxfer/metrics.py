@@ -184,7 +184,7 @@ def kendall_tau(x, y) -> float:
 
 
 def rank_correlation_ci(scores, transfer_areas, scratch_areas, statistic: Callable = spearman, n_boot: int = 2000,
-                        alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+                        alpha: float = 0.05, seed: int = 0, versus=None) -> tuple[float, float, float]:
     """(point, low, high): a rank correlation between a transfer predictor and the measured area
     ratios R of (source, target) pairs, with a percentile bootstrap CI that resamples the pairs AND
     the seeds, so it counts both how few pairs there are and how noisy each R is.
@@ -194,26 +194,33 @@ def rank_correlation_ci(scores, transfer_areas, scratch_areas, statistic: Callab
     ``scores`` (pairs, seeds) per source seed's model, or (pairs, 1) for a predictor without a model.
     One seed resample per replicate serves every run: seed i of a cell starts from seed i of its
     source, so the seed index is the unit that ties runs together. R of a pair is the ratio of the
-    resampled seed-mean areas, as ``area_ratio``.
+    resampled seed-mean areas, as ``area_ratio``. With ``versus`` (another predictor's scores), the
+    result is the difference correlation(scores) - correlation(versus) on the same resamples: a
+    paired comparison of two predictors.
     """
     _check_alpha(alpha, n_boot)
     t, s = np.asarray(transfer_areas, float), np.asarray(scratch_areas, float)
-    x = np.asarray(scores, float)
-    if t.ndim != 2 or t.shape != s.shape or x.ndim != 2 or len(x) != len(t) or x.shape[1] not in (1, t.shape[1]):
+    predictors = [np.asarray(x, float) for x in ([scores] if versus is None else [scores, versus])]
+    if t.ndim != 2 or t.shape != s.shape or any(x.ndim != 2 or len(x) != len(t) or x.shape[1] not in (1, t.shape[1])
+                                                for x in predictors):
         raise ValueError(f"transfer_areas and scratch_areas must be (pairs, seeds) and scores (pairs, seeds or 1); "
-                         f"got {t.shape}, {s.shape}, {x.shape}")
+                         f"got {t.shape}, {s.shape}, {', '.join(str(x.shape) for x in predictors)}")
 
-    def corr(pairs, seeds):
+    def corr(x, pairs, seeds, ratio):
+        return statistic(x[pairs][:, seeds if x.shape[1] > 1 else [0]].mean(axis=1), ratio)
+
+    def value(pairs, seeds):
         a_t, a_s = t[pairs][:, seeds].mean(axis=1), s[pairs][:, seeds].mean(axis=1)
-        score = x[pairs][:, seeds if x.shape[1] > 1 else [0]].mean(axis=1)
-        return statistic(score, (a_t - a_s) / np.abs(a_s))
+        ratio = (a_t - a_s) / np.abs(a_s)
+        values = [corr(x, pairs, seeds, ratio) for x in predictors]
+        return values[0] if versus is None else values[0] - values[1]
 
     n_pairs, n_seeds = t.shape
     rng = np.random.default_rng(seed)
-    stats = np.array([corr(rng.integers(0, n_pairs, n_pairs), rng.integers(0, n_seeds, n_seeds))
+    stats = np.array([value(rng.integers(0, n_pairs, n_pairs), rng.integers(0, n_seeds, n_seeds))
                       for _ in range(int(n_boot))])
     low, high = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])  # NaN: a resample of one repeated pair
-    return float(corr(np.arange(n_pairs), np.arange(n_seeds))), float(low), float(high)
+    return float(value(np.arange(n_pairs), np.arange(n_seeds))), float(low), float(high)
 
 
 def read_dat(path: str | Path) -> dict[str, np.ndarray]:

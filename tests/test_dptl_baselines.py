@@ -117,3 +117,12 @@ def test_validation_recomputes_the_sweeps_area_ratios_from_its_per_seed_curves()
         point, low, high = metrics.area_ratio_ci(curves[row["source"], row["target"]], curves[row["target"],
                                                                                                 row["target"]])
         assert [round(v, 4) for v in (point, low, high)] == [float(row[k]) for k in ("area_ratio", "ci_low", "ci_high")]
+
+
+def test_paired_difference_ci_separates_a_good_predictor_from_noise_and_is_zero_against_itself():
+    rng = np.random.default_rng(0)
+    x, transfer, scratch = _synthetic(60, 0.8, rng, seed_noise=0.2)
+    noise = rng.normal(size=x.shape)
+    point, low, high = metrics.rank_correlation_ci(x, transfer, scratch, n_boot=400, versus=noise)
+    assert low > 0 and low <= point <= high
+    assert metrics.rank_correlation_ci(x, transfer, scratch, n_boot=100, versus=x) == (0.0, 0.0, 0.0)
