@@ -27,7 +27,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxfer import dptl_baselines, dptl_report, frames, io, metrics, report, run, sweep  # noqa: E402
+import jax  # noqa: E402
+
+from jaxfer import dptl_baselines, dptl_report, envs, frames, io, metrics, report, run, sweep  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -56,6 +58,35 @@ def seed_curves(curves: list[dict], mode: str) -> dict:
         if r["mode"] in (mode, "scratch"):
             by_run.setdefault((r["source"], r["target"]), []).append(r)
     return {key: report.seed_matrix(rows, "value")[1] for key, rows in by_run.items()}
+
+
+def random_return(env_id: str, obs_mode: str, steps: int, num_envs: int = 16, seed: int = 0) -> float:
+    """Mean return of the games a uniform random policy finishes in ``steps`` steps of ``num_envs`` envs:
+    what a scratch agent has to beat to have learned anything."""
+    env = envs.make(env_id, obs_mode)
+    pool = envs.pool(env, 1, num_envs, seed)
+    state, _ = pool.reset(jax.random.PRNGKey(seed)[None])
+
+    def body(state, key):
+        actions = jax.random.randint(key, (1, num_envs), 0, env.num_actions)
+        state, _, _, _, info = pool.step(state, actions)
+        return state, (info["episode_return"], info["episode_end"])
+
+    returns, ends = map(np.asarray, jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(
+        jax.random.PRNGKey(seed + 1), steps))[1])(state))
+    return float(returns[ends].mean())
+
+
+def scratch_learning(cfg: sweep.SweepConfig, curves: dict, returns: bool) -> dict:
+    """Per game, the scratch agents' seed-mean evaluation score in the first and last epochs (and, if
+    the score is a return, a random policy's return over as many steps as an evaluation plays)."""
+    out = {}
+    for game in cfg.targets:
+        curve = curves[game, game].mean(axis=0)
+        out[game] = {"first_epoch": round(float(curve[0]), 3), "last_epoch": round(float(curve[-1]), 3)}
+        if returns:
+            out[game]["random_policy_return"] = round(random_return(game, cfg.train.obs, cfg.train.eval_steps), 3)
+    return out
 
 
 def correlations(rows: list[dict], curves: dict, window: int | None, n_boot: int) -> tuple[dict, dict]:
@@ -123,7 +154,8 @@ def main() -> None:
     sweep_dir = args.sweep or Path("runs") / domain.config.stem
     curves_csv = sweep_dir / "curves.csv"
     curves_csv = curves_csv if curves_csv.exists() else RESULTS / "transfer" / domain.config.stem / "curves.csv"
-    curves = seed_curves(io.read_csv(curves_csv), domain.mode)
+    long_form = io.read_csv(curves_csv)
+    curves = seed_curves(long_form, domain.mode)
     cache = sweep_dir / "dptl" / "frames"
     obs_mode = cfg.train.obs
     games = dict.fromkeys(cfg.sources + cfg.targets)
@@ -156,6 +188,7 @@ def main() -> None:
                "frames": args.frames, "policy": "random", "layer": layer, "seeds": cfg.train.seeds,
                "bootstrap": f"{args.boot} resamples of pairs and seed indices together (metrics.rank_correlation_ci)",
                "source_models": f"{sweep_dir}/scratch", "curves": os.path.relpath(curves_csv, ROOT),
+               "scratch_learning": scratch_learning(cfg, curves, long_form[0]["metric"] == "eval_return"),
                "correlations": stats, "dptl_spearman_minus_baseline": beats}
     io.write_csv(args.out / f"{domain.out}.csv",
                  [{k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows])
