@@ -42,12 +42,14 @@ class Domain:
     config: Path  # the FC-only sweep
     mode: str  # its transfer mode
     out: str  # stem of the result files under benchmarks/results/dptl/
+    returns: bool  # its curves are returns (a random policy's return is then the floor to beat)
 
 
 DOMAINS = {
-    "catch": Domain(ROOT / "configs" / "catch_fc_only_transfer.yaml", "first_n:2:frozen", "catch_fc_only_validation"),
+    "catch": Domain(ROOT / "configs" / "catch_fc_only_transfer.yaml", "first_n:2:frozen", "catch_fc_only_validation",
+                    False),
     "minatar": Domain(ROOT / "configs" / "dptl_minatar_validation.yaml", "first_n:1:frozen",
-                      "minatar_fc_only_validation"),
+                      "minatar_fc_only_validation", True),
 }
 
 
@@ -58,6 +60,19 @@ def seed_curves(curves: list[dict], mode: str) -> dict:
         if r["mode"] in (mode, "scratch"):
             by_run.setdefault((r["source"], r["target"]), []).append(r)
     return {key: report.seed_matrix(rows, "value")[1] for key, rows in by_run.items()}
+
+
+def run_curves(sweep_dir: Path, cfg: sweep.SweepConfig, mode: str) -> dict:
+    """The same from the sweep's finished run directories (run.json written): a sweep still running
+    gives the pairs it has finished."""
+    runs = {(g, g): sweep_dir / "scratch" / g.replace("/", "_") for g in cfg.targets}
+    runs |= {(s, t): sweep_dir / sweep.cell_dir(s, t, m) for s, t, m in cfg.cells() if m == mode}
+    out = {}
+    for key, run_dir in runs.items():
+        if (run_dir / run.RUN_JSON).exists():
+            rows = io.read_csv(run_dir / run.METRICS)
+            out[key] = report.seed_matrix(rows, report.curve_metric(rows))[1]
+    return out
 
 
 def random_return(env_id: str, obs_mode: str, steps: int, num_envs: int = 16, seed: int = 0) -> float:
@@ -152,10 +167,11 @@ def main() -> None:
     domain = DOMAINS[args.domain]
     cfg = sweep.load(domain.config)
     sweep_dir = args.sweep or Path("runs") / domain.config.stem
-    curves_csv = sweep_dir / "curves.csv"
-    curves_csv = curves_csv if curves_csv.exists() else RESULTS / "transfer" / domain.config.stem / "curves.csv"
-    long_form = io.read_csv(curves_csv)
-    curves = seed_curves(long_form, domain.mode)
+    committed = RESULTS / "transfer" / domain.config.stem / "curves.csv"
+    if (sweep_dir / "curves.csv").exists() or not committed.exists():
+        curves, where = run_curves(sweep_dir, cfg, domain.mode), f"{sweep_dir}/"
+    else:
+        curves, where = seed_curves(io.read_csv(committed), domain.mode), os.path.relpath(committed, ROOT)
     cache = sweep_dir / "dptl" / "frames"
     obs_mode = cfg.train.obs
     games = dict.fromkeys(cfg.sources + cfg.targets)
@@ -164,7 +180,9 @@ def main() -> None:
     th = dptl_report.Threshold()
     rows, layer = [], None
     for source in cfg.sources:
-        targets = tuple(t for s, t, _ in cfg.cells() if s == source)
+        targets = tuple(t for s, t, _ in cfg.cells() if s == source and {(s, t), (s, s), (t, t)} <= set(curves))
+        if not targets:
+            continue
         dcfg = dptl_report.DPTLConfig(source=str(sweep_dir / "scratch" / source.replace("/", "_")), targets=targets,
                                       source_seed="all", frames=args.frames, cache=str(cache))
         scores = dptl_report.run_dptl(dcfg, sweep_dir / "dptl" / source.replace("/", "_"))
@@ -187,8 +205,8 @@ def main() -> None:
     summary = {"domain": args.domain, "pairs": len(rows), "mode": domain.mode, "obs": obs_mode,
                "frames": args.frames, "policy": "random", "layer": layer, "seeds": cfg.train.seeds,
                "bootstrap": f"{args.boot} resamples of pairs and seed indices together (metrics.rank_correlation_ci)",
-               "source_models": f"{sweep_dir}/scratch", "curves": os.path.relpath(curves_csv, ROOT),
-               "scratch_learning": scratch_learning(cfg, curves, long_form[0]["metric"] == "eval_return"),
+               "source_models": f"{sweep_dir}/scratch", "curves": where,
+               "scratch_learning": scratch_learning(cfg, curves, domain.returns),
                "correlations": stats, "dptl_spearman_minus_baseline": beats}
     io.write_csv(args.out / f"{domain.out}.csv",
                  [{k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()} for r in rows])
