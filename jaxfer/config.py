@@ -22,7 +22,7 @@ class TrainConfig:
     """Every hyper-parameter of a run, in one place. Step counts are env steps per seed."""
 
     env: str = "catch/v0"  # environment id (jaxfer.envs.known_env_ids())
-    obs: str = "grid"  # envs.obs_modes(env): catch grid (21x21)|pixels84, minatar grid, atari nature|ea3c|ea3c_stack4
+    obs: str = "grid"  # envs.obs_modes(env): catch grid|pixels84, minatar grid|grid_common, atari nature|ea3c|...
     agent: str = "dqn"  # "dqn" (with `double` for Double DQN), "dqv", "dqv_max" or "a2c"
     network: str = "catch_cnn"  # a networks.q_nets.NETWORKS key; for a2c a networks.actor_critic.NETWORKS key
     conv_impl: str = "auto"  # "gemm" (im2col GEMMs, fast on XLA CPU), "xla" (the native conv op), "auto" (by tuning)

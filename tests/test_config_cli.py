@@ -53,7 +53,8 @@ def _one_line_error(proc, needle):
     (["train", "--seeds", "0"], "seeds must be >= 1"),
     (["train", "env=pong/v0"], "unknown env id 'pong/v0'; known: catch/v0"),
     (["train", "configs/does_not_exist.yaml"], "cannot read config"),
-    (["train", "env=minatar/Breakout", "obs=pixels84"], "has only the native 'grid' observation"),
+    (["train", "env=minatar/Breakout", "obs=pixels84"], "has the observations 'grid', 'grid_common'"),
+    (["train", "env=catch/v0", "obs=grid_common"], "unknown obs 'grid_common' for catch/v0"),
 ])
 def test_cli_bad_input(cli, tmp_path, args, needle):
     _one_line_error(cli(*args, "--out", tmp_path / "run"), needle)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jaxfer import envs
+from jaxfer.envs import minatar
 
 
 @pytest.mark.parametrize("env_id, channels, actions", [("minatar/Breakout", 4, 3), ("minatar/Seaquest", 10, 6)])
@@ -40,6 +41,55 @@ def test_episode_return_is_the_sum_of_rewards_under_vmap():
                 assert ep_return[t, i] == 0.0
 
 
-def test_minatar_has_only_the_grid_observation():
-    with pytest.raises(envs.EnvError, match="only the native 'grid'"):
+def test_minatar_has_only_its_grid_observations():
+    with pytest.raises(envs.EnvError, match="has the observations 'grid', 'grid_common'"):
         envs.make("minatar/Breakout", obs="pixels84")
+
+
+# The module docstring's table: (game, native channel) -> common role. SpaceInvaders' direction maps
+# (channels 2 and 3) are checked apart: they become trails behind the aliens.
+DOCUMENTED = {
+    "minatar/Breakout": ["player", "player_shot", "trail", "brick"],
+    "minatar/Asterix": ["player", "enemy", "trail", "collectible"],
+    "minatar/Freeway": ["player", "enemy", "trail", "trail", "trail", "trail", "trail"],
+    "minatar/SpaceInvaders": ["player", "enemy", None, None, "player_shot", "enemy_shot"],
+    "minatar/Seaquest": ["player", "trail", "player_shot", "trail", "enemy_shot", "enemy", "enemy", "gauge", "gauge",
+                         "collectible"],
+}
+
+
+@pytest.mark.parametrize("env_id", sorted(DOCUMENTED))
+def test_common_layout_maps_one_object_per_channel_as_documented(env_id):
+    roles = DOCUMENTED[env_id]
+    native = np.zeros((10, 10, len(roles)), np.float32)
+    cells = {c: (c, (3 * c + 1) % 8 + 1) for c in range(len(roles))}  # one object per channel, off the edges
+    for c, (y, x) in cells.items():
+        native[y, x, c] = 1
+    common = np.asarray(minatar.common_obs(native, env_id))
+    assert common.shape == (10, 10, len(minatar.ROLES))
+    expected = np.zeros_like(common)
+    for c, role in enumerate(roles):
+        if role is not None:
+            expected[(*cells[c], minatar.ROLES.index(role))] = 1
+    if env_id == "minatar/SpaceInvaders":  # moving left: came from x + 1; moving right: from x - 1
+        (y2, x2), (y3, x3) = cells[2], cells[3]
+        expected[y2, x2 + 1, minatar.ROLES.index("trail")] = 1
+        expected[y3, x3 - 1, minatar.ROLES.index("trail")] = 1
+    np.testing.assert_array_equal(common, expected)
+
+
+def test_common_layout_env_gives_uint8_of_the_common_shape_for_every_game():
+    for env_id in minatar.GAMES:
+        env = envs.make(env_id, obs="grid_common")
+        _, obs = jax.jit(env.reset)(jax.random.PRNGKey(0))
+        assert env.obs_shape == obs.shape == (10, 10, len(minatar.ROLES))
+        assert obs.dtype == np.uint8 and set(np.unique(obs)) <= {0, 255} and obs[..., 0].sum() > 0  # a player
+
+
+
+def test_space_invaders_trails_stop_at_the_edge_instead_of_wrapping():
+    native = np.zeros((10, 10, 6), np.float32)
+    native[4, 0, 3] = native[4, 0, 1] = 1  # an alien at the left edge, moving right: it came from off the board
+    native[5, 9, 2] = native[5, 9, 1] = 1  # one at the right edge moving left
+    trail = np.asarray(minatar.common_obs(native, "minatar/SpaceInvaders"))[..., minatar.ROLES.index("trail")]
+    assert trail.sum() == 0

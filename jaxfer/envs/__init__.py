@@ -8,7 +8,7 @@ from jaxfer.envs import atari, catch, minatar
 from jaxfer.envs.base import Env, EnvError, Pool, pool
 
 # Observation modes per backend (the part of the id before the "/").
-BACKEND_OBS_MODES = {"catch": ("grid", "pixels84"), "minatar": ("grid",), "atari": atari.OBS_MODES}
+BACKEND_OBS_MODES = {"catch": ("grid", "pixels84"), "minatar": minatar.OBS_MODES, "atari": atari.OBS_MODES}
 
 # id -> factory(obs: str) -> Env. Backends: catch/ (pure JAX), minatar/ (gymnax), atari/ (envpool XLA;
 # envpool is imported only when an atari/ env is made).
@@ -33,7 +33,7 @@ def make(env_id: str, obs: str = "grid") -> Env:
         raise EnvError(f"unknown env id '{env_id}'; known: {', '.join(known_env_ids())}")
     if obs not in obs_modes(env_id):
         if env_id.startswith("minatar/"):
-            ENV_IDS[env_id](obs)  # raises MinAtar's own message (it has only its native grid)
+            ENV_IDS[env_id](obs)  # raises MinAtar's own message (its grid presets)
         raise EnvError(f"unknown obs '{obs}' for {env_id}; allowed: {', '.join(repr(m) for m in obs_modes(env_id))}")
     return ENV_IDS[env_id](obs)
 

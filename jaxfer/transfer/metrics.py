@@ -22,7 +22,7 @@ import scipy.stats
 __all__ = [
     "area_under_curve", "area_ratio", "area_ratio_per_seed", "bootstrap_ci", "area_ratio_ci",
     "iqm", "probability_of_improvement", "two_sample_ci", "iqm_area_ratio", "mean_band", "spearman", "kendall_tau",
-    "read_dat",
+    "rank_correlation_ci", "read_dat",
 ]
 
 
@@ -202,54 +202,64 @@ def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _rank_average(a: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (so tied values count equally)."""
-    order = np.argsort(a, kind="mergesort")
-    sorted_a = a[order]
-    # Start of each run of equal values, then the average of the 1-based ranks inside each run.
-    starts = np.flatnonzero(np.r_[True, sorted_a[1:] != sorted_a[:-1]])
-    ends = np.r_[starts[1:], a.size]
-    avg = (starts + 1 + ends) / 2.0
-    ranks = np.empty(a.size)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+def _rank_statistic(x, y, fn) -> float:
+    a, b = _pair(x, y)
+    if a.size < 2 or np.isnan(a).any() or np.isnan(b).any() or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(fn(a, b).statistic)
 
 
 def spearman(x, y) -> float:
-    """Spearman rank correlation (Pearson on average ranks): does a predictor order targets right?
-
-    NaN when fewer than 2 points, any value is NaN, or either input is constant (undefined).
-    """
-    a, b = _pair(x, y)
-    if a.size < 2 or np.isnan(a).any() or np.isnan(b).any():
-        return float("nan")
-    ra, rb = _rank_average(a), _rank_average(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
-
-
-def _tied_pairs(a: np.ndarray) -> float:
-    _, counts = np.unique(a, return_counts=True)
-    return float((counts * (counts - 1) / 2).sum())
+    """Spearman rank correlation (``scipy.stats.spearmanr``, ties ranked by their average): does a
+    predictor order targets right? NaN when fewer than 2 points, any value is NaN, or either input is
+    constant (undefined)."""
+    return _rank_statistic(x, y, scipy.stats.spearmanr)
 
 
 def kendall_tau(x, y) -> float:
-    """Kendall's tau-b: pairwise order agreement, corrected for ties (scipy's default variant).
+    """Kendall's tau-b (``scipy.stats.kendalltau``): pairwise order agreement, corrected for ties.
+    NaN when fewer than 2 points, any value is NaN, or either input is constant."""
+    return _rank_statistic(x, y, scipy.stats.kendalltau)
 
-    Pair counting is O(n^2) time and O(n) memory, fine for the tens of games or layers compared.
-    NaN when fewer than 2 points, any value is NaN, or either input is constant.
+
+def rank_correlation_ci(scores, transfer_areas, scratch_areas, statistic: Callable = spearman, n_boot: int = 2000,
+                        alpha: float = 0.05, seed: int = 0, versus=None) -> tuple[float, float, float]:
+    """(point, low, high): a rank correlation between a transfer predictor and the measured area
+    ratios R of (source, target) pairs, with a percentile bootstrap CI that resamples the pairs AND
+    the seeds, so it counts both how few pairs there are and how noisy each R is.
+
+    ``transfer_areas`` (pairs, seeds): each transferred seed's learning-curve area;
+    ``scratch_areas`` (pairs, seeds): the areas of the pair's target trained from scratch;
+    ``scores`` (pairs, seeds) per source seed's model, or (pairs, 1) for a predictor without a model.
+    One seed resample per replicate serves every run: seed i of a cell starts from seed i of its
+    source, so the seed index is the unit that ties runs together. R of a pair is the ratio of the
+    resampled seed-mean areas, as ``area_ratio``. With ``versus`` (another predictor's scores), the
+    result is the difference correlation(scores) - correlation(versus) on the same resamples: a
+    paired comparison of two predictors.
     """
-    a, b = _pair(x, y)
-    n = a.size
-    if n < 2 or np.isnan(a).any() or np.isnan(b).any():
-        return float("nan")
-    s = 0.0  # concordant minus discordant pairs (tied pairs contribute 0)
-    for i in range(n - 1):
-        s += float((np.sign(a[i + 1:] - a[i]) * np.sign(b[i + 1:] - b[i])).sum())
-    n0 = n * (n - 1) / 2
-    denom = np.sqrt((n0 - _tied_pairs(a)) * (n0 - _tied_pairs(b)))
-    return float(s / denom) if denom > 0 else float("nan")
+    _check_alpha(alpha, n_boot)
+    t, s = np.asarray(transfer_areas, float), np.asarray(scratch_areas, float)
+    predictors = [np.asarray(x, float) for x in ([scores] if versus is None else [scores, versus])]
+    if t.ndim != 2 or t.shape != s.shape or any(x.ndim != 2 or len(x) != len(t) or x.shape[1] not in (1, t.shape[1])
+                                                for x in predictors):
+        raise ValueError(f"transfer_areas and scratch_areas must be (pairs, seeds) and scores (pairs, seeds or 1); "
+                         f"got {t.shape}, {s.shape}, {', '.join(str(x.shape) for x in predictors)}")
+
+    def corr(x, pairs, seeds, ratio):
+        return statistic(x[pairs][:, seeds if x.shape[1] > 1 else [0]].mean(axis=1), ratio)
+
+    def value(pairs, seeds):
+        a_t, a_s = t[pairs][:, seeds].mean(axis=1), s[pairs][:, seeds].mean(axis=1)
+        ratio = (a_t - a_s) / np.abs(a_s)
+        values = [corr(x, pairs, seeds, ratio) for x in predictors]
+        return values[0] if versus is None else values[0] - values[1]
+
+    n_pairs, n_seeds = t.shape
+    rng = np.random.default_rng(seed)
+    stats = np.array([value(rng.integers(0, n_pairs, n_pairs), rng.integers(0, n_seeds, n_seeds))
+                      for _ in range(int(n_boot))])
+    low, high = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])  # NaN: a resample of one repeated pair
+    return float(value(np.arange(n_pairs), np.arange(n_seeds))), float(low), float(high)
 
 
 def read_dat(path: str | Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,131 @@
+"""The predictors DPTL must beat, on hand-made frames, and the rank-correlation CI on synthetic data."""
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from scipy.stats import ortho_group
+
+from jaxfer.dptl import baselines
+from jaxfer.networks import actor_critic
+from jaxfer.runtime import files
+from jaxfer.transfer import metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import dptl_validation  # noqa: E402
+
+
+def _frames(seed, n=8, size=32):
+    """Random sparse 'objects' on black, like game frames."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, size, size)) > 0.9).astype(np.float32)
+
+
+def test_identical_frames_score_one_on_the_frame_baselines():
+    f = _frames(0)
+    assert baselines.mean_frame_ssim(f, f) == pytest.approx(1.0, abs=1e-5)
+    assert baselines.mask_iou(f, f, block_size=7) == pytest.approx(1.0)
+
+
+def test_disjoint_masks_have_iou_zero_and_partial_overlap_lies_between():
+    left, right = np.zeros((4, 32, 32), np.float32), np.zeros((4, 32, 32), np.float32)
+    left[:, 10:14, 4:8] = 1
+    right[:, 10:14, 24:28] = 1
+    assert baselines.mask_iou(left, right, block_size=7) == 0.0
+    both = np.maximum(left, right)
+    assert 0.3 < baselines.mask_iou(left, both, block_size=7) < 0.7  # half of both's mask is left's
+
+
+def test_unrelated_frames_score_lower_ssim_than_similar_ones():
+    a, b = _frames(0, n=64), _frames(1, n=64)
+    shifted = np.roll(a, 1, axis=-1)
+    assert baselines.mean_frame_ssim(a, a[::-1]) > baselines.mean_frame_ssim(a, shifted)
+    assert baselines.mean_frame_ssim(a, b) < 0.5
+
+
+def test_cka_is_one_for_identical_and_invariant_to_rotation_and_isotropic_scaling():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6))
+    q = ortho_group.rvs(6, random_state=1)
+    assert baselines.linear_cka(x, x) == pytest.approx(1.0)
+    assert baselines.linear_cka(x, 3.0 * x @ q) == pytest.approx(1.0)
+    y = rng.normal(size=(50, 4))
+    q4 = ortho_group.rvs(4, random_state=2)
+    assert baselines.linear_cka(x @ q, 0.5 * y @ q4) == pytest.approx(baselines.linear_cka(x, y))
+    assert baselines.linear_cka(x, y) < 0.5
+    stretched = x * np.array([10.0, 1, 1, 1, 1, 1])  # anisotropic scaling changes it
+    assert baselines.linear_cka(x, stretched) < 0.9
+
+
+def test_activation_cka_ignores_frame_order_and_is_one_for_the_same_frames():
+    net = actor_critic.ActorCritic(3, actor_critic.MINATAR_CONVS, 16)
+    rng = np.random.default_rng(0)
+    obs = (rng.random((40, 10, 10, 8)) > 0.8).astype(np.uint8) * 255
+    other = (rng.random((40, 10, 10, 8)) > 0.5).astype(np.uint8) * 255
+    params = net.init(jax.random.PRNGKey(0), obs[:1])
+    assert baselines.activations(net, params, obs, "conv_0").shape == (40, 8 * 8 * 16)
+    same = baselines.activation_cka(net, params, obs, obs, "conv_0")
+    shuffled = baselines.activation_cka(net, params, obs, obs[rng.permutation(40)], "conv_0")
+    assert same == pytest.approx(1.0) and shuffled == pytest.approx(1.0)
+    assert baselines.activation_cka(net, params, obs, other, "conv_0") < same
+
+
+def _synthetic(n_pairs, rho, rng, n_seeds=5, seed_noise=0.0):
+    """Scores x and transfer areas whose seed-mean R has rank correlation with x near the truth."""
+    xy = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=n_pairs)
+    transfer = 10 + xy[:, 1:2] + seed_noise * rng.normal(size=(n_pairs, n_seeds))
+    return xy[:, :1], transfer, np.full((n_pairs, n_seeds), 10.0)
+
+
+def test_rank_correlation_ci_covers_the_truth_and_narrows_with_more_pairs():
+    rho = 0.6
+    truth = 6 / np.pi * np.arcsin(rho / 2)  # Spearman's rho of a bivariate normal
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(30):
+        point, low, high = metrics.rank_correlation_ci(*_synthetic(60, rho, rng), n_boot=400, seed=1)
+        assert low <= point <= high
+        covered += low <= truth <= high
+    assert covered >= 25  # nominal 95%: 28.5 of 30 expected
+    widths = [np.subtract(*metrics.rank_correlation_ci(*_synthetic(n, rho, rng), n_boot=400)[:0:-1])
+              for n in (20, 80, 320)]
+    assert widths[0] > widths[1] > widths[2] > 0
+
+
+def test_rank_correlation_ci_counts_seed_noise():
+    rng = np.random.default_rng(0)
+    x, transfer, scratch = _synthetic(40, 0.6, rng, seed_noise=0.0)
+    quiet = metrics.rank_correlation_ci(x, transfer, scratch, n_boot=400)
+    noisy = metrics.rank_correlation_ci(x, transfer + 3.0 * rng.normal(size=transfer.shape), scratch, n_boot=400)
+    assert noisy[2] - noisy[1] > quiet[2] - quiet[1]
+
+
+def test_rank_correlation_ci_point_is_the_correlation_with_the_seed_mean_area_ratio():
+    rng = np.random.default_rng(0)
+    scores = rng.random((12, 5))
+    transfer, scratch = 5 + rng.random((12, 5)), 5 + rng.random((12, 5))
+    point, _, _ = metrics.rank_correlation_ci(scores, transfer, scratch, statistic=metrics.kendall_tau, n_boot=50)
+    ratios = (transfer.mean(axis=1) - scratch.mean(axis=1)) / scratch.mean(axis=1)
+    assert point == pytest.approx(metrics.kendall_tau(scores.mean(axis=1), ratios))
+    with pytest.raises(ValueError, match="scores"):
+        metrics.rank_correlation_ci(scores[:, :3], transfer, scratch)
+
+
+def test_validation_recomputes_the_sweeps_area_ratios_from_its_per_seed_curves():
+    committed = dptl_validation.RESULTS / "transfer" / "catch_fc_only_transfer"
+    curves = dptl_validation.seed_curves(files.read_csv(committed / "curves.csv"), "first_n:2:frozen")
+    assert curves["catch/v0", "catch/v1"].shape == curves["catch/v1", "catch/v1"].shape == (5, 20)
+    for row in files.read_csv(committed / "area_ratios.csv"):
+        point, low, high = metrics.area_ratio_ci(curves[row["source"], row["target"]], curves[row["target"],
+                                                                                                row["target"]])
+        assert [round(v, 4) for v in (point, low, high)] == [float(row[k]) for k in ("area_ratio", "ci_low", "ci_high")]
+
+
+def test_paired_difference_ci_separates_a_good_predictor_from_noise_and_is_zero_against_itself():
+    rng = np.random.default_rng(0)
+    x, transfer, scratch = _synthetic(60, 0.8, rng, seed_noise=0.2)
+    noise = rng.normal(size=x.shape)
+    point, low, high = metrics.rank_correlation_ci(x, transfer, scratch, n_boot=400, versus=noise)
+    assert low > 0 and low <= point <= high
+    assert metrics.rank_correlation_ci(x, transfer, scratch, n_boot=100, versus=x) == (0.0, 0.0, 0.0)
