@@ -14,7 +14,10 @@ Every target game is trained from scratch (S seeds): the baseline. Where a sourc
 Each cell starts seed i of the target agent from seed i of the source through ``jaxfer.transfer`` and
 trains it with the same config. Every run is its own resumable run directory, so an interrupted sweep
 picks up where it stopped and never redoes a finished run (a finished cell is not redone either if a
-checkpoint file changes later). Cells run one ``run.train`` call each: two 5-seed Catch cells as one
+checkpoint file changes later). The runs form a graph (``run_graph``: each run after the runs whose
+parameters it starts from); ``train_run`` trains one of them under its directory's lock, and
+``jaxfer.executors`` walks the graph in this process, in workers sharing the directory, or on Ray.
+Cells run one ``run.train`` call each: two 5-seed Catch cells as one
 10-seed call ran at 0.70x, 0.79x and 1.03x the speed of two calls (wall time, 3 paired repeats on this
 shared 2-core CPU; benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
 sweep directory: ``curves.csv`` (long form: source, target, mode, seed, epoch, env_steps, value),
