@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 from jaxfer import io, run
@@ -58,7 +59,8 @@ def main() -> None:
     io.write_json(args.out, {"benchmark": "sweep_executors", "config": CONFIG, "overrides": overrides,
                              "arms": {arm: " ".join(["jaxfer transfer", CONFIG, *overrides, *flags])
                                       for arm, flags in ARMS.items()},
-                             **run.environment_info(), "load_average_1min": [load_before, os.getloadavg()[0]],
+                             **run.environment_info(), "ray": metadata.version("ray"),
+                             "load_average_1min": [load_before, os.getloadavg()[0]],
                              "wall_s": walls, "area_ratios_equal": same,
                              "rows": [{k: v for k, v in r.items() if k != "area_ratios"} for r in rows]})
     print(walls, "area ratios equal:", same)

@@ -23,7 +23,6 @@ from pathlib import Path
 from jaxfer import backend, rundir, sweep
 from jaxfer.config import ConfigError
 
-EXECUTORS = ("local", "ray")
 CONNECT_TIMEOUT_S = 5  # how long --ray-address may take to answer before it counts as unreachable
 
 
@@ -36,15 +35,15 @@ class RayOptions:
 
 
 def run_sweep(cfg: sweep.SweepConfig, out: Path, progress: bool = True, executor: str = "local",
-              ray: RayOptions = RayOptions()) -> list[dict]:
+              options: RayOptions = RayOptions()) -> list[dict]:
     """Train the sweep's unfinished runs with ``executor``, then write its results; returns the area ratios."""
     out = Path(out)
-    cluster = _connect(ray) if executor == "ray" else None  # first: Ray forks processes, unsafe once jax runs
+    cluster = _connect(options) if executor == "ray" else None  # first: Ray forks processes, unsafe once jax runs
     try:
         sweep.check_sources(cfg)
         rundir.check_sweep(out)
         if cluster:
-            run_on_ray(cluster, cfg, out, ray)
+            run_on_ray(cluster, cfg, out, options)
         else:
             run_local(cfg, out, progress)
     finally:
@@ -161,6 +160,8 @@ def _connect(options: RayOptions):
         import ray
     except ImportError:
         raise ConfigError("--executor ray needs Ray: pip install 'jaxfer[ray]'") from None
+    if options.address and options.cpus:
+        raise ConfigError("--ray-cpus sizes a cluster started here; a running cluster (--ray-address) has its own")
     if options.address and options.address != "auto":  # ray.init waits on an unreachable address for minutes
         host, _, port = options.address.removeprefix("ray://").rpartition(":")
         if not host or not port.isdigit():

@@ -105,6 +105,7 @@ def test_one_run_at_a_time_for_a_scheduler(config, tmp_path):
     (["--run", "cells/nothing"], False, "the sweep has no run 'cells/nothing'; --list-runs lists them"),
     (["--executor", "ray", "--ray-address", "127.0.0.1:1"], False, "no Ray cluster answers at 127.0.0.1:1"),
     (["--executor", "ray", "--ray-address", "nowhere"], False, "--ray-address must be HOST:PORT"),
+    (["--executor", "ray", "--ray-address", "127.0.0.1:1", "--ray-cpus", "2"], False, "--ray-cpus sizes a cluster"),
     (["--executor", "ray"], True, "--executor ray needs Ray: pip install 'jaxfer[ray]'"),
 ])
 def test_executor_mistakes_are_one_line(config, tmp_path, args, fake_ray, needle):
