@@ -30,6 +30,21 @@ def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
                    help=f"seconds to wait for the coordinator (default {JOIN_TIMEOUT_S})")
 
 
+def _add_sweep_runs(p: argparse.ArgumentParser) -> None:
+    """How a sweep's runs are trained: here, on Ray, or one at a time by any scheduler."""
+    g = p.add_argument_group("runs of the sweep (each a resumable directory, trained once; workers may share --out)")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: each run a Ray task (pip install 'jaxfer[ray]')")
+    g.add_argument("--ray-address", metavar="ADDR", help="a running Ray cluster (default: start one of this machine)")
+    g.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the Ray cluster started here (default: all)")
+    g.add_argument("--run-cpus", type=float, default=1.0, metavar="C", help="CPUs each Ray task holds (default 1)")
+    g.add_argument("--run-gpus", type=float, default=0.0, metavar="G",
+                   help="GPUs each Ray task holds (default 0); a fraction, e.g. 0.25, packs runs on one GPU")
+    g.add_argument("--list-runs", action="store_true",
+                   help="print the runs (stage, state, what each starts from) and exit")
+    g.add_argument("--run", metavar="NAME", help="train only this run, if the runs it needs have finished")
+
+
 def _keys(command: str) -> str:
     """The config keys of ``command``, listed under its --help (built only when help is asked for)."""
     from jaxfer import config
@@ -78,6 +93,7 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     x.add_argument("overrides", nargs="*", metavar="key=value", help="override the training config (optional)")
     x.add_argument("--out", type=Path, help="sweep directory (default: runs/<config name>)")
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_sweep_runs(x)
     d = command("dptl", help="DPTL transferability scores of one source model on target games")
     d.add_argument("config", help="DPTL YAML (source, targets, frames, layer, method, threshold, bootstrap)")
     d.add_argument("--out", type=Path, help="results directory (default: runs/<config name>)")
@@ -159,14 +175,27 @@ def _segment(args) -> int:
 
 
 def _transfer(args) -> int:
-    from jaxfer.runtime import rundir
-    from jaxfer.transfer import sweep
+    from jaxfer.config import ConfigError
+    from jaxfer.transfer import executors, sweep
+
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
-    if args.dry_run:  # the memory estimate is of one run (the first target's); runs go one after another
-        return _dry_run(dataclasses.replace(cfg.train, env=cfg.targets[0]), out, sweep.run_graph(cfg))
-    with rundir.held(out):  # each run of the sweep also holds its own directory
-        ratios = sweep.run_sweep(cfg, out, progress=not args.no_progress)
+    if args.dry_run:  # the memory estimate is of one run (the first target's)
+        return _dry_run(dataclasses.replace(cfg.train, env=cfg.targets[0]), out,
+                        [(r.name, [r.origin] if r.origin else []) for r in sweep.run_graph(cfg)])
+    if args.list_runs:
+        _say("\n".join(executors.describe(cfg, out)))
+        return 0
+    if args.run:
+        if args.executor != "local":
+            raise ConfigError("--run trains one run in this process; drop --executor")
+        trained = executors.run_one(cfg, out, args.run, progress=not args.no_progress)
+        _say(f"{out / args.run}: {'trained' if trained else 'done already'}")
+        return 0
+    if min(args.run_cpus, args.run_gpus) < 0 or args.run_cpus + args.run_gpus == 0:
+        raise ConfigError("--run-cpus and --run-gpus must be >= 0, and not both 0")
+    ray = executors.RayOptions(args.ray_address, args.ray_cpus, args.run_cpus, args.run_gpus)
+    ratios = executors.run_sweep(cfg, out, not args.no_progress, args.executor, ray)
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     _say(f"{out}: {len(ratios)} cells, {size / 2**20:.1f} MiB on disk")
     width = max(len(r["source"]) for r in ratios)  # "<game>+distill" sources are longer

@@ -4,7 +4,9 @@ Two commands on one ``--out`` would otherwise both train and mix their results. 
 atomically (``O_CREAT | O_EXCL``) and holds the host, pid and start time of its holder; a second
 process gets one line naming the holder. A lock whose process is gone (same host, pid not running)
 is taken over with a note on stderr, and temp files a killed writer left there are removed. In a
-multi-process run process 0 holds it for all.
+multi-process run process 0 holds it for all. A lock this process already holds is held again at no cost
+(a sweep holds a run's directory around ``run.train``, which holds it too). A sweep's workers share the
+sweep directory: its lock, marked ``sweep``, is held only while one of them writes the sweep's results.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from jaxfer.config import ConfigError
 from jaxfer.runtime import files
 
 LOCK = ".jaxfer.lock"
+POLL_S = 1.0  # how often a waiting process looks at a lock again
 _HELD: set[Path] = set()  # the locks this process holds, released by ``release_all`` on an interrupt
 
 
@@ -51,6 +54,14 @@ def slug(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
+class Busy(ConfigError):
+    """The directory is held by a live process (``holder``: its lock's contents, None while being written)."""
+
+    def __init__(self, message: str, holder: dict | None):
+        super().__init__(message)
+        self.holder = holder
+
+
 def _holder(path: Path) -> dict | None:
     """The lock's holder, or None while its holder is still writing it."""
     try:
@@ -72,8 +83,26 @@ def _gone(holder: dict | None) -> bool:
     return False
 
 
-def _acquire(path: Path) -> None:
+def holder(out: Path) -> dict | None:
+    """Who holds ``out`` now: its lock's contents, or None if no live process holds it."""
+    found = _holder(Path(out) / LOCK)
+    return None if found is None or _gone(found) else found
+
+
+def _acquire(path: Path, wait: bool, sweep: bool) -> None:
+    """Take the lock at ``path``; while a live process holds it, raise ``Busy`` or, with ``wait``, wait."""
+    while True:
+        try:
+            return _try_acquire(path, sweep)
+        except Busy:
+            if not wait:
+                raise
+            time.sleep(POLL_S)
+
+
+def _try_acquire(path: Path, sweep: bool) -> None:
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    me |= {"sweep": True} if sweep else {}
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -82,8 +111,8 @@ def _acquire(path: Path) -> None:
             if not _gone(holder):
                 who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}" if holder
                        else "another process")
-                raise ConfigError(f"{path.parent} is in use by {who}; wait for it to finish or pass another --out "
-                                  f"(if that process is gone, delete {path})") from None
+                raise Busy(f"{path.parent} is in use by {who}; wait for it to finish or pass another --out "
+                           f"(if that process is gone, delete {path})", holder) from None
             aside = path.with_name(f"{LOCK}.{os.getpid()}")
             try:  # one taker wins the rename; the others find the lock gone and retry
                 os.rename(path, aside)
@@ -100,10 +129,13 @@ def _acquire(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def held(out: Path):
-    """Hold ``out``'s lock for the duration; a directory it had to create and that stayed empty is removed."""
+def held(out: Path, wait: bool = False, sweep: bool = False):
+    """Hold ``out``'s lock for the duration; a directory it had to create and that stayed empty is removed.
+
+    While a live process holds it: ``Busy`` (one line naming the holder), or with ``wait`` wait for it.
+    ``sweep`` marks the lock as a sweep worker's (see ``check_sweep``)."""
     out = Path(out)
-    if jax.process_index() != 0:
+    if jax.process_index() != 0 or out / LOCK in _HELD:
         yield
         return
     if out.exists() and not out.is_dir():
@@ -115,7 +147,7 @@ def held(out: Path):
         raise ConfigError(f"cannot create {out}: {e.strerror}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"{out} is not writable; pass another --out")
-    _acquire(out / LOCK)
+    _acquire(out / LOCK, wait, sweep)
     _HELD.add(out / LOCK)
     for partial in out.glob(f".*{files.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
         partial.unlink(missing_ok=True)
@@ -133,3 +165,14 @@ def release_all() -> None:
     for lock in list(_HELD):
         lock.unlink(missing_ok=True)
         _HELD.discard(lock)
+
+
+def check_sweep(out: Path) -> None:
+    """A sweep worker may work in ``out``: it is not held by a process other than another of the sweep's
+    workers (those hold it only while they write the results). Raises ``Busy`` naming the holder."""
+    try:
+        with held(out):
+            pass
+    except Busy as e:
+        if e.holder is not None and not e.holder.get("sweep"):  # None: a lock being written this instant
+            raise

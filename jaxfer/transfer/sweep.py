@@ -14,8 +14,11 @@ Every target game is trained from scratch (S seeds): the baseline. Where a sourc
 Each cell starts seed i of the target agent from seed i of the source through ``surgery.apply`` and
 trains it with the same config. Every run is its own resumable run directory, so an interrupted sweep
 picks up where it stopped and never redoes a finished run (a finished cell is not redone either if a
-checkpoint file changes later). Cells run one ``run.train`` call each: two Catch cells as one call were
-not faster on this CPU (benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
+checkpoint file changes later). The runs form a graph (``run_graph``: each run after the runs whose
+parameters it starts from); ``train_run`` trains one of them under its directory's lock, and
+``executors`` walks the graph in this process, in workers sharing the directory, or on Ray.
+Cells run one ``run.train`` call each: two Catch cells as one call were not faster on this CPU
+(benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
 sweep directory: ``curves.csv`` (long form: source, target, mode, seed, epoch, env_steps, value),
 ``area_ratios.csv`` (R with a bootstrap CI per cell), ``area_ratio_<mode>.png`` heatmaps (one row per
 source, students included) and ``curves_<target>.png``.
@@ -220,9 +223,20 @@ def scratch_games(cfg: SweepConfig) -> list[str]:
     return list(dict.fromkeys(tuple(s for s in cfg.sources if s not in cfg.source_checkpoints) + cfg.targets))
 
 
-def run_graph(cfg: SweepConfig) -> list[tuple[str, list[str]]]:
-    """The sweep's runs in training order, each with what it starts from: (run directory, needs)."""
-    runs = [(f"scratch/{rundir.slug(e)}", []) for e in scratch_games(cfg)]
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A node of the sweep's run graph: a resumable run directory, trained once, after the runs it needs."""
+
+    name: str  # its directory in the sweep directory: scratch/<game>, distill/<source> or cells/<cell>
+    env_id: str  # the game it trains on
+    needs: tuple[str, ...] = ()  # runs of this sweep whose parameters it starts from
+    origin: str | None = None  # what it starts from, for people: a run of the sweep or "checkpoint <path>"
+    source: str | None = None  # a student's teacher or a cell's source ("catch/v0", "catch/v0+distill")
+    mode: str | None = None  # a cell's transfer mode
+
+
+def run_graph(cfg: SweepConfig) -> list[Run]:
+    """The sweep's runs in an order that puts every run after the runs it needs."""
 
     def origin(source: str) -> str:
         if source.endswith(DISTILLED):
@@ -230,54 +244,93 @@ def run_graph(cfg: SweepConfig) -> list[tuple[str, list[str]]]:
         return (f"checkpoint {cfg.source_checkpoints[source]}" if source in cfg.source_checkpoints
                 else f"scratch/{rundir.slug(source)}")
 
+    def after(source: str, **kw) -> dict:
+        made = origin(source)
+        return {"origin": made, "needs": () if made.startswith("checkpoint ") else (made,), "source": source} | kw
+
+    runs = [Run(f"scratch/{rundir.slug(e)}", e) for e in scratch_games(cfg)]
     if cfg.distill:
-        runs += [(f"distill/{rundir.slug(s)}", [origin(s)]) for s in cfg.sources]
-    runs += [(cell_dir(s, t, m), [origin(s)]) for s, t, m in cfg.cells()]
+        runs += [Run(f"distill/{rundir.slug(s)}", s, **after(s)) for s in cfg.sources]
+    runs += [Run(cell_dir(s, t, m), t, **after(s, mode=m)) for s, t, m in cfg.cells()]
     return runs
 
 
-def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True) -> list[dict]:
-    checkpoints = {e: load_checkpoint(e, p, cfg.train.seeds) for e, p in cfg.source_checkpoints.items()}
-    check_cells(cfg, checkpoints)
+def check_sources(cfg: SweepConfig) -> None:
+    """Fail before any training on a source checkpoint or a cell that cannot be used."""
+    check_cells(cfg, {e: load_checkpoint(e, p, cfg.train.seeds) for e, p in cfg.source_checkpoints.items()})
+
+
+def finished(cfg: SweepConfig, out: Path, r: Run) -> bool:
+    """Has ``r`` finished in the sweep directory ``out``? A directory of another config is an error."""
+    if r.mode is None and r.source is not None:
+        return _check_student(out / r.name, _student_claim(cfg, r.source, r.origin))
+    return run.check_dir(out / r.name, _train(cfg, r.env_id))
+
+
+def train_run(cfg: SweepConfig, out: Path, r: Run, progress: bool = True) -> bool:
+    """Train ``r`` into ``out / r.name`` unless it has finished there: True if it was trained here.
+
+    The runs it needs must have finished. Raises ``rundir.Busy`` while another process holds its directory,
+    so that a sweep worker can go on with other runs and come back."""
+    run_dir = Path(out) / r.name
+    with rundir.held(run_dir):  # checked and trained under one claim: never by two workers
+        if finished(cfg, out, r):
+            return False
+        if progress:
+            print(f"jaxfer: training {r.name}", file=sys.stderr)
+        if r.source is None:
+            run.train(_train(cfg, r.env_id), run_dir, progress, meta={"mode": "scratch"})
+        elif r.mode is None:
+            distill_student(cfg, r.source, source_params(cfg, out, r.source), r.origin, run_dir, progress)
+        else:
+            name, n, frozen = parse_mode(r.mode)
+            fresh = run.init_params(_train(cfg, r.env_id))
+            params, freeze = surgery.apply(name, source_params(cfg, out, r.source), fresh, n=n, frozen=frozen)
+            meta = {"source": r.source, "mode": r.mode} | (
+                {"source_checkpoint": cfg.source_checkpoints[r.source]} if r.source in cfg.source_checkpoints else {})
+            run.train(_train(cfg, r.env_id), run_dir, progress, init_params=params,
+                      freeze=None if freeze is None else jax.tree.map(bool, freeze), meta=meta)
+    return True
+
+
+def source_params(cfg: SweepConfig, out: Path, source: str):
+    """A source's trained parameters (seed axis first): its checkpoint, or its finished run in ``out``."""
+    if source in cfg.source_checkpoints:
+        return load_checkpoint(source, cfg.source_checkpoints[source], cfg.train.seeds)
+    where = f"distill/{rundir.slug(game(source))}" if source.endswith(DISTILLED) else f"scratch/{rundir.slug(source)}"
+    like = jax.eval_shape(lambda: run.init_params(_train(cfg, game(source))))
+    return files.load_tree(Path(out) / where / run.PARAMS, like)[0]
+
+
+def results(cfg: SweepConfig, out: Path) -> list[dict]:
+    """The sweep's tables and figures from its finished runs, written under the sweep directory's lock
+    (a worker that finds another writing them waits, then writes the same files again)."""
     out = Path(out)
-    scratch = {}
-    for env_id in scratch_games(cfg):
-        run_dir = out / "scratch" / rundir.slug(env_id)
-        run.train(_train(cfg, env_id), run_dir, progress, meta={"mode": "scratch"})
-        scratch[env_id] = run_dir
-    fresh = {env_id: run.init_params(_train(cfg, env_id)) for env_id in scratch}
-    trained = {s: checkpoints[s] if s in checkpoints else files.load_tree(scratch[s] / run.PARAMS, like=fresh[s])[0]
-               for s in cfg.sources}
-    if cfg.distill:
-        for s in cfg.sources:
-            teacher = f"checkpoint {cfg.source_checkpoints[s]}" if s in checkpoints else f"scratch/{rundir.slug(s)}"
-            trained[s + DISTILLED] = distilled_source(cfg, s, trained[s], teacher, out / "distill" / rundir.slug(s),
-                                                      progress)
-    curves = {}
-    for source, target, mode in cfg.cells():
-        name, n, frozen = parse_mode(mode)
-        params, freeze = surgery.apply(name, trained[source], fresh[target], n=n, frozen=frozen)
-        unbatched_freeze = None if freeze is None else jax.tree.map(bool, freeze)
-        run_dir = out / cell_dir(source, target, mode)
-        meta = {"source": source, "mode": mode} | (
-            {"source_checkpoint": cfg.source_checkpoints[source]} if source in checkpoints else {})
-        run.train(_train(cfg, target), run_dir, progress, init_params=params, freeze=unbatched_freeze, meta=meta)
-        curves[source, target, mode] = run_dir
-    return write_results(cfg, out, scratch, curves)
+    scratch = {e: out / f"scratch/{rundir.slug(e)}" for e in scratch_games(cfg)}
+    cells = {(s, t, m): out / cell_dir(s, t, m) for s, t, m in cfg.cells()}
+    with rundir.held(out, wait=True, sweep=True):
+        return write_results(cfg, out, scratch, cells)
 
 
-def distilled_source(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, out: Path, progress: bool = True):
-    """The student of ``teacher`` (seed axis first) on ``env_id``: distilled once into ``out``, reloaded after.
+def _student_claim(cfg: SweepConfig, env_id: str, teacher_name: str) -> dict:
+    """What a student is distilled from and how: its config.yaml."""
+    return {"teacher": teacher_name, "train": config.to_dict(_train(cfg, env_id)),
+            "distill": dataclasses.asdict(cfg.distill)}
+
+
+def _check_student(out: Path, claim: dict) -> bool:
+    """True if ``out`` holds this student, finished; an error if it holds another one."""
+    return rundir.check_claim(out, claim, "a student") and (out / run.RUN_JSON).exists()
+
+
+def distill_student(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, out: Path, progress: bool = True):
+    """Distil the student of ``teacher`` (seed axis first) on ``env_id`` into ``out``.
 
     ``out`` holds config.yaml (what was distilled: teacher, training config, DistillSpec), params.npz
     and, written last as the finished mark, run.json with each seed's held-out KL before and after."""
     train_cfg, spec = _train(cfg, env_id), cfg.distill
-    claim = {"teacher": teacher_name, "train": config.to_dict(train_cfg), "distill": dataclasses.asdict(spec)}
-    rundir.check_claim(out, claim, "a student")
+    claim = _student_claim(cfg, env_id, teacher_name)
     rundir.write_claim(out, claim)
-    like = jax.eval_shape(lambda: run.init_params(train_cfg))
-    if (out / run.RUN_JSON).exists():
-        return files.load_tree(out / run.PARAMS, like)[0]
     if progress:
         print(f"distilling {env_id} x{train_cfg.seeds} ({spec.schedule}, {spec.states} states per seed)",
               file=sys.stderr)
@@ -298,7 +351,6 @@ def distilled_source(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, 
         "seconds_with_compile": round(seconds, 2), "held_out_tau": distill.HELD_OUT_TAU,
         "kl_before": stats["kl_before"].tolist(), "kl_after": stats["kl_after"].tolist(),
         "loss_per_pass": per_pass.round(5).tolist()})
-    return params
 
 
 def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> list[dict]:
