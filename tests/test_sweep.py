@@ -64,7 +64,7 @@ def test_sweep_outputs_surgery_and_resume(tmp_path):
     ({"distill": {"schedule": "slow"}}, "unknown schedule 'slow'"),
     ({"distill": {"states": 16}}, "states (16) must be at least batch_size (32)"),
     ({"window": 3}, "window must be null or a whole number of epochs in [2, 2]"),  # before any training
-    ({"window": 1.5}, "window must be null or a whole number of epochs"),
+    ({"window": 1.5}, "'window' expects int | None, got float 1.5"),
     ({"train": TINY | {"agent": "dqv"}, "distill": {}}, "distill makes single Q-network students"),
 ])
 def test_sweep_config_errors(tmp_path, over, needle):

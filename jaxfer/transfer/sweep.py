@@ -119,32 +119,27 @@ def parse_distill(raw) -> DistillSpec:
 
 
 def load(path: str | Path, overrides=()) -> SweepConfig:
-    raw = config.read_yaml(path, "sweep config") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"sweep config '{path}' must be a mapping of key: value")
-    known = {f.name for f in dataclasses.fields(SweepConfig)}
-    if set(raw) - known:
-        raise ConfigError(f"sweep config '{path}': unknown keys {sorted(set(raw) - known)}; "
-                          f"known: {', '.join(sorted(known))}")
+    where = f"sweep config '{path}'"
+    raw = dict(config.section(SweepConfig, config.read_yaml(path, "sweep config") or {}, where))
     for key in ("sources", "targets", "modes"):
         if not isinstance(raw.get(key), list) or not raw[key]:
-            raise ConfigError(f"sweep config '{path}': '{key}' must be a non-empty list")
-    checkpoints = raw.get("source_checkpoints") or {}
+            raise ConfigError(f"{where}: '{key}' must be a non-empty list")
+    checkpoints = raw.setdefault("source_checkpoints", {}) or {}
     if not isinstance(checkpoints, dict) or not all(isinstance(v, str) for v in checkpoints.values()):
-        raise ConfigError(f"sweep config '{path}': 'source_checkpoints' must map env ids to paths")
+        raise ConfigError(f"{where}: 'source_checkpoints' must map env ids to paths")
     if set(checkpoints) - set(raw["sources"]):
         raise ConfigError(f"source_checkpoints names {sorted(set(checkpoints) - set(raw['sources']))}, not in sources")
-    if not isinstance(raw.get("train") or {}, dict):
-        raise ConfigError(f"sweep config '{path}': 'train' must be a mapping of training config keys")
-    train_values = dict(raw.get("train") or {})
-    train_values.update(config.parse_override(o) for o in overrides)
-    cfg = SweepConfig(tuple(raw["sources"]), tuple(raw["targets"]), tuple(raw["modes"]), raw.get("pairs", "all"),
-                      raw.get("window"), config.from_dict(train_values), checkpoints,
-                      None if raw.get("distill") is None else parse_distill(raw["distill"]))
+    train_values, distill_raw = raw.pop("train", None) or {}, raw.pop("distill", None)
+    if not isinstance(train_values, dict):
+        raise ConfigError(f"{where}: 'train' must be a mapping of training config keys")
+    train_values = dict(train_values) | dict(config.parse_override(o) for o in overrides)
+    cfg = dataclasses.replace(config.parse(SweepConfig, raw | {"source_checkpoints": checkpoints}, where),
+                              train=config.from_dict(train_values),
+                              distill=None if distill_raw is None else parse_distill(distill_raw))
     if cfg.pairs not in ("all", "self", "cross"):
         raise ConfigError(f"pairs must be 'all', 'self' or 'cross', got '{cfg.pairs}'")
     epochs = cfg.train.num_epochs
-    if cfg.window is not None and (type(cfg.window) is not int or not 2 <= cfg.window <= epochs):
+    if cfg.window is not None and not 2 <= cfg.window <= epochs:
         raise ConfigError(f"window must be null or a whole number of epochs in [2, {epochs}] (the curves' "
                           f"length), got {cfg.window!r}")
     if cfg.distill and cfg.train.agent != "dqn":
