@@ -46,7 +46,13 @@ def load_agent(run_dir: Path, seed_index: int, game: str | None):
     if not 0 <= seed_index < num_seeds:
         raise PlayError(f"{run_dir} holds {num_seeds} seeds; --seed-index {seed_index} is out of range")
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_seeds, *s.shape), s.dtype), shapes)
-    params, _ = files.load_tree(run_dir / run.PARAMS, like)
+    try:
+        params, _ = files.load_tree(run_dir / run.PARAMS, like)
+    except (KeyError, ValueError) as e:
+        if isinstance(e, files.DamagedFile):
+            raise
+        raise PlayError(f"{run_dir / run.PARAMS} does not fit the {cfg.network} network of {cfg.agent} that "
+                        f"{run_dir / run.CONFIG} names ({e.args[0]})") from None
     return agent, jax.tree.map(lambda x: jnp.asarray(x[seed_index]), params), env, cfg
 
 
@@ -55,6 +61,11 @@ def play(run_dir: Path, game: str | None = None, episodes: int = 10, gif: Path |
     """Scores of ``episodes`` greedy games (their first game in each of ``episodes`` envs)."""
     if episodes < 1:
         raise PlayError(f"--episodes must be >= 1, got {episodes}")
+    if gif is not None:  # before any game is played
+        above = next(p for p in Path(gif).absolute().parents if p.exists())
+        if Path(gif).is_dir() or not above.is_dir():
+            raise PlayError(f"--gif {gif}: {'is a directory' if Path(gif).is_dir() else f'{above} is a file'}; "
+                            "name a .gif file in a directory")
     agent, params, env, cfg = load_agent(Path(run_dir), seed_index, game)
     pool = envs.pool(env, 1, episodes, seed)
     state, obs = pool.reset(jax.random.PRNGKey(seed)[None])

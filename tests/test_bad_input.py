@@ -3,8 +3,11 @@ most 3 lines on stderr, no traceback, and no file that existed before is changed
 
 Cases run in this process (``jaxfer.cli.main``): a subprocess per case would cost seconds each.
 """
+import json
 import os
+import shutil
 
+import numpy as np
 import pytest
 import yaml
 from conftest import ROOT
@@ -66,7 +69,88 @@ def _files(tmp_path) -> dict:
     (run / "checkpoint.npz").write_bytes(b"PK\x03\x04 half a zip")
     (run / "params.npz").write_bytes(b"garbage")
     f["damaged_run"] = run
+    _damaged_files(tmp_path, f, put)
     return f
+
+
+def _copy(f: dict, source: str, name: str, damage: dict):
+    """A copy of the directory ``f[source]`` as ``f[name]`` with files replaced (bytes), deleted (None), or a
+    directory replaced by a file ("a file")."""
+    path = shutil.copytree(f[source], f[source].parent / name)
+    for rel, data in damage.items():
+        if data is None:
+            (path / rel).unlink()
+        elif data == "a file":  # where a directory was
+            shutil.rmtree(path / rel)
+            (path / rel).write_text("not a directory\n")
+        else:
+            (path / rel).write_bytes(data)
+    f[name] = path
+
+
+def _cut(path, keep: int) -> bytes:
+    """The first ``keep`` bytes of a file (negative: all but the last ones), as a copy cut short leaves it."""
+    return path.read_bytes()[:keep]
+
+
+def _damaged_files(tmp_path, f: dict, put) -> None:
+    """Directories jaxfer wrote, then damaged: cut short, emptied, edited, or replaced by another kind."""
+    good, metrics = f["good_run"], (f["good_run"] / "metrics.csv").read_bytes()
+    header = metrics[:metrics.index(b"\n") + 1]
+    for name, damage in {"run_metrics_empty": {"metrics.csv": b""}, "run_metrics_header": {"metrics.csv": header},
+                         "run_metrics_cut": {"metrics.csv": metrics[:-7]},
+                         "run_config_scalar": {"config.yaml": b"5\n"},
+                         "run_config_bad_yaml": {"config.yaml": b"env: [unclosed\n"},
+                         "run_config_latin1": {"config.yaml": "env: caf\xe9\n".encode("latin-1")},
+                         "run_json_empty": {"run.json": b""},
+                         "run_json_cut": {"run.json": _cut(good / "run.json", -40)},
+                         "run_other_network": {"config.yaml": (good / "config.yaml").read_bytes().replace(
+                             b"network: catch_cnn", b"network: mlp")}}.items():
+        _copy(f, "good_run", name, damage)
+    unfinished = tmp_path / "unfinished_run"  # killed after its last checkpoint: no params.npz, no run.json yet
+    assert cli.main(["train", *TINY_RUN, "keep_checkpoint=true", "--out", str(unfinished), "--no-progress"]) == 0
+    (unfinished / "run.json").unlink()
+    (unfinished / "params.npz").unlink()
+    f["unfinished_run"] = unfinished
+    with np.load(unfinished / "checkpoint.npz") as data:  # as an older jaxfer wrote it: no copy of the rows
+        older = {k: data[k] for k in data.files if k != "__metrics"}
+    np.savez(tmp_path / "older.npz", **older)
+    older = (tmp_path / "older.npz").read_bytes()
+    for name, damage in {"unfinished_bad_yaml": {"config.yaml": b"env: [unclosed\n"},
+                         "unfinished_latin1": {"config.yaml": "seeds: caf\xe9\n".encode("latin-1")},
+                         "unfinished_tensorboard_file": {"tensorboard": "a file"},
+                         "older_no_metrics": {"checkpoint.npz": older, "metrics.csv": None},
+                         "older_metrics_header": {"checkpoint.npz": older, "metrics.csv": header}}.items():
+        _copy(f, "unfinished_run", name, damage)
+
+    sweep = tmp_path / "sweep"  # a finished one-cell sweep
+    spec = SWEEP | {"train": SWEEP["train"] | {"learning_starts": 100, "buffer_size": 500, "eval_envs": 2,
+                                                "eval_steps": 12}}
+    assert cli.main(["transfer", str(put("sweep.yaml", yaml.safe_dump(spec))), "--out", str(sweep),
+                     "--no-progress"]) == 0
+    f["sweep"] = sweep
+    put("sweep_other.yaml", yaml.safe_dump(spec | {"targets": ["catch/v2"]}))
+    curves, ratios = (sweep / "curves.csv").read_bytes(), (sweep / "area_ratios.csv").read_bytes()
+    cell = "cells/catch_v0__catch_v1__fine_tune/metrics.csv"
+    for name, damage in {"sweep_ratios_empty": {"area_ratios.csv": b""},
+                         "sweep_curves_cut": {"curves.csv": curves[:len(curves) // 2]},
+                         "sweep_curves_no_cell": {"curves.csv": b"".join(
+                             line for line in curves.splitlines(True) if b"fine_tune" not in line)},
+                         "sweep_ratios_header": {"area_ratios.csv": ratios[:ratios.index(b"\n") + 1]},
+                         "sweep_run_metrics_cut": {cell: _cut(sweep / cell, -5)}}.items():
+        _copy(f, "sweep", name, damage)
+
+    dptl = {"source": {"run": "r", "env": "catch/v0"}, "scores": [{"rank": 1, "target": "catch/v1", "score": 0.5,
+                                                                   "ci_low": 0.4, "ci_high": 0.6, "frames": 20}]}
+    for name, summary in {"dptl_summary_empty": b"", "dptl_summary_cut": json.dumps(dptl).encode()[:-30],
+                          "dptl_summary_list": b"[1, 2]\n",
+                          "dptl_summary_no_rank": json.dumps(dptl | {"scores": [{"target": "x"}]}).encode()}.items():
+        put(f"{name}/scores.csv", "rank,target\n1,catch/v1\n")
+        put(f"{name}/summary.json", data=summary)
+        f[name] = tmp_path / name
+    put("user_folder/report.md", "# my own notes\n")
+    f["user_folder"] = tmp_path / "user_folder"
+    put("dptl_source_bad_yaml.yaml", yaml.safe_dump(DPTL | {"source": str(f["run_config_bad_yaml"])}))
 
 
 CASES = [
@@ -123,7 +207,47 @@ CASES = [
     ("gradcam", ["{good_run}", "catch/v0", "--method", "bogus"], "bogus"),
     ("gradcam", ["{good_run}", "catch/v9"], "catch/v9"),
     ("gradcam", ["{damaged_run}", "catch/v0"], "params.npz"),
+    # a directory is claimed for one purpose: a sweep's, a report's
+    ("transfer", ["{sweep_other.yaml}", "--out", "{sweep}"], "holds a sweep made with another config"),
+    ("transfer", ["{sweep.yaml}", "--out", "{good_run}"], "and no sweep.yaml: not a jaxfer sweep directory"),
+    ("report", ["{good_run}", "--out", "{user_folder}"], "holds files of its own and no earlier jaxfer report"),
+    ("report", ["{good_run}", "--out", "{sweep}"], "holds files of its own"),
+    # files jaxfer wrote, damaged: every reader names the file in one line
+    ("report", ["{run_metrics_empty}"], "metrics.csv is damaged (empty)"),
+    ("report", ["{run_metrics_header}"], "metrics.csv is damaged (no rows)"),
+    ("report", ["{run_metrics_cut}"], "metrics.csv is damaged (its last line is cut short)"),
+    ("report", ["{run_config_scalar}"], "config.yaml is damaged (a YAML int, not a mapping)"),
+    ("report", ["{run_config_bad_yaml}"], "config.yaml is damaged (not valid YAML"),
+    ("report", ["{run_config_latin1}"], "config.yaml is damaged (not UTF-8 text)"),
+    ("report", ["{run_json_empty}"], "run.json is damaged (not JSON"),
+    ("report", ["{run_json_cut}"], "run.json is damaged (not JSON"),
+    ("report", ["{sweep_ratios_empty}"], "area_ratios.csv is damaged (empty)"),
+    ("report", ["{sweep_ratios_header}"], "area_ratios.csv is damaged (no rows)"),
+    ("report", ["{sweep_curves_cut}"], "curves.csv is damaged (its last line is cut short)"),
+    ("report", ["{sweep_curves_no_cell}"], "curves.csv is damaged (no curve of catch/v0 catch/v1 fine_tune)"),
+    ("report", ["{dptl_summary_empty}"], "summary.json is damaged (not JSON"),
+    ("report", ["{dptl_summary_cut}"], "summary.json is damaged (not JSON"),
+    ("report", ["{dptl_summary_list}"], "summary.json is damaged (a JSON list, not an object)"),
+    ("report", ["{dptl_summary_no_rank}"], "summary.json is damaged ('scores' is not a list of rank"),
+    ("train", [*TINY_RUN, "--out", "{run_json_cut}"], "run.json is damaged (not JSON"),
+    ("train", [*TINY_RUN, "keep_checkpoint=true", "--out", "{unfinished_bad_yaml}"],
+     "config.yaml is damaged (not valid YAML"),
+    ("train", [*TINY_RUN, "keep_checkpoint=true", "--out", "{unfinished_latin1}"], "config.yaml is damaged (not UTF-8"),
+    ("train", [*TINY_RUN, "keep_checkpoint=true", "--out", "{unfinished_tensorboard_file}"],
+     "tensorboard is not a directory"),
+    ("train", [*TINY_RUN, "keep_checkpoint=true", "--out", "{older_no_metrics}"],
+     "metrics.csv is missing and"),
+    ("train", [*TINY_RUN, "keep_checkpoint=true", "--out", "{older_metrics_header}"],
+     "metrics.csv is damaged (0 of the 2 rows before epoch 2); restore it from a copy, or delete"),
+    ("transfer", ["{sweep.yaml}", "--out", "{sweep_run_metrics_cut}"], "metrics.csv is damaged (its last line"),
+    ("dptl", ["{dptl_source_bad_yaml.yaml}"], "is not valid YAML"),
+    ("play", ["{good_run}", "--gif", "{good_run}"], "is a directory"),
+    ("play", ["{good_run}", "--gif", "{a_file}/game.gif"], "a_file is a file"),
+    ("play", ["{run_other_network}"], "does not fit the mlp network"),
+    ("play", ["{run_config_bad_yaml}"], "is not valid YAML"),
+    ("play", ["{damaged_run}"], "params.npz cannot be read"),
 ]
+WRITES = ("train", "transfer", "dptl", "segment", "gradcam", "report")  # the commands with --out
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +264,10 @@ def test_a_user_mistake_is_one_line_and_changes_nothing(files, command, args, ne
     root = next(iter(files.values())).parent
     for name, path in files.items():
         args = [a.replace("{" + name + "}", str(path)) for a in args]
-    out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+    out = [] if "--out" in args or command not in WRITES else ["--out", str(tmp_path / "out")]
     before = _snapshot(root)
     os.chdir(ROOT)
-    code = cli.main([command, *args, *out] + (["--no-progress"] if command != "gradcam" else []))
+    code = cli.main([command, *args, *out] + (["--no-progress"] if command in WRITES[:4] else []))
     err = capsys.readouterr().err
     assert code == 2, err
     lines = err.strip().splitlines()

@@ -18,6 +18,14 @@ def curve_metric(rows: list[dict]) -> str:
     return "eval_catch_rate" if rows and "eval_catch_rate" in rows[0] else "eval_return"
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a run's metrics.csv, every column a curve needs present; otherwise ``files.DamagedFile``."""
+    rows = files.read_csv(path, ("epoch", "seed", "env_steps"), rows=True)
+    if curve_metric(rows) not in rows[0]:
+        raise files.damaged(path, f"no column '{curve_metric(rows)}'")
+    return rows
+
+
 def seed_matrix(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(env_steps per epoch, values of shape (seeds, epochs)) from long-form metric rows."""
     seeds = sorted({int(r["seed"]) for r in rows})

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
-
-import yaml
 
 from jaxfer.config import ConfigError
 from jaxfer.report import plots
-from jaxfer.runtime import files, run
+from jaxfer.runtime import files, run, rundir
 from jaxfer.transfer import metrics, reference
 
 FIGURES = "figures"
+MARK = ".jaxfer-report"  # in a directory that holds a report: the next report may replace it there
+CURVE_COLUMNS = ("source", "target", "mode", "seed", "epoch", "env_steps", "metric", "value")
+RATIO_COLUMNS = ("source", "target", "mode", "area_ratio", "ci_low", "ci_high", "seeds")
+SCORE_KEYS = ("rank", "target", "score", "ci_low", "ci_high", "frames")
 
 
 class Doc:
@@ -119,7 +120,7 @@ def _ci(point: float, low: float, high: float, signed: bool = True) -> str:
 
 def sweep_curves(path: Path) -> tuple[dict, str]:
     """(source, target, mode) -> (env steps, values (seeds, epochs)) from a sweep's curves.csv, and its metric."""
-    rows = files.read_csv(path / "curves.csv")
+    rows = files.read_csv(path / "curves.csv", CURVE_COLUMNS, rows=True)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["source"], r["target"], r["mode"]), []).append(r)
@@ -147,7 +148,7 @@ def run_facts(dirs: list[Path]) -> tuple[list[list], dict | None]:
     for d in dirs:
         if not (d / run.RUN_JSON).exists():
             continue
-        info = json.loads((d / run.RUN_JSON).read_text())
+        info = files.read_json(d / run.RUN_JSON, ("config", "device"))
         first = first or info
         device = info.get("device", {})
         rows.append([d.name, info.get("config", {}).get("seeds", ""), info.get("steady_env_steps_per_s", ""),
@@ -162,9 +163,31 @@ def _environment(doc: Doc, info: dict) -> None:
              f"{device.get('processes', 1)} process(es), {info.get('cpu_count', '?')} CPU cores); {versions}.")
 
 
-def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
-    curves, metric = sweep_curves(path)
-    cells = cell_statistics(files.read_csv(path / "area_ratios.csv"), curves)
+def read(path: Path, what: str) -> dict:
+    """Every file of the ``what`` directory ``path`` that its section uses, read and checked before anything
+    is drawn: a damaged one is a one-line ``files.DamagedFile`` and the report's directory is left as it was."""
+    if what == "sweep":
+        curves, metric = sweep_curves(path)
+        ratios = files.read_csv(path / "area_ratios.csv", RATIO_COLUMNS, rows=True)
+        need = [k for r in ratios
+                for k in ((r["source"], r["target"], r["mode"]), (r["target"], r["target"], "scratch"))]
+        lost = next((k for k in need if k not in curves), None)
+        if lost is not None:
+            raise files.damaged(path / "curves.csv", f"no curve of {' '.join(lost)}")
+        runs = sorted(p for sub in ("scratch", "distill", "cells") for p in (path / sub).glob("*"))
+        return {"curves": curves, "metric": metric, "cells": cell_statistics(ratios, curves), "facts": run_facts(runs)}
+    if what == "run":
+        return {"cfg": files.read_yaml(path / run.CONFIG), "rows": plots.read_metrics(path / run.METRICS),
+                "facts": run_facts([path])}
+    summary = files.read_json(path / "summary.json", ("source", "scores"))
+    if not isinstance(summary["scores"], list) or not all(
+            isinstance(s, dict) and set(SCORE_KEYS) <= set(s) for s in summary["scores"]):
+        raise files.damaged(path / "summary.json", f"'scores' is not a list of {', '.join(SCORE_KEYS)}")
+    return {"summary": summary}
+
+
+def sweep_section(doc: Doc, path: Path, data: dict, tag: str) -> list[dict]:
+    curves, metric, cells = data["curves"], data["metric"], data["cells"]
     modes = list(dict.fromkeys(c["mode"] for c in cells))
     targets = [t for s, t, m in curves if m == "scratch" and any(c["target"] == t for c in cells)]  # sweep order
     doc.heading(f"Transfer sweep {path}")
@@ -199,7 +222,7 @@ def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
         plots.learning_curve(doc.figure(f"{tag}_curves_{target.replace('/', '_')}.png",
                                          f"target {target}: seed mean, 95% bootstrap CI band"),
                               named, f"target {target}", metric)
-    facts, info = run_facts(sorted(p for sub in ("scratch", "distill", "cells") for p in (path / sub).glob("*")))
+    facts, info = data["facts"]
     if facts:
         doc.table(["run", "seeds", "env steps/s", "compile s", "device"], facts)
         _environment(doc, info)
@@ -208,9 +231,8 @@ def sweep_section(doc: Doc, path: Path, tag: str) -> list[dict]:
     return cells
 
 
-def run_section(doc: Doc, path: Path, tag: str) -> None:
-    cfg = yaml.safe_load((path / run.CONFIG).read_text())
-    rows = files.read_csv(path / run.METRICS)
+def run_section(doc: Doc, path: Path, data: dict, tag: str) -> None:
+    cfg, rows = data["cfg"], data["rows"]
     metric = plots.curve_metric(rows)
     steps, values = plots.seed_matrix(rows, metric)
     doc.heading(f"Run {path}")
@@ -222,7 +244,7 @@ def run_section(doc: Doc, path: Path, tag: str) -> None:
              "(seed mean, 95% bootstrap CI).")
     plots.learning_curve(doc.figure(f"{tag}_curve.png", f"{cfg.get('env')}: seed mean, 95% bootstrap CI band"),
                           {cfg.get("agent", "run"): (steps, values)}, str(cfg.get("env")), metric)
-    facts, info = run_facts([path])
+    facts, info = data["facts"]
     if facts:
         doc.table(["run", "seeds", "env steps/s", "compile s", "device"], facts)
         _environment(doc, info)
@@ -230,8 +252,8 @@ def run_section(doc: Doc, path: Path, tag: str) -> None:
         doc.text("Not finished: no run.json yet (the same train command resumes it).")
 
 
-def dptl_section(doc: Doc, path: Path) -> None:
-    summary = json.loads((path / "summary.json").read_text())
+def dptl_section(doc: Doc, path: Path, data: dict) -> None:
+    summary = data["summary"]
     source = summary.get("source", {})
     paper = reference.DPTL_TABLE_I.get(source.get("env"), {})
     doc.heading(f"DPTL {path}")
@@ -263,20 +285,30 @@ def comparison_section(doc: Doc, sweeps: dict[str, list[dict]]) -> None:
                           for c in (cells[k] for cells in keyed.values())] for k in shared])
 
 
+def claim(out: Path) -> None:
+    """A report goes only into a directory that is empty (or was just created) or holds an earlier report of
+    ours (its mark); a folder of the user's own files is refused in one line, so no file of theirs is replaced."""
+    if not (out / MARK).exists() and any(p.name != rundir.LOCK for p in out.iterdir()):
+        raise ConfigError(f"{out} holds files of its own and no earlier jaxfer report; pass another --out")
+
+
 def write_report(dirs: list[Path], out: Path) -> Path:
     """report.md, report.html and figures/ in ``out`` for the run, sweep and DPTL directories ``dirs``."""
-    kinds = [kind(Path(d)) for d in dirs]  # every directory checked before anything is drawn
+    kinds = [kind(Path(d)) for d in dirs]
+    claim(Path(out))  # refuses a user's folder before reading anything
+    found = [read(Path(d), k) for d, k in zip(dirs, kinds)]  # every file read before anything is drawn
+    files.atomic_write_bytes(Path(out) / MARK, b"written by jaxfer report: a later report may replace its files\n")
     doc = Doc(Path(out))
     doc.heading("jaxfer report", 1)
     doc.text("Directories: " + ", ".join(str(d) for d in dirs) + ".")
     sweeps = {}
-    for i, (d, k) in enumerate(zip(map(Path, dirs), kinds)):
+    for i, (d, k, data) in enumerate(zip(map(Path, dirs), kinds, found)):
         if k == "sweep":
-            sweeps[str(d)] = sweep_section(doc, d, f"{i}")
+            sweeps[str(d)] = sweep_section(doc, d, data, f"{i}")
         elif k == "run":
-            run_section(doc, d, f"{i}")
+            run_section(doc, d, data, f"{i}")
         else:
-            dptl_section(doc, d)
+            dptl_section(doc, d, data)
     if len(sweeps) > 1:
         comparison_section(doc, sweeps)
     files.atomic_write_bytes(Path(out) / "report.md", doc.markdown().encode())

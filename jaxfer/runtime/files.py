@@ -6,15 +6,18 @@ a single synchronous file per run is all a chunked host loop needs, and it loads
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
+import yaml
 from jaxfer.errors import JaxferError
 
 
@@ -23,9 +26,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: Path, write) -> None:
+class DiskFull(JaxferError):
+    """No space left for a file: the file it would replace is intact and its temp file removed."""
+
+
+def atomic_write(path: Path, write, size: int = 0) -> None:
     """Call ``write(binary_file)`` on a temp file beside ``path``, then rename it into place. In a
-    multi-process run only process 0 writes files (every process computes the same results)."""
+    multi-process run only process 0 writes files (every process computes the same results).
+    ``size`` (bytes, about) goes into the one line a full disk gives."""
     if jax.process_index() != 0:
         return
     path = Path(path)
@@ -38,13 +46,22 @@ def atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free
+            need = f"about {_mib(size)} needed, " if size else ""
+            raise DiskFull(f"no space left on the device for {path} ({need}{_mib(free)} free); free some space "
+                           f"and run the same command again (the previous {path.name} is intact)") from None
         raise
 
 
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), len(data))
 
 
 def save_figure(fig, path: Path, dpi: int = 120) -> None:
@@ -70,9 +87,78 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+class DamagedFile(JaxferError):
+    """A file that cannot be read back (a copy cut short, a file of another kind): one line, naming it."""
+
+
+def damaged(path: Path, reason: str, hint: str = "was it cut short or edited?") -> DamagedFile:
+    return DamagedFile(f"{path} is damaged ({reason}); {hint}")
+
+
+def _text(path: Path) -> str:
+    """A text file jaxfer wrote; a missing file stays ``FileNotFoundError``, one not UTF-8 is damaged."""
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError:
+        raise damaged(path, "not UTF-8 text") from None
+    except IsADirectoryError:
+        raise damaged(path, "a directory, not a file") from None
+
+
+def merge_csv(path: Path, rows: list[dict], key: tuple[str, ...]) -> None:
+    """Write ``rows`` into the table at ``path``, keeping its rows of other ``key`` values (another writer's):
+    rows are added or replaced, never dropped. Called under the directory's lock."""
+    mine = {tuple(str(r[k]) for k in key) for r in rows}
+    kept = [r for r in read_csv(path, key) if tuple(r[k] for k in key) not in mine] if Path(path).exists() else []
+    write_csv(path, rows + kept)
+
+
+def read_csv(path: Path, columns: tuple[str, ...] = (), rows: bool = False) -> list[dict]:
+    """The rows of a CSV table jaxfer wrote (``write_csv``). A table cut short (every row jaxfer writes
+    ends its line), a row of the wrong length, a missing or empty column of ``columns``, or no row at all
+    where ``rows`` asks for one raises ``DamagedFile``."""
+    text = _text(path)
+    if not text and (columns or rows):
+        raise damaged(path, "empty")
+    if text and not text.endswith("\n"):
+        raise damaged(path, "its last line is cut short")
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        table = list(reader)
+    except csv.Error as e:
+        raise damaged(path, f"not a CSV table: {e}") from None
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing or (rows and not table):
+        raise damaged(path, f"no column '{missing[0]}'" if missing else "no rows")
+    for i, row in enumerate(table):
+        if None in row or None in row.values() or any(row[c] == "" for c in columns):
+            raise damaged(path, f"row {i + 1} is incomplete")
+    return table
+
+
+def read_json(path: Path, keys: tuple[str, ...] = ()) -> dict:
+    """A JSON object jaxfer wrote, holding ``keys``; anything else raises ``DamagedFile``."""
+    try:
+        obj = json.loads(_text(path))
+    except json.JSONDecodeError as e:
+        raise damaged(path, f"not JSON: {e.msg} at line {e.lineno}") from None
+    if not isinstance(obj, dict):
+        raise damaged(path, f"a JSON {type(obj).__name__}, not an object")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise damaged(path, f"no '{missing[0]}' entry")
+    return obj
+
+
+def read_yaml(path: Path, hint: str = "was it cut short or edited?") -> dict:
+    """A YAML mapping jaxfer wrote (a claim such as config.yaml); anything else raises ``DamagedFile``."""
+    try:
+        obj = yaml.safe_load(_text(path))
+    except yaml.YAMLError as e:
+        raise damaged(path, f"not valid YAML: {str(e).splitlines()[0]}", hint) from None
+    if not isinstance(obj, dict):
+        raise damaged(path, f"a YAML {type(obj).__name__}, not a mapping", hint)
+    return obj
 
 
 def _path_name(path) -> str:
@@ -83,7 +169,7 @@ def save_tree(path: Path, tree, **extra) -> None:
     """Save a pytree of arrays (and scalar extras) as one .npz, atomically."""
     leaves = {_path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
     leaves |= {f"__{k}": np.asarray(v) for k, v in extra.items()}
-    atomic_write(path, lambda f: np.savez(f, **leaves))
+    atomic_write(path, lambda f: np.savez(f, **leaves), sum(x.nbytes for x in leaves.values()))
 
 
 def save_gif(path: Path, images: list[np.ndarray], scale: int = 2, ms: int = 150) -> None:
@@ -94,10 +180,6 @@ def save_gif(path: Path, images: list[np.ndarray], scale: int = 2, ms: int = 150
     buf = io.BytesIO()
     pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=ms, loop=0)
     atomic_write_bytes(path, buf.getvalue())
-
-
-class DamagedFile(JaxferError):
-    """A file that cannot be read back (a copy cut short, a file of another kind): one line, naming it."""
 
 
 def load_npz(path: Path) -> dict:

@@ -115,7 +115,8 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
             files.write_csv(out / METRICS, rows)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(files.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1)
+            pending = writer.submit(files.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1,
+                                    metrics=_record(rows))
         # the whole epoch, metrics and checkpoint copies too, but not the compiling of a new epoch variant
         epoch_seconds.append(time.perf_counter() - tick - (epoch_fn.compile_seconds - compiled))
         headline = plots.curve_metric([metrics])  # catch rate on Catch, return elsewhere
@@ -132,6 +133,7 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
     summary = run_summary(cfg, meta, trainer, epoch_fn.compile_seconds, epoch_seconds, start, needs, rows)
     params = seeds.fetch(state.agent.params, cfg.seeds)
     if writes:
+        files.write_csv(out / METRICS, rows)  # a run resumed after its last epoch has not written it yet
         files.save_tree(out / PARAMS, params)
         label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
                  "a2c": "A2C"}[cfg.agent]
@@ -146,7 +148,8 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
 
 
 def resume(out: Path, cfg: TrainConfig, trainer, state):
-    """(state, first epoch, metric rows so far): from ``out``'s checkpoint where there is one."""
+    """(state, first epoch, metric rows so far): from ``out``'s checkpoint where there is one. The rows
+    are the checkpoint's own copy, so a metrics.csv cut short or deleted since is written again whole."""
     if not (out / CHECKPOINT).exists():
         return state, 0, []
     try:
@@ -155,8 +158,25 @@ def resume(out: Path, cfg: TrainConfig, trainer, state):
         raise ConfigError(str(e) if isinstance(e, files.DamagedFile) else
                           f"{out / CHECKPOINT} does not fit this run ({e}); delete it to start over") from None
     start = int(extras["epoch"])
-    rows = [r for r in files.read_csv(out / METRICS) if int(r["epoch"]) < start]
+    rows = json.loads(extras["metrics"].tobytes()) if "metrics" in extras else _csv_rows(out, start, cfg.seeds)
     return trainer.restore(state, saved), start, rows
+
+
+def _record(rows: list[dict]) -> np.ndarray:
+    """metrics.csv's rows as JSON bytes, kept in the checkpoint should metrics.csv be cut short or lost."""
+    return np.frombuffer(json.dumps(rows).encode(), np.uint8)
+
+
+def _csv_rows(out: Path, start: int, num_seeds: int) -> list[dict]:
+    """The rows before epoch ``start`` from metrics.csv, for a checkpoint of an older jaxfer (without a copy of
+    them); a file that lacks some is refused rather than cut further."""
+    hint = f"restore it from a copy, or delete {out / CHECKPOINT} to train the run again from the start"
+    if not (out / METRICS).is_file():
+        raise ConfigError(f"{out / METRICS} is missing and {out / CHECKPOINT} holds no copy of its rows; {hint}")
+    rows = [r for r in files.read_csv(out / METRICS, ("epoch", "seed")) if int(r["epoch"]) < start]
+    if len(rows) != start * num_seeds:
+        raise files.damaged(out / METRICS, f"{len(rows)} of the {start * num_seeds} rows before epoch {start}", hint)
+    return rows
 
 
 def run_summary(cfg: TrainConfig, meta, trainer, compile_seconds: float, epoch_seconds: list, start: int,
@@ -198,4 +218,5 @@ def final_metrics(rows: list[dict], epoch: int) -> dict:
 
 
 def io_summary(out: Path) -> dict:
-    return json.loads((out / RUN_JSON).read_text()) | {"already_finished": True}
+    return files.read_json(out / RUN_JSON, ("final", "compile_seconds", "steady_env_steps_per_s")) | {
+        "already_finished": True}

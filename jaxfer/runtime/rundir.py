@@ -32,21 +32,21 @@ _HELD: set[Path] = set()  # the locks this process holds, released by ``release_
 CLAIM = "config.yaml"  # what a run directory holds: written first, compared on every later start
 
 
-def check_claim(out: Path, claim: dict, what: str) -> bool:
-    """True if ``out`` already holds ``what`` made with ``claim``; another claim there is a one-line
-    ConfigError, so two configs never mix in one directory."""
-    path = Path(out) / CLAIM
+def check_claim(out: Path, claim: dict, what: str, name: str = CLAIM) -> bool:
+    """True if ``out`` already holds ``what`` made with ``claim`` (its file ``name``); another claim there
+    is a one-line ConfigError, so two configs never mix in one directory, and a damaged one a ``DamagedFile``."""
+    path = Path(out) / name
     if not path.exists():
         return False
-    if yaml.safe_load(path.read_text()) != claim:
+    if files.read_yaml(path, "restore it or pass another --out") != claim:
         raise ConfigError(f"{out} holds {what} made with another config; pass another --out")
     return True
 
 
-def write_claim(out: Path, claim: dict) -> None:
+def write_claim(out: Path, claim: dict, name: str = CLAIM) -> None:
     """Mark ``out`` as holding what ``claim`` describes (once: a resumed run finds it there)."""
-    if not (Path(out) / CLAIM).exists():
-        files.atomic_write_bytes(Path(out) / CLAIM, yaml.safe_dump(claim, sort_keys=False).encode())
+    if not (Path(out) / name).exists():
+        files.atomic_write_bytes(Path(out) / name, yaml.safe_dump(claim, sort_keys=False).encode())
 
 
 def slug(env_id: str) -> str:

@@ -18,6 +18,10 @@ class Tracker:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
+            if (Path(out) / EVENTS).exists() and not (Path(out) / EVENTS).is_dir():
+                raise ConfigError(f"{Path(out) / EVENTS} is not a directory (the run's TensorBoard events go "
+                                  "there); move it away and run the same command again")
+
             self.writer = SummaryWriter(logdir=str(Path(out) / EVENTS), flush_secs=10)
         if track:
             try:

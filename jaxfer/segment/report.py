@@ -54,7 +54,7 @@ def segmentation_grid(path: Path, pictures: np.ndarray, labels: np.ndarray, pred
 def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | None) -> list[dict]:
     """curves.csv (long form), area_ratios.csv (R with a bootstrap CI over seeds) and
     learning_curves.png of the DDQN variants in ``runs`` (variant -> run directory)."""
-    rows = {v: files.read_csv(d / run.METRICS) for v, d in runs.items()}
+    rows = {v: plots.read_metrics(d / run.METRICS) for v, d in runs.items()}
     metric = plots.curve_metric(next(iter(rows.values())))
     files.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"],
                                        "env_steps": r["env_steps"], "metric": metric, "value": r[metric]}

@@ -43,6 +43,7 @@ def run_sweep(cfg: sweep.SweepConfig, out: Path, progress: bool = True, executor
     try:
         sweep.check_sources(cfg)
         rundir.check_sweep(out)
+        sweep.claim(cfg, out)
         if cluster:
             run_on_ray(cluster, cfg, out, options)
         else:
@@ -96,6 +97,7 @@ def run_one(cfg: sweep.SweepConfig, out: Path, name: str, progress: bool = True)
         raise ConfigError(f"{name} needs {', '.join(missing)} to finish first")
     sweep.check_sources(cfg)
     rundir.check_sweep(out)
+    sweep.claim(cfg, out)
     start = time.perf_counter()
     trained = sweep.train_run(cfg, out, graph[name], progress)
     _report(name, trained, time.perf_counter() - start)

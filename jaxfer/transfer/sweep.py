@@ -26,6 +26,7 @@ source, students included) and ``curves_<target>.png``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -294,7 +295,31 @@ def source_params(cfg: SweepConfig, out: Path, source: str):
         return load_checkpoint(source, cfg.source_checkpoints[source], cfg.train.seeds)
     where = f"distill/{rundir.slug(game(source))}" if source.endswith(DISTILLED) else f"scratch/{rundir.slug(source)}"
     like = jax.eval_shape(lambda: run.init_params(_train(cfg, game(source))))
-    return files.load_tree(Path(out) / where / run.PARAMS, like)[0]
+    try:
+        return files.load_tree(Path(out) / where / run.PARAMS, like)[0]
+    except (KeyError, ValueError) as e:
+        if isinstance(e, files.DamagedFile):
+            raise
+        raise files.damaged(Path(out) / where / run.PARAMS, f"not the sweep's network on {game(source)}",
+                            f"delete {Path(out) / where} to train it again") from None
+
+
+CLAIM = "sweep.yaml"  # what a sweep directory holds: its resolved sweep config, written first
+OWN = ("scratch", "distill", "cells", "curves.csv", "area_ratios.csv", rundir.LOCK)  # and its .png figures
+
+
+def claim(cfg: SweepConfig, out: Path) -> None:
+    """Mark ``out`` as this sweep's directory, or refuse it in one line where it holds another sweep or files
+    no sweep writes (a directory of an older jaxfer's sweep, without sweep.yaml, is taken as it is)."""
+    out, plain = Path(out), json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as YAML reads them
+    with rundir.held(out, wait=True, sweep=True):  # two workers starting at once: one writes, the other compares
+        if rundir.check_claim(out, plain, "a sweep", CLAIM):
+            return
+        other = next((p for p in out.iterdir() if p.name not in OWN and p.suffix != ".png"), None)
+        if other is not None:
+            raise ConfigError(f"{out} holds {other.name} and no {CLAIM}: not a jaxfer sweep directory; "
+                              "pass another --out")
+        rundir.write_claim(out, plain, CLAIM)
 
 
 def results(cfg: SweepConfig, out: Path) -> list[dict]:
@@ -353,7 +378,7 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
 
     def curve(source, target, mode, run_dir):
         """Seed x epoch values of a run; its rows join the long-form table."""
-        rows = files.read_csv(run_dir / run.METRICS)
+        rows = plots.read_metrics(run_dir / run.METRICS)
         metric = plots.curve_metric(rows)
         long_rows.extend({"source": source, "target": target, "mode": mode, "seed": r["seed"], "epoch": r["epoch"],
                           "env_steps": r["env_steps"], "metric": metric, "value": r[metric]} for r in rows)
@@ -366,14 +391,14 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
         ratios.append({"source": source, "target": target, "mode": mode, "area_ratio": round(point, 4),
                        "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": values.shape[0],
                        "window": cfg.window or ""})
-    files.write_csv(out / "curves.csv", long_rows)
-    files.write_csv(out / "area_ratios.csv", ratios)
+    files.merge_csv(out / "curves.csv", long_rows, ("source", "target", "mode", "seed", "epoch"))
+    files.merge_csv(out / "area_ratios.csv", ratios, ("source", "target", "mode"))
     for mode in cfg.modes:
         plots.heatmap(out / f"area_ratio_{mode.replace(':', '-')}.png", [r for r in ratios if r["mode"] == mode],
                        list(cfg.source_names()), list(cfg.targets), f"area ratio R, {mode}")
     for target in dict.fromkeys(cfg.targets):
         named = {"scratch": scratch[target]} | {f"{s} {m}": d for (s, t, m), d in cells.items() if t == target}
-        named = {label: files.read_csv(d / run.METRICS) for label, d in named.items()}
+        named = {label: plots.read_metrics(d / run.METRICS) for label, d in named.items()}
         metric = plots.curve_metric(named["scratch"])
         plots.learning_curve(out / f"curves_{rundir.slug(target)}.png",
                               {label: plots.seed_matrix(rows, metric) for label, rows in named.items()},
