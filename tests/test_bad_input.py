@@ -131,13 +131,12 @@ def _damaged_files(tmp_path, f: dict, put) -> None:
     f["sweep"] = sweep
     put("sweep_other.yaml", yaml.safe_dump(spec | {"targets": ["catch/v2"]}))
     curves, ratios = (sweep / "curves.csv").read_bytes(), (sweep / "area_ratios.csv").read_bytes()
-    cell = "cells/catch_v0__catch_v1__fine_tune/metrics.csv"
     for name, damage in {"sweep_ratios_empty": {"area_ratios.csv": b""},
                          "sweep_curves_cut": {"curves.csv": curves[:len(curves) // 2]},
                          "sweep_curves_no_cell": {"curves.csv": b"".join(
                              line for line in curves.splitlines(True) if b"fine_tune" not in line)},
                          "sweep_ratios_header": {"area_ratios.csv": ratios[:ratios.index(b"\n") + 1]},
-                         "sweep_run_metrics_cut": {cell: _cut(sweep / cell, -5)}}.items():
+                         "sweep_run_config_cut": {"scratch/catch_v0/config.yaml": b"env: [catch\n"}}.items():
         _copy(f, "sweep", name, damage)
 
     dptl = {"source": {"run": "r", "env": "catch/v0"}, "scores": [{"rank": 1, "target": "catch/v1", "score": 0.5,
@@ -239,7 +238,7 @@ CASES = [
      "metrics.csv is missing and"),
     ("train", [*TINY_RUN, "keep_checkpoint=true", "--out", "{older_metrics_header}"],
      "metrics.csv is damaged (0 of the 2 rows before epoch 2); restore it from a copy, or delete"),
-    ("transfer", ["{sweep.yaml}", "--out", "{sweep_run_metrics_cut}"], "metrics.csv is damaged (its last line"),
+    ("transfer", ["{sweep.yaml}", "--out", "{sweep_run_config_cut}"], "config.yaml is damaged (not valid YAML"),
     ("dptl", ["{dptl_source_bad_yaml.yaml}"], "is not valid YAML"),
     ("play", ["{good_run}", "--gif", "{good_run}"], "is a directory"),
     ("play", ["{good_run}", "--gif", "{a_file}/game.gif"], "a_file is a file"),

@@ -148,7 +148,7 @@ def run_facts(dirs: list[Path]) -> tuple[list[list], dict | None]:
     for d in dirs:
         if not (d / run.RUN_JSON).exists():
             continue
-        info = files.read_json(d / run.RUN_JSON, ("config", "device"))
+        info = files.read_json(d / run.RUN_JSON)
         first = first or info
         device = info.get("device", {})
         rows.append([d.name, info.get("config", {}).get("seeds", ""), info.get("steady_env_steps_per_s", ""),

@@ -186,12 +186,15 @@ def load_npz(path: Path) -> dict:
     """Every array of a .npz file; a damaged one raises ``DamagedFile``."""
     try:
         with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+            arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise DamagedFile(f"{path} cannot be read ({reason}); delete it to start over") from None
+    if not arrays:  # every file jaxfer saves holds some
+        raise DamagedFile(f"{path} cannot be read (it holds no arrays); delete it to start over")
+    return arrays
 
 
 def load_tree(path: Path, like):

@@ -19,8 +19,9 @@ parameters it starts from); ``train_run`` trains one of them under its directory
 ``executors`` walks the graph in this process, in workers sharing the directory, or on Ray.
 Cells run one ``run.train`` call each: two Catch cells as one call were not faster on this CPU
 (benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
-sweep directory: ``curves.csv`` (long form: source, target, mode, seed, epoch, env_steps, value),
-``area_ratios.csv`` (R with a bootstrap CI per cell), ``area_ratio_<mode>.png`` heatmaps (one row per
+sweep directory: ``sweep.yaml`` (the resolved sweep, written first: another sweep there is refused),
+``curves.csv`` (long form: source, target, mode, seed, epoch, env_steps, value),
+``area_ratios.csv`` (R with a bootstrap CI per cell; both tables merged, never replaced), ``area_ratio_<mode>.png`` heatmaps (one row per
 source, students included) and ``curves_<target>.png``.
 """
 from __future__ import annotations
