@@ -36,10 +36,10 @@ def atomic_write(path: Path, write, size: int = 0) -> None:
     ``size`` (bytes, about) goes into the one line a full disk gives."""
     if jax.process_index() != 0:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}")
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}")
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the rest of a group
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -47,12 +47,13 @@ def atomic_write(path: Path, write, size: int = 0) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            free = shutil.disk_usage(path.parent).free
+            free = shutil.disk_usage(next(d for d in (path.parent, *path.parents) if d.exists())).free
             need = f"about {_mib(size)} needed, " if size else ""
             raise DiskFull(f"no space left on the device for {path} ({need}{_mib(free)} free); free some space "
-                           f"and run the same command again (the previous {path.name} is intact)") from None
+                           f"and run the same command again (an earlier {path.name} is kept as it was)") from None
         raise
 
 
