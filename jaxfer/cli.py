@@ -7,6 +7,7 @@ import importlib.util
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from jaxfer.errors import JaxferError
@@ -324,31 +325,65 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
                 "play": _play, "report": _report, "list": _list}
-    # Ctrl-C ends the process at once from a handler of ours: Python's KeyboardInterrupt can land inside a
-    # callback (jax's garbage-collection hook) that swallows it, and the run would go on.
-    previous = signal.signal(signal.SIGINT, _interrupted)
+    # Ctrl-C and SIGTERM (a scheduler's stop, a preemption) end the process at once from a handler of ours:
+    # Python's KeyboardInterrupt can land inside a callback (jax's garbage-collection hook) that swallows it,
+    # and the run would go on. Set again after jax.distributed starts, which installs a SIGTERM handler of its own.
+    previous = {sig: signal.getsignal(sig) for sig in STOPPING}
+    previous_fd = _on_stop()
     try:
         _start(args)
+        _on_stop()
         return commands[args.command](args)
     except (JaxferError, FileNotFoundError) as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
 
 
-def _interrupted(*_) -> None:
-    """Ctrl-C (the SIGINT handler): one line and exit 130, at once. Every file is written atomically and
-    the run directory's lock is released here, so the same command resumes (a killed write's temp file is
-    removed then); exiting without the interpreter's teardown avoids waiting on (or crashing in) XLA's
-    compile threads and the checkpoint writer."""
+STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "stopped (SIGTERM)"}
+_wakeup: int | None = None  # the pipe end the interpreter's C-level signal handler writes to
+_stopping = threading.Lock()
+
+
+def _on_stop() -> int:
+    """Stop on Ctrl-C and SIGTERM even while the main thread waits inside jax (an epoch, a barrier of a
+    multi-process run), where a Python handler would run only when that call returns: the signal also
+    wakes a thread of ours, which stops the process. Returns the wakeup fd it replaced."""
+    global _wakeup
+    for sig in STOPPING:
+        signal.signal(sig, _stopped)
+    if _wakeup is None:
+        read, _wakeup = os.pipe()
+        os.set_blocking(_wakeup, False)
+        threading.Thread(target=_watch, args=(read,), daemon=True, name="jaxfer-signals").start()
+    return signal.set_wakeup_fd(_wakeup)
+
+
+def _watch(read: int) -> None:
+    while True:
+        signum = os.read(read, 1)[0]
+        if signum in STOPPING:
+            _stopped(signum, None)
+
+
+def _stopped(signum, _frame) -> None:
+    """Ctrl-C or SIGTERM: one line and exit 128 + the signal's number (130, 143), at once. Every file is
+    written atomically and the run directory's lock is released here, so the same command resumes (a
+    killed write's temp file is removed then); exiting without the interpreter's teardown avoids waiting
+    on (or crashing in) XLA's compile threads, the checkpoint writer and the other processes of a run."""
+    if not _stopping.acquire(blocking=False):  # the handler and the watching thread both saw the signal
+        return
     rundir = sys.modules.get("jaxfer.runtime.rundir")
     if rundir is not None:
         rundir.release_all()
-    print("jaxfer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+    print(f"jaxfer: {STOPPING[signum]}; run the same command again to resume from the last checkpoint",
+          file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
-    os._exit(130)
+    os._exit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,8 @@ def test_two_processes_killed_after_a_checkpoint_resume_to_the_same_end(tmp_path
     while not (killed / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.02)
     for p in procs:
+        assert p.poll() is None, f"a process ended before it was killed: {p.communicate()[1][-3000:]}"
+    for p in procs:
         p.send_signal(signal.SIGKILL)
         p.wait()
     assert not (killed / "run.json").exists(), "the run finished before it could be killed: lengthen it"
