@@ -238,15 +238,12 @@ def _say(text: str) -> None:
 
 
 def _start(args) -> None:
-    """Join the processes of a multi-process run (before anything touches the backend), choose the
-    devices, turn on the persistent compilation cache."""
+    """Join the processes of a multi-process run (before anything touches the backend) and turn on the
+    persistent compilation cache."""
     from jaxfer.runtime import backend
     given = (args.coordinator, args.num_processes, args.process_id)
     if args.distributed or any(v is not None for v in given):
         backend.initialize_distributed(*given, timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
-    if args.devices is not None:
-        from jaxfer.runtime import seeds
-        seeds.use_devices(args.devices)
     backend.enable_compilation_cache()
 
 
@@ -333,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _start(args)
         _on_stop()
-        return commands[args.command](args)
+        from jaxfer.runtime import seeds
+        with seeds.together():  # an error on one process (a bad option, a lock, a full disk) ends them all
+            if args.devices is not None:
+                seeds.use_devices(args.devices)
+            return commands[args.command](args)
     except (JaxferError, FileNotFoundError) as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2

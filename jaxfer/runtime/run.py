@@ -64,18 +64,18 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     ``init_params`` (seed axis first) start the agents from given weights, e.g. transferred layers;
     ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json;
     ``track`` also sends the metrics to Weights & Biases.
-    In a multi-process run every process calls this with the same arguments; process 0 writes the files.
+    In a multi-process run every process calls this with the same arguments (``seeds.agree`` checks) inside
+    ``seeds.together()``; process 0 writes the files.
     """
     out = Path(out)
-    with seeds.together():  # an error on one process (a lock, a damaged file, a full disk) ends them all
-        seeds.agree("config", {"config": to_dict(cfg), "out": str(out), "devices": seeds.device_count(),
-                               "local_devices": len(seeds.local_positions()), "transferred": init_params is not None})
-        env = envs.make(cfg.env, cfg.obs)
-        agent = agents.make_agent(cfg, env, freeze)
-        needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
-        budget.check(needs)
-        with rundir.held(out):  # one writer per run directory, before any check of it
-            return _train(cfg, out, env, agent, needs, progress, init_params, meta, track)
+    seeds.agree("config", {"config": to_dict(cfg), "out": str(out), "devices": seeds.device_count(),
+                           "local_devices": len(seeds.local_positions()), "transferred": init_params is not None})
+    env = envs.make(cfg.env, cfg.obs)
+    agent = agents.make_agent(cfg, env, freeze)
+    needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    budget.check(needs)
+    with rundir.held(out):  # one writer per run directory, before any check of it
+        return _train(cfg, out, env, agent, needs, progress, init_params, meta, track)
 
 
 def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool, init_params, meta,
