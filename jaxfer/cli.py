@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from jaxfer.errors import JaxferError
+from jaxfer.runtime import supervisor
 
 JOIN_TIMEOUT_S = 60  # how long a process of a multi-process run waits for the coordinator
 DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
@@ -237,13 +238,19 @@ def _say(text: str) -> None:
         print(text)
 
 
+def _joins(args) -> bool:
+    """Is this a process of a multi-process run?"""
+    return bool(args.distributed) or any(v is not None for v in (args.coordinator, args.num_processes,
+                                                                 args.process_id))
+
+
 def _start(args) -> None:
     """Join the processes of a multi-process run (before anything touches the backend) and turn on the
     persistent compilation cache."""
     from jaxfer.runtime import backend
-    given = (args.coordinator, args.num_processes, args.process_id)
-    if args.distributed or any(v is not None for v in given):
-        backend.initialize_distributed(*given, timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
+    if _joins(args):
+        backend.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                       timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
     backend.enable_compilation_cache()
 
 
@@ -322,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
                 "play": _play, "report": _report, "list": _list}
+    if _joins(args) and not supervisor.is_child():
+        return supervisor.run(argv)  # a process of a multi-process run works in a child it watches
     # Ctrl-C and SIGTERM (a scheduler's stop, a preemption) end the process at once from a handler of ours:
     # Python's KeyboardInterrupt can land inside a callback (jax's garbage-collection hook) that swallows it,
     # and the run would go on. Set again after jax.distributed starts, which installs a SIGTERM handler of its own.

@@ -20,7 +20,7 @@ from seed_mesh_probe import probe
 from jaxfer import agents, config, envs
 from jaxfer.agents.loop import Rollout
 from jaxfer.replay import uniform
-from jaxfer.runtime import files
+from jaxfer.runtime import files, supervisor
 
 SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20",
          "eval_envs=4", "eval_steps=12"]
@@ -190,6 +190,36 @@ def test_bad_process_flags_are_one_line_errors(tmp_path):
         assert res.returncode == 2 and res.stderr.count("\n") == 1 and problem in res.stderr, res.stderr
     res = run_cli("--devices", 3, "train", "--out", tmp_path)  # this process has 1 device
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--devices must be" in res.stderr
+
+
+def test_two_processes_with_one_process_id_end_in_one_line_each(tmp_path):
+    """jax's runtime aborts from C++ on a process id taken twice: each process still ends with one line and
+    exit 2, the runtime's reason in it, no stack."""
+    port, procs = _free_port(), []
+    for i in (0, 1, 1):
+        procs.append(subprocess.Popen([sys.executable, "-m", "jaxfer.cli", "--coordinator", f"127.0.0.1:{port}",
+                                       "--num-processes", "2", "--process-id", str(i), "--join-timeout", "10",
+                                       *MP_ARGS, "--out", tmp_path / "run"], cwd=ROOT, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        time.sleep(0.5)
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 2 and len(err.strip().splitlines()) == 1, err[-3000:]
+        assert err.startswith("jaxfer: error: jax's distributed runtime ended this process ("), err[-3000:]
+
+
+def test_the_supervisor_holds_back_cpp_log_lines_and_passes_the_rest_as_it_comes():
+    read, write = os.pipe()
+    written = []
+    for chunk in (b"\r 10%|#", b"   | 1/10\r 20%|##", b"  | 2/10\nE1206 09:13:18.01 14323 coordination_service.cc:5",
+                  b"18] boom\n\nRPC: /xla.Poll\n*** Check failure stack trace: ***\n    @ 0x7f\nplain line\nE"):
+        os.write(write, chunk)
+    os.close(write)
+    held = supervisor._split(read, written.append)
+    os.close(read)
+    assert b"".join(written) == b"\r 10%|#   | 1/10\r 20%|##  | 2/10\nplain line\nE"
+    assert b"".join(held) == (b"E1206 09:13:18.01 14323 coordination_service.cc:518] boom\n\nRPC: /xla.Poll\n"
+                              b"*** Check failure stack trace: ***\n    @ 0x7f\n")
 
 
 def test_atari_on_a_tpu_is_refused(monkeypatch):
