@@ -90,7 +90,7 @@ def test_a_held_lock_s_heartbeat_is_refreshed(tmp_path, monkeypatch):
 
 
 def _catching(pid: int, signum: int) -> bool:
-    """Has process ``pid`` installed a handler for ``signum`` (its SigCgt mask in /proc)?"""
+    """Has process ``pid`` a handler for ``signum`` (its SigCgt mask in /proc)?"""
     status = Path(f"/proc/{pid}/status").read_text()
     caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
     return bool(caught >> (signum - 1) & 1)
@@ -117,7 +117,8 @@ def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_the_run_resumes(tmp_pat
                         ("checkpoint", signal.SIGTERM)):
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300
-        while not _catching(proc.pid, sig) and time.time() < deadline:
+        while not _catching(proc.pid, signal.SIGTERM) and time.time() < deadline:  # the CLI's handlers are set
+            # (Python's own SIGINT handler is there from the start: SIGTERM's, set after it, tells)
             time.sleep(0.005)
         if moment == "checkpoint":  # one this process writes: a file replaced atomically is a new inode
             before = _inode(out / "checkpoint.npz")
