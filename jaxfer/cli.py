@@ -194,6 +194,7 @@ def _transfer(args) -> int:
     from jaxfer.config import ConfigError
     from jaxfer.transfer import executors, sweep
 
+    _once(args.overrides)
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
     if out.exists() and not out.is_dir():
@@ -227,11 +228,21 @@ def _transfer(args) -> int:
     return 0
 
 
+def _once(overrides: list[str]) -> None:
+    """Refuse a key given twice among the command line's overrides: the last would win in silence."""
+    from jaxfer.config import ConfigError, repeated
+    twice = repeated(o.partition("=")[0].strip() for o in overrides)
+    if twice:
+        given = [o for o in overrides if o.partition("=")[0].strip() == twice[0]]
+        raise ConfigError(f"'{twice[0]}' is given twice ({given[0]} and {given[1]}): give it once")
+
+
 def _train(args) -> int:
     from jaxfer import config
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
         args.overrides.insert(0, args.config)  # `jaxfer train key=value` with the embedded config
         args.config = None
+    _once(args.overrides)
     both = [o for o in args.overrides if o.partition("=")[0].strip() == "seeds"]
     if args.seeds is not None and both:
         raise config.ConfigError(f"--seeds {args.seeds} and {both[0]} both set seeds: give one")

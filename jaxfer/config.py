@@ -258,24 +258,14 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
-def parse_overrides(texts: typing.Iterable[str]) -> dict:
-    """``key=value`` overrides as a mapping; a key given twice is an error, not the last one winning."""
-    values, given = {}, {}
-    for text in texts:
-        key, value = parse_override(text)
-        if key in given:
-            raise ConfigError(f"'{key}' is given twice ({given[key]} and {text}): give it once")
-        values[key], given[key] = value, text
-    return values
-
-
 def load(path: str | Path | None, overrides: typing.Iterable[str] = ()) -> TrainConfig:
     values: dict = {}
     if path is not None:
         values = read_yaml(path, "config") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"config '{path}' must be a mapping of key: value")
-    return from_dict(values | parse_overrides(overrides))
+    values.update(parse_override(o) for o in overrides)  # the last of a key wins (the CLI refuses a repeat)
+    return from_dict(values)
 
 
 def describe_keys(cls, prefix: str = "") -> str:

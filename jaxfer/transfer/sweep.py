@@ -132,7 +132,7 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
     train_values, distill_raw = raw.pop("train", None) or {}, raw.pop("distill", None)
     if not isinstance(train_values, dict):
         raise ConfigError(f"{where}: 'train' must be a mapping of training config keys")
-    train_values = dict(train_values) | config.parse_overrides(overrides)
+    train_values = dict(train_values) | dict(config.parse_override(o) for o in overrides)
     cfg = dataclasses.replace(config.parse(SweepConfig, raw | {"source_checkpoints": checkpoints}, where),
                               train=config.from_dict(train_values),
                               distill=None if distill_raw is None else parse_distill(distill_raw))
