@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import os
 import signal
 import sys
@@ -215,8 +216,8 @@ def _transfer(args) -> int:
         trained = executors.run_one(cfg, out, args.run, progress=not args.no_progress)
         _say(f"{out / args.run}: {'trained' if trained else 'done already'}")
         return 0
-    if min(args.run_cpus, args.run_gpus) < 0 or args.run_cpus + args.run_gpus == 0:
-        raise ConfigError("--run-cpus and --run-gpus must be >= 0, and not both 0")
+    if not 0 < args.run_cpus + args.run_gpus < math.inf or min(args.run_cpus, args.run_gpus) < 0:
+        raise ConfigError("--run-cpus and --run-gpus must be finite numbers >= 0, and not both 0")
     ray = executors.RayOptions(args.ray_address, args.ray_cpus, args.run_cpus, args.run_gpus)
     ratios = executors.run_sweep(cfg, out, not args.no_progress, args.executor, ray)
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())

@@ -1,6 +1,7 @@
 """Typed training configs: YAML files plus ``key=value`` overrides, validated with one-line errors."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import types
@@ -96,7 +97,7 @@ class TrainConfig:
                                             f"(<= {INT32_MAX})"),
             (0 <= self.seed and self.seed + self.seeds <= INT32_MAX,
              f"seed must be >= 0 and seed + seeds <= {INT32_MAX}, got seed {self.seed}, seeds {self.seeds}"),
-            (self.agent not in ("dqv", "dqv_max", "a2c") or not self.double,
+            (self.agent == "dqn" or not self.double,
              f"double is a DQN target: agent '{self.agent}' cannot take double: true"),
             (self.agent == "a2c" or self.learning_starts <= self.total_steps,
              f"learning_starts ({self.learning_starts}) exceeds total_steps ({self.total_steps}): the agent would "
@@ -181,10 +182,9 @@ def section(cls, raw, where: str, error: type[Exception] = ConfigError) -> dict:
 
 
 def repeated(items: typing.Iterable) -> list:
-    """The items given more than once (each listed once): a sweep that names one twice would train or
-    write the same run twice."""
-    seen: set = set()
-    return list(dict.fromkeys(item for item in items if item in seen or seen.add(item)))
+    """The items given more than once, each named once: where a list or a command line names a setting or a
+    sweep entry twice, one of the two would be dropped (or the same run trained twice) without a word."""
+    return [item for item, count in collections.Counter(items).items() if count > 1]
 
 
 def _type_name(want) -> str:

@@ -188,6 +188,7 @@ CASES = [
     ("list", ["everything"], "argument what: invalid choice: 'everything'"),
     ("transfer", ["{sweep.yaml}", "--executor", "nonsense"], "argument --executor: invalid choice: 'nonsense'"),
     ("transfer", ["{sweep.yaml}", "--ray-cpus", "0"], "argument --ray-cpus: must be a whole number >= 1"),
+    ("transfer", ["{sweep.yaml}", "--run-cpus", "nan"], "--run-cpus and --run-gpus must be finite numbers >= 0"),
     ("transfer", ["{sweep.yaml}", "--list-runs", "--out", "{a_file}"], "is not a directory"),
     ("play", ["{good_run}", "--episodes", "two"], "argument --episodes: invalid int value"),
     ("train", ["--no-such-option"], "unrecognized arguments: --no-such-option"),
