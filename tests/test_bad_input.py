@@ -45,7 +45,7 @@ def _files(tmp_path) -> dict:
                         "sweep_window.yaml": SWEEP | {"window": 7},
                         "sweep_damaged_checkpoint.yaml": SWEEP | {"source_checkpoints": {
                             "catch/v0": str(tmp_path / "damaged.npz")}},
-                        "sweep.yaml": SWEEP,
+                        "sweep_good.yaml": SWEEP,
                         "sweep_source_twice.yaml": SWEEP | {"sources": ["catch/v0", "catch/v1", "catch/v0"]},
                         "sweep_target_twice.yaml": SWEEP | {"targets": ["catch/v1", "catch/v1"]},
                         "sweep_mode_twice.yaml": SWEEP | {"modes": ["fine_tune", "only_head", "fine_tune"]},
@@ -150,7 +150,7 @@ CASES = [
     ("train", ["seed=-1"], "seed must be >= 0"),
     ("transfer", ["{sweep_distill_no_states.yaml}"], "distill: states (0) must be at least batch_size"),
     ("transfer", ["{sweep_distill_held_out.yaml}"], "distill: batch_size and held_out must be >= 1"),
-    ("transfer", ["{sweep.yaml}", "epoch_steps=0"], "epoch_steps must be >= 1"),
+    ("transfer", ["{sweep_good.yaml}", "epoch_steps=0"], "epoch_steps must be >= 1"),
     ("dptl", ["{dptl_no_samples.yaml}"], "bootstrap.samples must be an integer >= 1"),
     ("dptl", ["{dptl_grid_negative.yaml}"], "grid_frames must be an integer >= 1"),
     ("segment", ["{segment_no_epochs.yaml}"], "fcn.epochs must be an integer >= 1"),
@@ -159,7 +159,7 @@ CASES = [
     # learning that could never start: the first update comes once learning_starts env steps are done
     ("train", ["learning_starts=40001"], "learning_starts (40001) exceeds total_steps (40000)"),
     ("train", ["total_steps=400", "epoch_steps=200"], "the agent would never learn"),  # the default 1000
-    ("transfer", ["{sweep.yaml}", "learning_starts=401"], "the agent would never learn"),
+    ("transfer", ["{sweep_good.yaml}", "learning_starts=401"], "the agent would never learn"),
     ("segment", ["{segment_never_learns.yaml}"], "ddqn.train: learning_starts (100001) exceeds"),
     # settings given twice or in conflict: none may silently win
     ("train", ["seeds=1", "seeds=3"], "'seeds' is given twice (seeds=1 and seeds=3)"),
@@ -168,10 +168,10 @@ CASES = [
     ("train", ["--seeds", "1", "--seeds", "2"], "--seeds is given twice"),
     ("train", ["{key_twice.yaml}"], "key 'seeds' is given twice (lines 1 and 3)"),
     ("train", ["agent=dqv", "double=true"], "agent 'dqv' cannot take double: true"),
-    ("transfer", ["{sweep.yaml}", "lr=0.1", "lr=0.2"], "'lr' is given twice"),
+    ("transfer", ["{sweep_good.yaml}", "lr=0.1", "lr=0.2"], "'lr' is given twice"),
     ("transfer", ["{sweep_train_key_twice.yaml}"], "key 'seeds' is given twice"),
-    ("transfer", ["{sweep.yaml}", "--list-runs", "--run", "scratch/catch_v1"], "give one of them"),
-    ("transfer", ["{sweep.yaml}", "--ray-address", "auto"], "are for --executor ray"),
+    ("transfer", ["{sweep_good.yaml}", "--list-runs", "--run", "scratch/catch_v1"], "give one of them"),
+    ("transfer", ["{sweep_good.yaml}", "--ray-address", "auto"], "are for --executor ray"),
     # sweeps that name an entry twice
     ("transfer", ["{sweep_source_twice.yaml}"], "'sources' lists catch/v0 more than once"),
     ("transfer", ["{sweep_target_twice.yaml}"], "'targets' lists catch/v1 more than once"),
@@ -186,14 +186,15 @@ CASES = [
     ("train", ["--join-timeout", "0"], "argument --join-timeout: must be a whole number >= 1, got '0'"),
     ("list", ["envs", "extra"], "unrecognized arguments: extra"),
     ("list", ["everything"], "argument what: invalid choice: 'everything'"),
-    ("transfer", ["{sweep.yaml}", "--executor", "nonsense"], "argument --executor: invalid choice: 'nonsense'"),
-    ("transfer", ["{sweep.yaml}", "--ray-cpus", "0"], "argument --ray-cpus: must be a whole number >= 1"),
-    ("transfer", ["{sweep.yaml}", "--run-cpus", "nan"], "--run-cpus and --run-gpus must be finite numbers >= 0"),
-    ("transfer", ["{sweep.yaml}", "--list-runs", "--out", "{a_file}"], "is not a directory"),
+    ("transfer", ["{sweep_good.yaml}", "--executor", "nonsense"], "argument --executor: invalid choice: 'nonsense'"),
+    ("transfer", ["{sweep_good.yaml}", "--ray-cpus", "0"], "argument --ray-cpus: must be a whole number >= 1"),
+    ("transfer", ["{sweep_good.yaml}", "--run-cpus", "nan"], "--run-cpus and --run-gpus must be finite numbers >= 0"),
+    ("transfer", ["{sweep_good.yaml}", "--list-runs", "--out", "{a_file}"], "is not a directory"),
     ("play", ["{good_run}", "--episodes", "two"], "argument --episodes: invalid int value"),
     ("train", ["--no-such-option"], "unrecognized arguments: --no-such-option"),
     ("train", ["--devices", "0"], "--devices must be"),
 ]
+WRITES = ("train", "transfer", "dptl", "segment", "gradcam", "report")  # the commands with --out
 
 
 @pytest.fixture(scope="module")
@@ -210,12 +211,11 @@ def test_a_user_mistake_is_one_line_and_changes_nothing(files, command, args, ne
     root = next(iter(files.values())).parent
     for name, path in files.items():
         args = [a.replace("{" + name + "}", str(path)) for a in args]
-    out = [] if "--out" in args or command in ("play", "list") else ["--out", str(tmp_path / "out")]
-    quiet = ["--no-progress"] if command in ("train", "transfer", "dptl", "segment") else []
+    out = [] if "--out" in args or command not in WRITES else ["--out", str(tmp_path / "out")]
     before = _snapshot(root)
     os.chdir(ROOT)
     try:
-        code = cli.main([command, *args, *out, *quiet])
+        code = cli.main([command, *args, *out] + (["--no-progress"] if command in WRITES[:4] else []))
     except SystemExit as e:  # argparse's errors exit from inside the parser
         code = e.code
     err = capsys.readouterr().err
