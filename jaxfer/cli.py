@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import os
 import signal
 import sys
@@ -17,6 +18,20 @@ JOIN_TIMEOUT_S = 60  # how long a process of a multi-process run waits for the c
 DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with cli.py's one-line errors: no usage block (``--help`` still prints it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"jaxfer: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    """An option's whole number >= 1 (argparse names the option in the error)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got '{text}'")
+    return int(text)
+
+
 def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
     """Options of a multi-process run (before or after the subcommand)."""
     g = p.add_argument_group("devices and processes (every process of a multi-process run runs the same command)")
@@ -28,7 +43,7 @@ def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
     g.add_argument("--coordinator", metavar="HOST:PORT", default=default, help="address of process 0")
     g.add_argument("--num-processes", type=int, metavar="N", default=default, help="processes in the run")
     g.add_argument("--process-id", type=int, metavar="I", default=default, help="this process, 0 .. N-1")
-    g.add_argument("--join-timeout", type=int, metavar="S", default=default,
+    g.add_argument("--join-timeout", type=_count, metavar="S", default=default,
                    help=f"seconds to wait for the coordinator (default {JOIN_TIMEOUT_S})")
 
 
@@ -38,7 +53,7 @@ def _add_sweep_runs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: each run a Ray task (pip install 'jaxfer[ray]')")
     g.add_argument("--ray-address", metavar="ADDR", help="a running Ray cluster (default: start one of this machine)")
-    g.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the Ray cluster started here (default: all)")
+    g.add_argument("--ray-cpus", type=_count, metavar="N", help="CPUs of the Ray cluster started here (default: all)")
     g.add_argument("--run-cpus", type=float, default=1.0, metavar="C", help="CPUs each Ray task holds (default 1)")
     g.add_argument("--run-gpus", type=float, default=0.0, metavar="G",
                    help="GPUs each Ray task holds (default 0); a fraction, e.g. 0.25, packs runs on one GPU")
@@ -73,7 +88,7 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     """The CLI; ``keys_for`` names the subcommand whose --help also lists every config key."""
     from importlib.metadata import version
 
-    p = argparse.ArgumentParser(prog="jaxfer", description="Transfer learning for deep RL, in JAX.")
+    p = _Parser(prog="jaxfer", description="Transfer learning for deep RL, in JAX.")
     p.add_argument("--version", action="version", version=f"jaxfer {version('jaxfer')}")
     _add_distributed(p)
     sub = p.add_subparsers(dest="command", required=True)
@@ -180,8 +195,15 @@ def _transfer(args) -> int:
     from jaxfer.config import ConfigError
     from jaxfer.transfer import executors, sweep
 
+    _once(args.overrides)
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is not a directory")
+    if sum(map(bool, (args.dry_run, args.list_runs, args.run))) > 1:
+        raise ConfigError("--dry-run, --list-runs and --run each do one thing: give one of them")
+    if args.executor != "ray" and (args.ray_address or args.ray_cpus):
+        raise ConfigError("--ray-address and --ray-cpus are for --executor ray")
     if args.dry_run:  # the memory estimate is of one run (the first target's)
         return _dry_run(dataclasses.replace(cfg.train, env=cfg.targets[0]), out,
                         [(r.name, [r.origin] if r.origin else []) for r in sweep.run_graph(cfg)])
@@ -194,8 +216,8 @@ def _transfer(args) -> int:
         trained = executors.run_one(cfg, out, args.run, progress=not args.no_progress)
         _say(f"{out / args.run}: {'trained' if trained else 'done already'}")
         return 0
-    if min(args.run_cpus, args.run_gpus) < 0 or args.run_cpus + args.run_gpus == 0:
-        raise ConfigError("--run-cpus and --run-gpus must be >= 0, and not both 0")
+    if not 0 < args.run_cpus + args.run_gpus < math.inf or min(args.run_cpus, args.run_gpus) < 0:
+        raise ConfigError("--run-cpus and --run-gpus must be finite numbers >= 0, and not both 0")
     ray = executors.RayOptions(args.ray_address, args.ray_cpus, args.run_cpus, args.run_gpus)
     ratios = executors.run_sweep(cfg, out, not args.no_progress, args.executor, ray)
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
@@ -207,11 +229,24 @@ def _transfer(args) -> int:
     return 0
 
 
+def _once(overrides: list[str]) -> None:
+    """Refuse a key given twice among the command line's overrides: the last would win in silence."""
+    from jaxfer.config import ConfigError, repeated
+    twice = repeated(o.partition("=")[0].strip() for o in overrides)
+    if twice:
+        given = [o for o in overrides if o.partition("=")[0].strip() == twice[0]]
+        raise ConfigError(f"'{twice[0]}' is given twice ({given[0]} and {given[1]}): give it once")
+
+
 def _train(args) -> int:
     from jaxfer import config
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
         args.overrides.insert(0, args.config)  # `jaxfer train key=value` with the embedded config
         args.config = None
+    _once(args.overrides)
+    both = [o for o in args.overrides if o.partition("=")[0].strip() == "seeds"]
+    if args.seeds is not None and both:
+        raise config.ConfigError(f"--seeds {args.seeds} and {both[0]} both set seeds: give one")
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
     cfg = config.load(args.config, overrides)
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
@@ -321,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     asked = "-h" in argv or "--help" in argv
     parser = _parser(next((a for a in argv if a in ("train", "transfer", "dptl", "segment")), None) if asked else None)
+    from jaxfer.config import repeated
+    twice = repeated(a.split("=")[0] for a in argv if a.startswith("--"))
+    if twice:  # argparse keeps the last: one of the two settings would be dropped without a word
+        parser.error(f"{twice[0]} is given twice")
     args, extra = parser.parse_known_args(argv)  # overrides may also follow the options
     unknown = [e for e in extra if "=" not in e or e.startswith("-") or not hasattr(args, "overrides")]
     if unknown:

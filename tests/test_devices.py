@@ -229,7 +229,7 @@ def test_atari_on_a_tpu_is_refused(monkeypatch):
 
 
 def _loss_and_grads(tuning: str, network: str, agent: str):
-    cfg = config.load(None, ["obs=pixels84", f"network={network}", f"agent={agent}", "double=true",
+    cfg = config.load(None, ["obs=pixels84", f"network={network}", f"agent={agent}", f"double={agent == 'dqn'}",
                              f"tuning={tuning}"])
     algo = agents.ALGORITHMS[cfg.agent](cfg, 3)
     keys = jax.random.split(jax.random.PRNGKey(0), 6)
