@@ -4,15 +4,32 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from jaxfer.errors import JaxferError
+from jaxfer.runtime import supervisor
 
 JOIN_TIMEOUT_S = 60  # how long a process of a multi-process run waits for the coordinator
 DEFAULT_NAME = "catch_dqn"  # the embedded default is TrainConfig's defaults (configs/catch_dqn.yaml spells it out)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with cli.py's one-line errors: no usage block (``--help`` still prints it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"jaxfer: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    """An option's whole number >= 1 (argparse names the option in the error)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got '{text}'")
+    return int(text)
 
 
 def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
@@ -26,7 +43,7 @@ def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
     g.add_argument("--coordinator", metavar="HOST:PORT", default=default, help="address of process 0")
     g.add_argument("--num-processes", type=int, metavar="N", default=default, help="processes in the run")
     g.add_argument("--process-id", type=int, metavar="I", default=default, help="this process, 0 .. N-1")
-    g.add_argument("--join-timeout", type=int, metavar="S", default=default,
+    g.add_argument("--join-timeout", type=_count, metavar="S", default=default,
                    help=f"seconds to wait for the coordinator (default {JOIN_TIMEOUT_S})")
 
 
@@ -36,7 +53,7 @@ def _add_sweep_runs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: each run a Ray task (pip install 'jaxfer[ray]')")
     g.add_argument("--ray-address", metavar="ADDR", help="a running Ray cluster (default: start one of this machine)")
-    g.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the Ray cluster started here (default: all)")
+    g.add_argument("--ray-cpus", type=_count, metavar="N", help="CPUs of the Ray cluster started here (default: all)")
     g.add_argument("--run-cpus", type=float, default=1.0, metavar="C", help="CPUs each Ray task holds (default 1)")
     g.add_argument("--run-gpus", type=float, default=0.0, metavar="G",
                    help="GPUs each Ray task holds (default 0); a fraction, e.g. 0.25, packs runs on one GPU")
@@ -71,7 +88,7 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     """The CLI; ``keys_for`` names the subcommand whose --help also lists every config key."""
     from importlib.metadata import version
 
-    p = argparse.ArgumentParser(prog="jaxfer", description="Transfer learning for deep RL, in JAX.")
+    p = _Parser(prog="jaxfer", description="Transfer learning for deep RL, in JAX.")
     p.add_argument("--version", action="version", version=f"jaxfer {version('jaxfer')}")
     _add_distributed(p)
     sub = p.add_subparsers(dest="command", required=True)
@@ -178,8 +195,15 @@ def _transfer(args) -> int:
     from jaxfer.config import ConfigError
     from jaxfer.transfer import executors, sweep
 
+    _once(args.overrides)
     cfg = sweep.load(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is not a directory")
+    if sum(map(bool, (args.dry_run, args.list_runs, args.run))) > 1:
+        raise ConfigError("--dry-run, --list-runs and --run each do one thing: give one of them")
+    if args.executor != "ray" and (args.ray_address or args.ray_cpus):
+        raise ConfigError("--ray-address and --ray-cpus are for --executor ray")
     if args.dry_run:  # the memory estimate is of one run (the first target's)
         return _dry_run(dataclasses.replace(cfg.train, env=cfg.targets[0]), out,
                         [(r.name, [r.origin] if r.origin else []) for r in sweep.run_graph(cfg)])
@@ -192,8 +216,8 @@ def _transfer(args) -> int:
         trained = executors.run_one(cfg, out, args.run, progress=not args.no_progress)
         _say(f"{out / args.run}: {'trained' if trained else 'done already'}")
         return 0
-    if min(args.run_cpus, args.run_gpus) < 0 or args.run_cpus + args.run_gpus == 0:
-        raise ConfigError("--run-cpus and --run-gpus must be >= 0, and not both 0")
+    if not 0 < args.run_cpus + args.run_gpus < math.inf or min(args.run_cpus, args.run_gpus) < 0:
+        raise ConfigError("--run-cpus and --run-gpus must be finite numbers >= 0, and not both 0")
     ray = executors.RayOptions(args.ray_address, args.ray_cpus, args.run_cpus, args.run_gpus)
     ratios = executors.run_sweep(cfg, out, not args.no_progress, args.executor, ray)
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
@@ -205,11 +229,24 @@ def _transfer(args) -> int:
     return 0
 
 
+def _once(overrides: list[str]) -> None:
+    """Refuse a key given twice among the command line's overrides: the last would win in silence."""
+    from jaxfer.config import ConfigError, repeated
+    twice = repeated(o.partition("=")[0].strip() for o in overrides)
+    if twice:
+        given = [o for o in overrides if o.partition("=")[0].strip() == twice[0]]
+        raise ConfigError(f"'{twice[0]}' is given twice ({given[0]} and {given[1]}): give it once")
+
+
 def _train(args) -> int:
     from jaxfer import config
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
         args.overrides.insert(0, args.config)  # `jaxfer train key=value` with the embedded config
         args.config = None
+    _once(args.overrides)
+    both = [o for o in args.overrides if o.partition("=")[0].strip() == "seeds"]
+    if args.seeds is not None and both:
+        raise config.ConfigError(f"--seeds {args.seeds} and {both[0]} both set seeds: give one")
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
     cfg = config.load(args.config, overrides)
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
@@ -236,16 +273,19 @@ def _say(text: str) -> None:
         print(text)
 
 
+def _joins(args) -> bool:
+    """Is this a process of a multi-process run?"""
+    return bool(args.distributed) or any(v is not None for v in (args.coordinator, args.num_processes,
+                                                                 args.process_id))
+
+
 def _start(args) -> None:
-    """Join the processes of a multi-process run (before anything touches the backend), choose the
-    devices, turn on the persistent compilation cache."""
+    """Join the processes of a multi-process run (before anything touches the backend) and turn on the
+    persistent compilation cache."""
     from jaxfer.runtime import backend
-    given = (args.coordinator, args.num_processes, args.process_id)
-    if args.distributed or any(v is not None for v in given):
-        backend.initialize_distributed(*given, timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
-    if args.devices is not None:
-        from jaxfer.runtime import seeds
-        seeds.use_devices(args.devices)
+    if _joins(args):
+        backend.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                       timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
     backend.enable_compilation_cache()
 
 
@@ -316,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     asked = "-h" in argv or "--help" in argv
     parser = _parser(next((a for a in argv if a in ("train", "transfer", "dptl", "segment")), None) if asked else None)
+    from jaxfer.config import repeated
+    twice = repeated(a.split("=")[0] for a in argv if a.startswith("--"))
+    if twice:  # argparse keeps the last: one of the two settings would be dropped without a word
+        parser.error(f"{twice[0]} is given twice")
     args, extra = parser.parse_known_args(argv)  # overrides may also follow the options
     unknown = [e for e in extra if "=" not in e or e.startswith("-") or not hasattr(args, "overrides")]
     if unknown:
@@ -324,31 +368,71 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
                 "play": _play, "report": _report, "list": _list}
-    # Ctrl-C ends the process at once from a handler of ours: Python's KeyboardInterrupt can land inside a
-    # callback (jax's garbage-collection hook) that swallows it, and the run would go on.
-    previous = signal.signal(signal.SIGINT, _interrupted)
+    if _joins(args) and not supervisor.is_child():
+        return supervisor.run(argv)  # a process of a multi-process run works in a child it watches
+    # Ctrl-C and SIGTERM (a scheduler's stop, a preemption) end the process at once from a handler of ours:
+    # Python's KeyboardInterrupt can land inside a callback (jax's garbage-collection hook) that swallows it,
+    # and the run would go on. Set again after jax.distributed starts, which installs a SIGTERM handler of its own.
+    previous = {sig: signal.getsignal(sig) for sig in STOPPING}
+    previous_fd = _on_stop()
     try:
         _start(args)
-        return commands[args.command](args)
+        _on_stop()
+        from jaxfer.runtime import seeds
+        with seeds.together():  # an error on one process (a bad option, a lock, a full disk) ends them all
+            if args.devices is not None:
+                seeds.use_devices(args.devices)
+            return commands[args.command](args)
     except (JaxferError, FileNotFoundError) as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
 
 
-def _interrupted(*_) -> None:
-    """Ctrl-C (the SIGINT handler): one line and exit 130, at once. Every file is written atomically and
-    the run directory's lock is released here, so the same command resumes (a killed write's temp file is
-    removed then); exiting without the interpreter's teardown avoids waiting on (or crashing in) XLA's
-    compile threads and the checkpoint writer."""
+STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "stopped (SIGTERM)"}
+_wakeup: int | None = None  # the pipe end the interpreter's C-level signal handler writes to
+_stopping = threading.Lock()
+
+
+def _on_stop() -> int:
+    """Stop on Ctrl-C and SIGTERM even while the main thread waits inside jax (an epoch, a barrier of a
+    multi-process run), where a Python handler would run only when that call returns: the signal also
+    wakes a thread of ours, which stops the process. Returns the wakeup fd it replaced."""
+    global _wakeup
+    for sig in STOPPING:
+        signal.signal(sig, _stopped)
+    if _wakeup is None:
+        read, _wakeup = os.pipe()
+        os.set_blocking(_wakeup, False)
+        threading.Thread(target=_watch, args=(read,), daemon=True, name="jaxfer-signals").start()
+    return signal.set_wakeup_fd(_wakeup)
+
+
+def _watch(read: int) -> None:
+    while True:
+        signum = os.read(read, 1)[0]
+        if signum in STOPPING:
+            _stopped(signum, None)
+
+
+def _stopped(signum, _frame) -> None:
+    """Ctrl-C or SIGTERM: one line and exit 128 + the signal's number (130, 143), at once. Every file is
+    written atomically and the run directory's lock is released here, so the same command resumes (a
+    killed write's temp file is removed then); exiting without the interpreter's teardown avoids waiting
+    on (or crashing in) XLA's compile threads, the checkpoint writer and the other processes of a run."""
+    if not _stopping.acquire(blocking=False):  # the handler and the watching thread both saw the signal
+        return
     rundir = sys.modules.get("jaxfer.runtime.rundir")
     if rundir is not None:
         rundir.release_all()
-    print("jaxfer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+    print(f"jaxfer: {STOPPING[signum]}; run the same command again to resume from the last checkpoint",
+          file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
-    os._exit(130)
+    os._exit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Typed training configs: YAML files plus ``key=value`` overrides, validated with one-line errors."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import types
@@ -96,25 +97,28 @@ class TrainConfig:
                                             f"(<= {INT32_MAX})"),
             (0 <= self.seed and self.seed + self.seeds <= INT32_MAX,
              f"seed must be >= 0 and seed + seeds <= {INT32_MAX}, got seed {self.seed}, seeds {self.seeds}"),
-        ]
-        checks += [
-            (self.epoch_steps % self.num_envs == 0,
-             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs ({self.num_envs})"),
-            (self.total_steps % self.epoch_steps == 0,
-             f"total_steps ({self.total_steps}) must be a multiple of epoch_steps ({self.epoch_steps})"),
+            (self.agent == "dqn" or not self.double,
+             f"double is a DQN target: agent '{self.agent}' cannot take double: true"),
+            (self.agent == "a2c" or self.learning_starts <= self.total_steps,
+             f"learning_starts ({self.learning_starts}) exceeds total_steps ({self.total_steps}): the agent would "
+             f"never learn"),
             (0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}"),
-            (self.agent != "a2c" or self.epoch_steps % (self.num_envs * self.n_steps) == 0,
-             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs x n_steps "
-             f"({self.num_envs * self.n_steps}) for a2c"),
             (self.ent_coef >= 0 and self.vf_coef >= 0,
              f"ent_coef and vf_coef must be >= 0, got {self.ent_coef}, {self.vf_coef}"),
             (self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}"),
             (self.width > 0, f"width must be > 0, got {self.width}"),
             (self.batch_size <= self.buffer_size, "batch_size must not exceed buffer_size"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+        _refuse_first(checks)
+        _refuse_first([  # after the counts are known to be >= 1: these divide by them
+            (self.epoch_steps % self.num_envs == 0,
+             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs ({self.num_envs})"),
+            (self.total_steps % self.epoch_steps == 0,
+             f"total_steps ({self.total_steps}) must be a multiple of epoch_steps ({self.epoch_steps})"),
+            (self.agent != "a2c" or self.epoch_steps % (self.num_envs * self.n_steps) == 0,
+             f"epoch_steps ({self.epoch_steps}) must be a multiple of num_envs x n_steps "
+             f"({self.num_envs * self.n_steps}) for a2c"),
+        ])
         try:  # the env's own checks (e.g. an observation mode it does not have)
             envs.make(self.env, self.obs)
         except envs.EnvError as e:
@@ -126,14 +130,37 @@ class TrainConfig:
         return self.total_steps // self.epoch_steps
 
 
+def _refuse_first(checks: list[tuple[bool, str]]) -> None:
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (YAML forbids it;
+    PyYAML keeps the last value, so one of two settings would be dropped without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key '{key}' is given twice (lines {seen[key]} and {line})", key_node.start_mark)
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError):
-    """The YAML document at ``path``; an unreadable file or bad YAML is a one-line ``error``."""
+    """The YAML document at ``path``; an unreadable file, bad YAML or a repeated key is a one-line ``error``."""
     try:
-        return yaml.safe_load(Path(path).read_text())
+        return yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)
     except OSError as e:
         raise error(f"cannot read {what} '{path}': {e.strerror}") from None
     except UnicodeDecodeError:
@@ -152,6 +179,12 @@ def section(cls, raw, where: str, error: type[Exception] = ConfigError) -> dict:
     if unknown:
         raise error(f"{where}: unknown keys {unknown}; known: {', '.join(known)}")
     return raw
+
+
+def repeated(items: typing.Iterable) -> list:
+    """The items given more than once, each named once: where a list or a command line names a setting or a
+    sweep entry twice, one of the two would be dropped (or the same run trained twice) without a word."""
+    return [item for item, count in collections.Counter(items).items() if count > 1]
 
 
 def _type_name(want) -> str:
@@ -231,7 +264,7 @@ def load(path: str | Path | None, overrides: typing.Iterable[str] = ()) -> Train
         values = read_yaml(path, "config") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"config '{path}' must be a mapping of key: value")
-    values.update(parse_override(o) for o in overrides)
+    values.update(parse_override(o) for o in overrides)  # the last of a key wins (the CLI refuses a repeat)
     return from_dict(values)
 
 

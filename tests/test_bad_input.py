@@ -15,8 +15,10 @@ from conftest import ROOT
 from jaxfer import cli
 
 SWEEP = {"sources": ["catch/v0"], "targets": ["catch/v1"], "modes": ["fine_tune"],
-         "train": {"seeds": 1, "total_steps": 400, "epoch_steps": 200}}
+         "train": {"seeds": 1, "total_steps": 400, "epoch_steps": 200, "learning_starts": 100}}
 DPTL = {"source": "{run}", "targets": ["catch/v1"], "frames": 20}
+COUNTS = ("seeds", "num_envs", "total_steps", "epoch_steps", "buffer_size", "batch_size", "target_update", "eval_envs",
+          "eval_steps", "unroll", "n_steps", "eps_decay_steps")  # TrainConfig's counts
 TINY_RUN = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "seeds=1",
             "eval_envs=2", "eval_steps=12"]
 
@@ -45,17 +47,36 @@ def _files(tmp_path) -> dict:
                         "sweep_modes_typo.yaml": SWEEP | {"modes": ["first_n:1:frozzen"]},
                         "sweep_window.yaml": SWEEP | {"window": 7},
                         "sweep_damaged_checkpoint.yaml": SWEEP | {"source_checkpoints": {
-                            "catch/v0": str(tmp_path / "damaged.npz")}}}.items():
+                            "catch/v0": str(tmp_path / "damaged.npz")}},
+                        "sweep_good.yaml": SWEEP,
+                        "sweep_source_twice.yaml": SWEEP | {"sources": ["catch/v0", "catch/v1", "catch/v0"]},
+                        "sweep_target_twice.yaml": SWEEP | {"targets": ["catch/v1", "catch/v1"]},
+                        "sweep_mode_twice.yaml": SWEEP | {"modes": ["fine_tune", "only_head", "fine_tune"]},
+                        "sweep_mode_spelt_twice.yaml": SWEEP | {"modes": ["first_n:1:frozen", "first_n:01:frozen"]},
+                        "sweep_distill_no_states.yaml": SWEEP | {"distill": {"states": 0}},
+                        "sweep_distill_held_out.yaml": SWEEP | {"distill": {"held_out": -1}}}.items():
         put(name, yaml.safe_dump(sweep))
     put("damaged.npz", data=b"PK\x03\x04 half a zip")
+    put("key_twice.yaml", "seeds: 1\nlr: 0.01\nseeds: 3\n")
+    put("sweep_train_key_twice.yaml", yaml.safe_dump(SWEEP) + "  seeds: 2\n")  # a second seeds in train
     put("dptl_source_int.yaml", yaml.safe_dump(DPTL | {"source": 5}))
     put("dptl_no_run.yaml", yaml.safe_dump(DPTL | {"source": str(tmp_path / "nowhere")}))
     put("dptl_frames_zero.yaml", yaml.safe_dump(DPTL | {"source": str(tmp_path / "nowhere"), "frames": 0}))
+    put("dptl_target_twice.yaml", yaml.safe_dump(DPTL | {"targets": ["catch/v1", "catch/v2", "catch/v1"]}))
+    put("dptl_no_samples.yaml", yaml.safe_dump(DPTL | {"bootstrap": {"samples": 0}}))
+    put("dptl_grid_negative.yaml", yaml.safe_dump(DPTL | {"grid_frames": -1}))
     put("segment_scalar.yaml", "3\n")
     seg = yaml.safe_load((ROOT / "configs/seg_minatar_breakout.yaml").read_text())
     put("segment_huge_frames.yaml", yaml.safe_dump(seg | {"frames": 10**12}))
     put("segment_lr_nan.yaml", yaml.safe_dump(seg | {"fcn": seg["fcn"] | {"lr": float("nan")}}))
     put("segment_unknown.yaml", yaml.safe_dump({"env": "minatar/Breakout", "bogus": 1}))
+    put("segment_variant_twice.yaml", yaml.safe_dump(seg | {"ddqn": seg["ddqn"] | {"variants": ["frozen", "frozen"]}}))
+    put("segment_no_epochs.yaml", yaml.safe_dump(seg | {"fcn": seg["fcn"] | {"epochs": 0}}))
+    put("segment_no_colours.yaml", yaml.safe_dump(seg | {"labels": "palette", "num_colours": 0}))
+    put("segment_train_epoch_zero.yaml", yaml.safe_dump(seg | {"ddqn": seg["ddqn"] | {
+        "train": seg["ddqn"]["train"] | {"epoch_steps": 0}}}))
+    put("segment_never_learns.yaml", yaml.safe_dump(seg | {"ddqn": seg["ddqn"] | {
+        "train": seg["ddqn"]["train"] | {"learning_starts": seg["ddqn"]["train"]["total_steps"] + 1}}}))
     good = tmp_path / "good_run"
     assert cli.main(["train", *TINY_RUN, "--out", str(good), "--no-progress"]) == 0
     f["good_run"] = good
@@ -206,6 +227,55 @@ CASES = [
     ("gradcam", ["{good_run}", "catch/v0", "--method", "bogus"], "bogus"),
     ("gradcam", ["{good_run}", "catch/v9"], "catch/v9"),
     ("gradcam", ["{damaged_run}", "catch/v0"], "params.npz"),
+    # counts: zero or negative, in every config (once ZeroDivisionError tracebacks in validate)
+    *[("train", [f"{key}={value}"], f"{key} must be >= 1") for key in COUNTS for value in (0, -3)],
+    ("train", ["agent=a2c", "network=minatar_ac", "n_steps=0"], "n_steps must be >= 1"),
+    ("train", ["seed=-1"], "seed must be >= 0"),
+    ("transfer", ["{sweep_distill_no_states.yaml}"], "distill: states (0) must be at least batch_size"),
+    ("transfer", ["{sweep_distill_held_out.yaml}"], "distill: batch_size and held_out must be >= 1"),
+    ("transfer", ["{sweep_good.yaml}", "epoch_steps=0"], "epoch_steps must be >= 1"),
+    ("dptl", ["{dptl_no_samples.yaml}"], "bootstrap.samples must be an integer >= 1"),
+    ("dptl", ["{dptl_grid_negative.yaml}"], "grid_frames must be an integer >= 1"),
+    ("segment", ["{segment_no_epochs.yaml}"], "fcn.epochs must be an integer >= 1"),
+    ("segment", ["{segment_no_colours.yaml}"], "num_colours must be an integer >= 1"),
+    ("segment", ["{segment_train_epoch_zero.yaml}"], "ddqn.train: epoch_steps must be >= 1"),
+    # learning that could never start: the first update comes once learning_starts env steps are done
+    ("train", ["learning_starts=40001"], "learning_starts (40001) exceeds total_steps (40000)"),
+    ("train", ["total_steps=400", "epoch_steps=200"], "the agent would never learn"),  # the default 1000
+    ("transfer", ["{sweep_good.yaml}", "learning_starts=401"], "the agent would never learn"),
+    ("segment", ["{segment_never_learns.yaml}"], "ddqn.train: learning_starts (100001) exceeds"),
+    # settings given twice or in conflict: none may silently win
+    ("train", ["seeds=1", "seeds=3"], "'seeds' is given twice (seeds=1 and seeds=3)"),
+    ("train", ["--seeds", "2", "seeds=3"], "--seeds 2 and seeds=3 both set seeds"),
+    ("train", ["seeds=3", "--seeds", "2"], "--seeds 2 and seeds=3 both set seeds"),
+    ("train", ["--seeds", "1", "--seeds", "2"], "--seeds is given twice"),
+    ("train", ["{key_twice.yaml}"], "key 'seeds' is given twice (lines 1 and 3)"),
+    ("train", ["agent=dqv", "double=true"], "agent 'dqv' cannot take double: true"),
+    ("transfer", ["{sweep_good.yaml}", "lr=0.1", "lr=0.2"], "'lr' is given twice"),
+    ("transfer", ["{sweep_train_key_twice.yaml}"], "key 'seeds' is given twice"),
+    ("transfer", ["{sweep_good.yaml}", "--list-runs", "--run", "scratch/catch_v1"], "give one of them"),
+    ("transfer", ["{sweep_good.yaml}", "--ray-address", "auto"], "are for --executor ray"),
+    # sweeps that name an entry twice
+    ("transfer", ["{sweep_source_twice.yaml}"], "'sources' lists catch/v0 more than once"),
+    ("transfer", ["{sweep_target_twice.yaml}"], "'targets' lists catch/v1 more than once"),
+    ("transfer", ["{sweep_mode_twice.yaml}"], "'modes' lists fine_tune more than once"),
+    ("transfer", ["{sweep_mode_spelt_twice.yaml}"], "modes 'first_n:1:frozen' and 'first_n:01:frozen' are the same"),
+    ("dptl", ["{dptl_target_twice.yaml}"], "'targets' lists catch/v1 more than once"),
+    ("segment", ["{segment_variant_twice.yaml}"], "ddqn.variants lists frozen more than once"),
+    # the command line itself: argparse's errors in one line
+    ("train", ["--devices", "abc"], "argument --devices: invalid int value: 'abc'"),
+    ("train", ["--num-processes", "abc"], "argument --num-processes: invalid int value: 'abc'"),
+    ("train", ["--join-timeout", "-5"], "argument --join-timeout: must be a whole number >= 1, got '-5'"),
+    ("train", ["--join-timeout", "0"], "argument --join-timeout: must be a whole number >= 1, got '0'"),
+    ("list", ["envs", "extra"], "unrecognized arguments: extra"),
+    ("list", ["everything"], "argument what: invalid choice: 'everything'"),
+    ("transfer", ["{sweep_good.yaml}", "--executor", "nonsense"], "argument --executor: invalid choice: 'nonsense'"),
+    ("transfer", ["{sweep_good.yaml}", "--ray-cpus", "0"], "argument --ray-cpus: must be a whole number >= 1"),
+    ("transfer", ["{sweep_good.yaml}", "--run-cpus", "nan"], "--run-cpus and --run-gpus must be finite numbers >= 0"),
+    ("transfer", ["{sweep_good.yaml}", "--list-runs", "--out", "{a_file}"], "is not a directory"),
+    ("play", ["{good_run}", "--episodes", "two"], "argument --episodes: invalid int value"),
+    ("train", ["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ("train", ["--devices", "0"], "--devices must be"),
     # a directory is claimed for one purpose: a sweep's, a report's
     ("transfer", ["{sweep_other.yaml}", "--out", "{sweep}"], "holds a sweep made with another config"),
     ("transfer", ["{sweep.yaml}", "--out", "{good_run}"], "and no sweep.yaml: not a jaxfer sweep directory"),
@@ -266,7 +336,10 @@ def test_a_user_mistake_is_one_line_and_changes_nothing(files, command, args, ne
     out = [] if "--out" in args or command not in WRITES else ["--out", str(tmp_path / "out")]
     before = _snapshot(root)
     os.chdir(ROOT)
-    code = cli.main([command, *args, *out] + (["--no-progress"] if command in WRITES[:4] else []))
+    try:
+        code = cli.main([command, *args, *out] + (["--no-progress"] if command in WRITES[:4] else []))
+    except SystemExit as e:  # argparse's errors exit from inside the parser
+        code = e.code
     err = capsys.readouterr().err
     assert code == 2, err
     lines = err.strip().splitlines()
@@ -274,3 +347,9 @@ def test_a_user_mistake_is_one_line_and_changes_nothing(files, command, args, ne
     assert needle in err, err
     assert _snapshot(root) == before
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_help_still_prints_the_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: jaxfer")

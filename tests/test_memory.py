@@ -78,7 +78,7 @@ def test_replay_buffer_is_updated_in_place(frames, num_seeds):
     unseen by the throughput benchmark's small buffer."""
     def working_bytes(buffer_size):
         cfg = config.load(None, ["network=mlp", f"buffer_size={buffer_size}", f"seeds={num_seeds}", "epoch_steps=40",
-                                 "total_steps=40", "eval_envs=1", "eval_steps=1"])
+                                 "total_steps=40", "learning_starts=40", "eval_envs=1", "eval_steps=1"])
         env = envs.make(cfg.env, cfg.obs)
         if frames:
             env = dataclasses.replace(env, frame_stack_fill="zeros")
@@ -96,7 +96,7 @@ def test_sequential_strategy_copies_at_most_one_seeds_buffer():
     its working memory grows by at most one seed's replay buffer (of 2), not the whole state."""
     def working_bytes(buffer_size):
         cfg = config.load(None, ["network=mlp", f"buffer_size={buffer_size}", "seeds=2", "epoch_steps=40",
-                                 "total_steps=40", "eval_envs=1", "eval_steps=1"])
+                                 "total_steps=40", "learning_starts=40", "eval_envs=1", "eval_steps=1"])
         trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
         state = trainer.init(seeds.seed_keys(0, 2))
         compiled = seeds.compile_over_seeds(trainer.epoch, state, "sequential")[0].compiled()

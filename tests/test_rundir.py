@@ -1,10 +1,12 @@
 """One writer per run directory: a second command on a held --out is refused in one line and changes
 nothing; a lock whose process is gone is taken over."""
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli
@@ -15,10 +17,10 @@ RUN = ["train", "total_steps=12000", "epoch_steps=200", "learning_starts=100", "
        "eval_steps=12", "seeds=2", "--no-progress"]
 
 
-def _lock(out, pid: int, host: str | None = None) -> None:
+def _lock(out, pid: int, host: str | None = None, heartbeat: float | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / rundir.LOCK).write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid,
-                                               "started": "2026-11-30 00:00:00"}))
+                                               "started": "2026-11-30 00:00:00", "heartbeat": heartbeat}))
 
 
 def test_a_second_command_on_a_held_directory_is_refused_and_changes_nothing(tmp_path):
@@ -64,30 +66,75 @@ def test_a_lock_held_elsewhere_is_refused_for_every_writing_command(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == before
 
 
-def test_ctrl_c_at_any_moment_is_one_line_and_the_run_resumes(tmp_path):
-    """SIGINT while jax imports, while the run is set up and compiled, and after a checkpoint: exit 130,
-    one line, no traceback; the same command then finishes the run with every epoch recorded once."""
+def test_a_lock_from_another_host_is_taken_over_once_its_heartbeat_is_stale(tmp_path):
+    """A job requeued on another node finds its old lock: fresh heartbeat, refused; stale, taken over."""
+    out = tmp_path / "run"
+    _lock(out, 1, host="node-that-died", heartbeat=time.time() - 60)
+    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    assert res.returncode == 2 and "in use by pid 1 on node-that-died" in res.stderr, res.stderr
+    _lock(out, 1, host="node-that-died", heartbeat=time.time() - rundir.STALE_S - 60)
+    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "took over the lock of pid 1 (on node-that-died, no heartbeat for" in res.stderr
+    assert (out / "run.json").exists() and not (out / rundir.LOCK).exists()
+
+
+def test_a_held_lock_s_heartbeat_is_refreshed(tmp_path, monkeypatch):
+    monkeypatch.setattr(rundir, "HEARTBEAT_S", 0.05)
+    with rundir.held(tmp_path / "run"):
+        first = json.loads((tmp_path / "run" / rundir.LOCK).read_text())["heartbeat"]
+        time.sleep(0.5)
+        later = json.loads((tmp_path / "run" / rundir.LOCK).read_text())
+    assert later["heartbeat"] > first and later["pid"] == os.getpid()
+    assert not (tmp_path / "run").exists()  # released, and the empty directory it made removed
+
+
+def _catching(pid: int, signum: int) -> bool:
+    """Has process ``pid`` a handler for ``signum`` (its SigCgt mask in /proc)?"""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_the_run_resumes(tmp_path):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's stop, a preemption) as soon as the CLI handles them (jax
+    still importing), while the run is set up and compiled, and after a checkpoint: exit 128 + signal,
+    one line, no traceback, the lock released; the same command then finishes the run with every epoch
+    recorded once."""
     import signal
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "jaxfer.cli", *RUN, "--out", str(out)]
-    for moment in (0.3, 2.0, "checkpoint"):
+    lines = {signal.SIGINT: "interrupted", signal.SIGTERM: "stopped (SIGTERM)"}
+    for moment, sig in (("handled", signal.SIGINT), (2.0, signal.SIGTERM), ("checkpoint", signal.SIGINT),
+                        ("checkpoint", signal.SIGTERM)):
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if moment == "checkpoint":
-            deadline = time.time() + 300
-            while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+        deadline = time.time() + 300
+        while not _catching(proc.pid, signal.SIGTERM) and time.time() < deadline:  # the CLI's handlers are set
+            # (Python's own SIGINT handler is there from the start: SIGTERM's, set after it, tells)
+            time.sleep(0.005)
+        if moment == "checkpoint":  # one this process writes: a file replaced atomically is a new inode
+            before = _inode(out / "checkpoint.npz")
+            while _inode(out / "checkpoint.npz") in (before, None) and time.time() < deadline:
                 time.sleep(0.01)
-        else:
+        elif moment != "handled":
             time.sleep(moment)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 130, (moment, err[-2000:])
-        assert err.strip().splitlines() == ["jaxfer: interrupted; run the same command again to resume from the "
+        assert proc.returncode == 128 + sig, (moment, err[-2000:])
+        assert err.strip().splitlines() == [f"jaxfer: {lines[sig]}; run the same command again to resume from the "
                                             "last checkpoint"], (moment, err[-2000:])
         assert not (out / rundir.LOCK).exists()
     res = run_cli(*RUN, "--out", out)
     assert res.returncode == 0, res.stderr
-    assert json.loads((out / "run.json").read_text())["resumed_from_epoch"] >= 1
+    assert json.loads((out / "run.json").read_text())["resumed_from_epoch"] >= 2
     rows = files.read_csv(out / "metrics.csv")
     assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
 

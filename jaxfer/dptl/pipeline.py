@@ -89,6 +89,8 @@ def load(path: str | Path) -> DPTLConfig:
     _check(isinstance(targets, list) and len(targets) > 0 and all(isinstance(t, str) for t in targets),
            f"DPTL config '{path}': 'targets' must be a non-empty list of env ids")
     cfg = config.parse(DPTLConfig, raw, f"DPTL config '{path}'", DPTLError)
+    _check(not config.repeated(cfg.targets),
+           f"DPTL config '{path}': 'targets' lists {', '.join(config.repeated(cfg.targets))} more than once")
     counts = {"frames": (cfg.frames, 1), "size": (cfg.size, 11), "grid_frames": (cfg.grid_frames, 1),
               "bootstrap.samples": (cfg.bootstrap.samples, 1), "frames_seed": (cfg.frames_seed, 0),
               "bootstrap.seed": (cfg.bootstrap.seed, 0)}

@@ -67,8 +67,12 @@ def enable_compilation_cache() -> Path | None:
 def _check_coordinator(address: str, serves: bool, timeout_s: float) -> None:
     """Process 0 must be able to listen on ``address``'s port; the others must reach it within ``timeout_s``."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise BackendError(f"--coordinator must be HOST:PORT, got '{address}'")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise BackendError(f"--coordinator must be HOST:PORT with a port in [1, 65535], got '{address}'")
+    try:
+        socket.getaddrinfo(host.strip("[]"), int(port))
+    except (socket.gaierror, UnicodeError):
+        raise BackendError(f"--coordinator: the host '{host}' does not resolve") from None
     if serves:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,6 +111,8 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
     if coordinator is not None:  # jax aborts the process (no exception) when the coordinator is not there
         _check_coordinator(coordinator, process_id == 0, timeout_s)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # jax's preemption service would catch SIGTERM and let the run go on; the CLI's handler stops it instead
+    jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout_s)
     except Exception as e:  # jax raises RuntimeError / ValueError / XlaRuntimeError with long texts

@@ -57,14 +57,6 @@ def metric_rows(epoch: int, metrics: dict) -> list[dict]:
     return [{"epoch": epoch, "seed": s} | {k: v[s].item() for k, v in metrics.items()} for s in range(num_seeds)]
 
 
-def _sync(name: str) -> None:
-    """All processes reach this point before any goes on (a no-op in one process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, freeze=None,
           meta: dict | None = None, track: bool = False) -> dict:
     """Train ``cfg.seeds`` agents into ``out``; resumes a checkpoint there. Returns the run summary.
@@ -72,9 +64,12 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     ``init_params`` (seed axis first) start the agents from given weights, e.g. transferred layers;
     ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json;
     ``track`` also sends the metrics to Weights & Biases.
-    In a multi-process run every process calls this with the same arguments; process 0 writes the files.
+    In a multi-process run every process calls this with the same arguments (``seeds.agree`` checks) inside
+    ``seeds.together()``; process 0 writes the files.
     """
     out = Path(out)
+    seeds.agree("config", {"config": to_dict(cfg), "out": str(out), "devices": seeds.device_count(),
+                           "local_devices": len(seeds.local_positions()), "transferred": init_params is not None})
     env = envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env, freeze)
     needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
@@ -94,9 +89,10 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
     trainer = agents.make_train(cfg, env, agent=agent)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
     state, start, rows = resume(out, cfg, trainer, state)
+    seeds.agree("checkpoint (every process must see the same --out: a shared file system)", start)
     epoch_fn, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
                                            phase=trainer.phase)  # checks working memory
-    _sync("jaxfer: run directory checked")  # no process claims it before all have checked it
+    seeds.barrier()  # no process claims it before all have checked it
     if writes:
         rundir.write_claim(out, to_dict(cfg))
 
@@ -108,9 +104,8 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
     for epoch in range(start, cfg.num_epochs):
         tick, compiled = time.perf_counter(), epoch_fn.compile_seconds
         state, metrics = epoch_fn(state)
-        metrics = seeds.fetch(metrics, cfg.seeds)
-        rows += metric_rows(epoch, metrics)
-        snapshot = seeds.fetch(trainer.checkpoint(state), cfg.seeds)  # own copies: buffers are donated
+        metrics, snapshot = seeds.fetch((metrics, trainer.checkpoint(state)), cfg.seeds)  # own copies: the
+        rows += metric_rows(epoch, metrics)  # next epoch donates the buffers
         if writes:
             files.write_csv(out / METRICS, rows)
             if pending is not None:
@@ -142,7 +137,7 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
         files.write_json(out / RUN_JSON, summary)  # the finished mark: the checkpoint is no longer needed
         if not cfg.keep_checkpoint:
             (out / CHECKPOINT).unlink(missing_ok=True)
-    _sync("jaxfer: run written")  # no process reads the results before they are there
+    seeds.barrier()  # no process reads the results before they are there
     return summary
 
 

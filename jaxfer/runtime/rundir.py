@@ -1,9 +1,11 @@
 """One writer per run directory: a lock file held while a command writes there.
 
 Two commands on one ``--out`` would otherwise both train and mix their results. The lock is created
-atomically (``O_CREAT | O_EXCL``) and holds the host, pid and start time of its holder; a second
-process gets one line naming the holder. A lock whose process is gone (same host, pid not running)
-is taken over with a note on stderr, and temp files a killed writer left there are removed. In a
+atomically (``O_CREAT | O_EXCL``) and holds the host, pid and start time of its holder, and a heartbeat
+its holder refreshes every ``HEARTBEAT_S``; a second process gets one line naming the holder. A lock
+whose process is gone (same host and pid not running, or, from another host, a heartbeat older than
+``STALE_S``: a job requeued on another node) is taken over with a note on stderr, and temp files a
+killed writer left there are removed. In a
 multi-process run process 0 holds it for all. A lock this process already holds is held again at no cost
 (a sweep holds a run's directory around ``run.train``, which holds it too). A sweep's workers share the
 sweep directory: its lock, marked ``sweep``, is held only while one of them writes the sweep's results.
@@ -15,6 +17,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +29,11 @@ from jaxfer.runtime import files
 
 LOCK = ".jaxfer.lock"
 POLL_S = 1.0  # how often a waiting process looks at a lock again
-_HELD: set[Path] = set()  # the locks this process holds, released by ``release_all`` on an interrupt
+HEARTBEAT_S = 30.0  # how often a holder refreshes its lock's heartbeat
+STALE_S = 600.0  # a lock from another host whose heartbeat is older than this is taken over
+_HELD: dict[Path, threading.Event] = {}  # the locks this process holds (each with its heartbeat's stop),
+# released by ``release_all`` on an interrupt
+_WRITING = threading.RLock()  # a heartbeat is never written after its lock was released
 
 
 CLAIM = "config.yaml"  # what a run directory holds: written first, compared on every later start
@@ -71,9 +78,13 @@ def _holder(path: Path) -> dict | None:
 
 
 def _gone(holder: dict | None) -> bool:
-    """True only where the holder surely is not running: this host, and no process with its pid."""
-    if holder is None or holder.get("host") != socket.gethostname():
+    """True only where the holder surely is not running: this host and no process with its pid, or
+    another host and no heartbeat for ``STALE_S``."""
+    if holder is None:
         return False
+    if holder.get("host") != socket.gethostname():
+        beat = holder.get("heartbeat")
+        return isinstance(beat, (int, float)) and time.time() - beat > STALE_S
     try:
         os.kill(int(holder["pid"]), 0)
     except ProcessLookupError:
@@ -89,7 +100,7 @@ def holder(out: Path) -> dict | None:
     return None if found is None or _gone(found) else found
 
 
-def _acquire(path: Path, wait: bool, sweep: bool) -> None:
+def _acquire(path: Path, wait: bool, sweep: bool) -> dict:
     """Take the lock at ``path``; while a live process holds it, raise ``Busy`` or, with ``wait``, wait."""
     while True:
         try:
@@ -100,8 +111,16 @@ def _acquire(path: Path, wait: bool, sweep: bool) -> None:
             time.sleep(POLL_S)
 
 
-def _try_acquire(path: Path, sweep: bool) -> None:
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+def _why_gone(holder: dict) -> str:
+    if holder.get("host") == socket.gethostname():
+        return "no longer running"
+    return f"on {holder.get('host')}, no heartbeat for {time.time() - holder['heartbeat']:.0f} s"
+
+
+def _try_acquire(path: Path, sweep: bool) -> dict:
+    """Take the lock at ``path``; returns what it holds."""
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "heartbeat": time.time()}
     me |= {"sweep": True} if sweep else {}
     for _ in range(3):
         try:
@@ -119,12 +138,12 @@ def _try_acquire(path: Path, sweep: bool) -> None:
             except FileNotFoundError:
                 continue
             aside.unlink(missing_ok=True)
-            print(f"jaxfer: {path.parent}: took over the lock of pid {holder['pid']} (no longer running)",
+            print(f"jaxfer: {path.parent}: took over the lock of pid {holder['pid']} ({_why_gone(holder)})",
                   file=sys.stderr)
             continue
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
-        return
+        return me
     raise ConfigError(f"{path.parent}: could not take its lock; try again")
 
 
@@ -147,24 +166,36 @@ def held(out: Path, wait: bool = False, sweep: bool = False):
         raise ConfigError(f"cannot create {out}: {e.strerror}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"{out} is not writable; pass another --out")
-    _acquire(out / LOCK, wait, sweep)
-    _HELD.add(out / LOCK)
+    mine = _acquire(out / LOCK, wait, sweep)
+    _HELD[out / LOCK] = stop = threading.Event()
+    threading.Thread(target=_beat, args=(out / LOCK, mine, stop), daemon=True).start()
     for partial in out.glob(f".*{files.PARTIAL}*"):  # a killed writer's temp files: nobody else writes here now
         partial.unlink(missing_ok=True)
     try:
         yield
     finally:
-        _HELD.discard(out / LOCK)
-        (out / LOCK).unlink(missing_ok=True)
+        with _WRITING:
+            _HELD.pop(out / LOCK).set()
+            (out / LOCK).unlink(missing_ok=True)
         if created and not any(out.iterdir()):
             out.rmdir()
 
 
+def _beat(lock: Path, mine: dict, stop: threading.Event) -> None:
+    """Refresh the heartbeat of a lock this process holds until ``stop`` is set."""
+    while not stop.wait(HEARTBEAT_S):
+        with _WRITING:
+            if not stop.is_set():
+                files.atomic_write_bytes(lock, json.dumps(mine | {"heartbeat": time.time()}).encode())
+
+
 def release_all() -> None:
-    """Give up every lock this process holds (a Ctrl-C that ends the process at once)."""
-    for lock in list(_HELD):
-        lock.unlink(missing_ok=True)
-        _HELD.discard(lock)
+    """Give up every lock this process holds (a Ctrl-C or SIGTERM that ends the process at once)."""
+    with _WRITING:
+        for lock, stop in list(_HELD.items()):
+            stop.set()
+            lock.unlink(missing_ok=True)
+            _HELD.pop(lock, None)
 
 
 def check_sweep(out: Path) -> None:

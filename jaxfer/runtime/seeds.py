@@ -21,7 +21,11 @@ Seed i always starts from ``PRNGKey(seed + i)``, so seed i of any batch is repro
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import itertools
+import json
 import time
 from typing import Any, Callable
 
@@ -35,6 +39,7 @@ from jaxfer.runtime import backend, budget
 AXIS = "seeds"
 SEED_AXIS, REPLICATED = PartitionSpec(AXIS), PartitionSpec()
 CPU_VMAP_MAX_SEEDS = 16
+BARRIER_TIMEOUT_S = 1800  # how long a process waits at a barrier for the slowest of the others
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -118,13 +123,80 @@ def over_seeds(fn: Callable, in_specs, out_specs) -> Callable:
     return jax.shard_map(fn, mesh=mesh(), in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
 
+_sync_points = itertools.count()  # every process passes the same sync points in the same order
+_OK, _FAILED = "ok:", "failed:"
+
+
+def _client():
+    from jax._src import distributed  # the coordination service's client, as orbax's barriers use it
+
+    return distributed.global_state.client
+
+
+def _share(payload: str = "") -> list[str]:
+    """Every process's ``payload`` at this sync point, once all have published theirs: a barrier of jax's
+    coordination service with our timeout (a gloo collective gives the others only 30 s to arrive, which
+    an uneven epoch or a loaded host overruns). Where another process failed instead (``together``),
+    its error is raised here, so no process waits for one that is gone."""
+    key, me = f"jaxfer/{next(_sync_points)}", jax.process_index()
+    _client().key_value_set(f"{key}/{me}", _OK + payload)
+    found = []
+    for i in range(jax.process_count()):
+        try:
+            found.append(_client().blocking_key_value_get(f"{key}/{i}", BARRIER_TIMEOUT_S * 1000))
+        except Exception:  # jax raises its runtime error with a multi-line text
+            raise backend.BackendError(f"process {i} did not reach the same point within {BARRIER_TIMEOUT_S} s; "
+                                       f"is it still running?") from None
+        if found[-1].startswith(_FAILED) and i != me:
+            raise backend.BackendError(f"process {i}: {found[-1][len(_FAILED):]}")
+    return [f[len(_OK):] for f in found]
+
+
+@contextlib.contextmanager
+def together():
+    """Work that may fail on one process only (a lock held elsewhere, a damaged file, a full disk): its
+    error is published at the next sync point, where the other processes raise it instead of waiting."""
+    try:
+        yield
+    except Exception as e:
+        if jax.process_count() > 1:
+            text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            _client().key_value_set(f"jaxfer/{next(_sync_points)}/{jax.process_index()}", _FAILED + text)
+        raise
+
+
+def barrier() -> None:
+    """Every process reaches this point before any goes on (a no-op in one process)."""
+    if jax.process_count() > 1:
+        _share()
+
+
+def agree(what: str, value) -> None:
+    """Every process holds the same ``value`` (a JSON-able description of what it was started for),
+    compared by hash; otherwise every process ends with the same one-line ``BackendError`` (processes
+    that disagree would mix seeds of two runs, or abort in gloo on arrays of other sizes)."""
+    if jax.process_count() == 1:
+        return
+    digests = _share(hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest())
+    differ = [i for i, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        raise backend.BackendError(f"process {differ[0]} was started with another {what} than process 0; "
+                                   f"start every process of a run with the same command and options")
+
+
+@functools.cache
+def _replicate(on: Mesh):
+    return jax.jit(lambda t: t, out_shardings=NamedSharding(on, REPLICATED))
+
+
 def fetch(tree, num_seeds: int | None = None):
     """Every seed's values as numpy copies on every process (across processes, an all-gather: call it on
     all of them, outside any epoch); with ``num_seeds``, the padded seeds are dropped. Copies, because a
     CPU array may share its buffer with numpy and the next epoch donates it."""
     if jax.process_count() > 1:
-        gathered = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh(), REPLICATED))(tree)
-        tree = jax.tree.map(lambda x: x.addressable_data(0), gathered)
+        gather = _replicate(mesh()).lower(tree).compile()  # each process compiles at its own pace, then
+        barrier()  # all start the all-gather together
+        tree = jax.tree.map(lambda x: x.addressable_data(0), gather(tree))
     tree = jax.tree.map(np.array, tree)
     if num_seeds is None:
         return tree

@@ -77,7 +77,7 @@ def _ddqn(raw, env: str, obs: str) -> DDQNConfig:
     variants = raw.get("variants", list(VARIANTS))
     _check(isinstance(variants, list) and variants and all(v in VARIANTS for v in variants),
            f"ddqn.variants must be a non-empty list of {', '.join(VARIANTS)}, got {variants!r}")
-    raw["variants"] = list(dict.fromkeys(variants))
+    _check(not config.repeated(variants), f"ddqn.variants lists {', '.join(config.repeated(variants))} more than once")
     train = {"env": env, "obs": obs, "network": "seg_ddqn", "double": True} | (raw.pop("train", None) or {})
     try:
         train = config.from_dict(train)  # the training config's own parser: it also checks values

@@ -138,6 +138,10 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
     cfg = dataclasses.replace(config.parse(SweepConfig, raw | {"source_checkpoints": checkpoints}, where),
                               train=config.from_dict(train_values),
                               distill=None if distill_raw is None else parse_distill(distill_raw))
+    for key in ("sources", "targets", "modes"):
+        twice = config.repeated(getattr(cfg, key))
+        if twice:
+            raise ConfigError(f"{where}: '{key}' lists {', '.join(twice)} more than once")
     if cfg.pairs not in ("all", "self", "cross"):
         raise ConfigError(f"pairs must be 'all', 'self' or 'cross', got '{cfg.pairs}'")
     epochs = cfg.train.num_epochs
@@ -148,8 +152,10 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
         raise ConfigError(f"distill makes single Q-network students: it needs agent 'dqn', not '{cfg.train.agent}'")
     for env_id in cfg.sources + cfg.targets:
         _train(cfg, env_id).validate()
-    for mode in cfg.modes:
-        parse_mode(mode)
+    parsed = [parse_mode(mode) for mode in cfg.modes]
+    for i, mode in enumerate(parsed):
+        if mode in parsed[:i]:  # first_n:2 and first_n:02
+            raise ConfigError(f"{where}: modes '{cfg.modes[parsed.index(mode)]}' and '{cfg.modes[i]}' are the same")
     if not cfg.cells():
         raise ConfigError("the sweep has no (source, target) cell")
     return cfg
