@@ -57,7 +57,7 @@ def test_a_results_table_is_merged_never_replaced(tmp_path):
 
 def test_a_report_goes_into_its_own_directory_only(tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli.main([*RUN, "total_steps=400", "--out", str(run)]) == 0
+    assert cli.main([a.replace("total_steps=1000", "total_steps=400") for a in RUN] + ["--out", str(run)]) == 0
     report = tmp_path / "report"
     for _ in range(2):  # a new directory, then the same one holding the earlier report
         assert cli.main(["report", str(run), "--out", str(report)]) == 0
