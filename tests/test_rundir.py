@@ -13,8 +13,10 @@ from conftest import ROOT, run_cli
 
 from jaxfer.runtime import files, rundir
 
-RUN = ["train", "total_steps=12000", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "eval_envs=4",
+BASE = ["train", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "eval_envs=4",
        "eval_steps=12", "seeds=2", "--no-progress"]
+RUN = [*BASE, "total_steps=12000"]  # 60 epochs: long enough to be stopped midway
+SHORT = [*BASE, "total_steps=400"]
 
 
 def _lock(out, pid: int, host: str | None = None, heartbeat: float | None = None) -> None:
@@ -48,7 +50,7 @@ def test_a_lock_whose_process_is_gone_is_taken_over_and_its_temp_files_removed(t
     out = tmp_path / "run"
     _lock(out, dead.pid)
     (out / f".checkpoint.npz{files.PARTIAL}x1y2").write_bytes(b"half a checkpoint")  # what a kill -9 leaves
-    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    res = run_cli(*SHORT, "--out", out)
     assert res.returncode == 0, res.stderr
     assert f"took over the lock of pid {dead.pid}" in res.stderr
     assert (out / "run.json").exists() and not (out / rundir.LOCK).exists()
@@ -70,10 +72,10 @@ def test_a_lock_from_another_host_is_taken_over_once_its_heartbeat_is_stale(tmp_
     """A job requeued on another node finds its old lock: fresh heartbeat, refused; stale, taken over."""
     out = tmp_path / "run"
     _lock(out, 1, host="node-that-died", heartbeat=time.time() - 60)
-    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    res = run_cli(*SHORT, "--out", out)
     assert res.returncode == 2 and "in use by pid 1 on node-that-died" in res.stderr, res.stderr
     _lock(out, 1, host="node-that-died", heartbeat=time.time() - rundir.STALE_S - 60)
-    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    res = run_cli(*SHORT, "--out", out)
     assert res.returncode == 0, res.stderr
     assert "took over the lock of pid 1 (on node-that-died, no heartbeat for" in res.stderr
     assert (out / "run.json").exists() and not (out / rundir.LOCK).exists()
@@ -142,11 +144,11 @@ def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_the_run_resumes(tmp_pat
 @pytest.mark.parametrize("keep", [False, True])
 def test_a_finished_run_drops_its_checkpoint_unless_asked_to_keep_it(tmp_path, keep):
     out = tmp_path / "run"
-    res = run_cli(*RUN, "total_steps=400", f"keep_checkpoint={str(keep).lower()}", "--out", out)
+    res = run_cli(*SHORT, f"keep_checkpoint={str(keep).lower()}", "--out", out)
     assert res.returncode == 0, res.stderr
     assert (out / "params.npz").exists() and (out / "run.json").exists()
     assert (out / "checkpoint.npz").exists() == keep
-    again = run_cli(*RUN, "total_steps=400", f"keep_checkpoint={str(keep).lower()}", "--out", out)
+    again = run_cli(*SHORT, f"keep_checkpoint={str(keep).lower()}", "--out", out)
     assert again.returncode == 0 and "already finished" in again.stdout  # finished without its checkpoint
 
 
@@ -170,7 +172,7 @@ def _scalars(events_dir) -> dict:
 
 def test_every_run_writes_tensorboard_events_per_seed_and_mean(tmp_path):
     out = tmp_path / "run"
-    res = run_cli(*RUN, "total_steps=400", "--out", out)
+    res = run_cli(*SHORT, "--out", out)
     assert res.returncode == 0, res.stderr
     scalars = _scalars(out / "tensorboard")
     rows = files.read_csv(out / "metrics.csv")
@@ -180,5 +182,5 @@ def test_every_run_writes_tensorboard_events_per_seed_and_mean(tmp_path):
                        for r in rows if int(r["seed"]) == seed]
     assert [s for s, _ in scalars["loss/mean"]] == [200, 400] and len(scalars["perf/env_steps_per_s"]) == 2
     off = tmp_path / "off"
-    assert run_cli(*RUN, "total_steps=400", "tensorboard=false", "--out", off).returncode == 0
+    assert run_cli(*SHORT, "tensorboard=false", "--out", off).returncode == 0
     assert not (off / "tensorboard").exists()
