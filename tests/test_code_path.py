@@ -144,3 +144,11 @@ def test_a2c_on_both_paths_trains_alike():
     for e, (a, c) in enumerate(zip(acc, cpu)):
         for k in c:
             np.testing.assert_allclose(a[k], c[k], rtol=1e-4, atol=1e-5, err_msg=f"epoch {e} {k}")
+
+
+@pytest.mark.parametrize("tuning,said", [("cpu", "XLA-CPU, conv_impl gemm"), ("accelerator", "accelerator, conv_impl xla")])
+def test_the_cli_says_the_runs_code_path(capsys, tmp_path, tuning, said):
+    from test_config_cli import _main
+
+    text = _main(capsys, "train", f"tuning={tuning}", "--dry-run", "--out", tmp_path / "run")
+    assert f"# code path: {said};" in text
