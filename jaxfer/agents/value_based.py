@@ -35,6 +35,7 @@ class ValueState(NamedTuple):
     opt_state: chex.ArrayTree
     replay: uniform.Replay | stacked_frames.FrameReplay
     key: jax.Array
+    sample_key: jax.Array  # what the next update samples its batch with, drawn as the rollout is stored
     env_steps: jax.Array  # int32, env steps taken by this agent
     updates: jax.Array  # int32, gradient updates taken
 
@@ -80,7 +81,7 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, free
         if params is None:
             params = algo.init_params(k_net, obs[:1])
         return ValueState(params=params, target_params=jax.tree.map(jnp.copy, params), opt_state=tx.init(params),
-                          replay=memory_init(), key=key,
+                          replay=memory_init(), key=key, sample_key=jnp.zeros_like(key),  # drawn by the first store
                           env_steps=jnp.int32(0), updates=jnp.int32(0))
 
     def epsilon(env_steps):
@@ -98,7 +99,11 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, free
         return memory, algo.q_values(params, obs).argmax(-1).astype(jnp.int32)
 
     def store(agent: ValueState, rollout: Rollout) -> ValueState:
-        return agent._replace(replay=memory_add(agent.replay, rollout), env_steps=agent.env_steps + rollout.action.size)
+        """The rollout into the replay buffer, and a key for the next sample: drawn at every step, updated or
+        not, so that both code paths sample the same batches."""
+        key, sample_key = jax.random.split(agent.key)
+        return agent._replace(replay=memory_add(agent.replay, rollout), key=key, sample_key=sample_key,
+                              env_steps=agent.env_steps + rollout.action.size)
 
     def sgd_step(learner, target_params, batch):
         """Loss and gradient, then the optimiser step; ``learner`` = (params, opt_state, update count)."""
@@ -111,12 +116,11 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, free
 
     def update(agent: ValueState, rollout: Rollout, memory, env_steps):
         """One update, as CleanRL's: sample a batch, loss and gradient, optimiser step, target sync."""
-        key, k_sample = jax.random.split(agent.key)
-        batch = memory_sample(agent.replay, k_sample)
+        batch = memory_sample(agent.replay, agent.sample_key)
         (params, opt_state, count), stats = step(env_steps, (agent.params, agent.opt_state, agent.updates),
                                                  agent.target_params, batch)
         target = jax.tree.map(lambda p, t: jnp.where(count % cfg.target_update == 0, p, t), params, agent.target_params)
-        return agent._replace(params=params, target_params=target, opt_state=opt_state, key=key, updates=count), stats
+        return agent._replace(params=params, target_params=target, opt_state=opt_state, updates=count), stats
 
     def report(agent: ValueState, stats: dict) -> dict:
         return {"loss": stats["loss_sum"] / jnp.maximum(stats["updates"], 1), "epsilon": epsilon(agent.env_steps)}
