@@ -34,6 +34,7 @@ from jaxfer.config import ConfigError
 from jaxfer.dptl import gradcam, similarity
 from jaxfer.networks.q_nets import make_network
 from jaxfer.runtime import backend, budget, files, seeds
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.runtime.run import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
     state = jax.block_until_ready(trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds)))
     init_s = time.perf_counter() - start
     epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
-                                        phase=trainer.phase)
+                                        phase=trainer.phase, path=trainer.path)
     tick = time.perf_counter()
     state, metrics = epoch(state)
     jax.block_until_ready(metrics)
@@ -132,7 +133,7 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
         state, metrics = epoch(state)
     seeds.fetch(metrics, cfg.seeds)
     steady_s = time.perf_counter() - tick
-    strategy = seeds.resolve(cfg.strategy, trainer.num_seeds) if trainer.pool.checkpointable else "vmap"
+    strategy = seeds.resolve(cfg.strategy, trainer.num_seeds, trainer.path) if trainer.pool.checkpointable else "vmap"
     return {"seeds": cfg.seeds, "strategy": strategy, "state_gib_per_device": round(needs["per_device"] / 2**30, 3),
             "init_s": round(init_s, 2), "compile_s": round(epoch.compile_seconds, 2),
             "warmup_epoch_s": round(warmup_s, 2),
@@ -212,7 +213,7 @@ def main() -> None:
     out = args.out or RESULTS / f"accelerator_{platform}{'_tiny' if args.tiny else ''}.json"
 
     result = {name: ladder(name, spec, args.epochs, clock, skipped) for name, spec in todo["ladders"].items()}
-    conv = {"auto_means": backend.conv_impl("auto"), "overrides": todo["conv"]}
+    conv = {"auto_means": CodePath.of().conv_impl, "overrides": todo["conv"]}
     for impl in ("gemm", "xla"):
         cfg = config.load(None, todo["conv"] + [f"conv_impl={impl}"])
         conv[impl] = attempt(f"conv_impl={impl}", lambda: timed_epochs(cfg, args.epochs), clock, skipped, 0.9)

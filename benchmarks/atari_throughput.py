@@ -46,6 +46,7 @@ from jaxfer.config import ConfigError
 from jaxfer.envs import atari
 from jaxfer.replay import uniform
 from jaxfer.runtime import files, run, seeds
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.runtime.run import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,8 @@ def timed_epochs(cfg, agent=None, epochs: int = 2) -> dict:
 
 
 def no_learning(agent: loop.Agent) -> loop.Agent:
-    return agent._replace(learn=lambda a, rollout, memory, env_steps, update: (a, {}), report=lambda a, stats: {})
+    return agent._replace(store=lambda a, rollout: a, update=lambda a, rollout, memory, env_steps: (a, {}),
+                          report=lambda a, stats: {})
 
 
 def update_alone(cfg, reps: int = 20) -> dict:
@@ -97,7 +99,7 @@ def update_alone(cfg, reps: int = 20) -> dict:
     closed-over constants XLA folds the target network's forward away (that read 41-53 updates/s here
     against 24-27 for the real work)."""
     env = envs.make(cfg.env, cfg.obs)
-    algo = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions)
+    algo = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions, CodePath.from_config(cfg))
     shape = (reps, cfg.batch_size, *env.obs_shape)
     obs, next_obs = (jax.random.randint(jax.random.PRNGKey(i), shape, 0, 256).astype(jnp.uint8) for i in (0, 1))
     zeros = jnp.zeros((reps, cfg.batch_size))

@@ -17,6 +17,7 @@ import numpy as np
 from jaxfer.dptl import gradcam, similarity
 from jaxfer.networks.q_nets import make_network
 from jaxfer.runtime import files
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.runtime.run import environment_info
 
 RESULTS = Path(__file__).parent / "results"
@@ -30,13 +31,14 @@ def main() -> None:
     from skimage.filters import threshold_local
     from skimage.metrics import structural_similarity
 
-    net = make_network("nature_cnn", 6)
+    path = CodePath.of()  # this backend's code path, as a DPTL run takes it
+    net = make_network("nature_cnn", 6, path)
     obs = jax.random.randint(jax.random.PRNGKey(0), (args.frames, 84, 84, 4), 0, 256).astype(jnp.uint8)
     params = net.init(jax.random.PRNGKey(1), obs[:1])
     frames = obs[..., -1].astype(jnp.float32) / 255.0
 
     def batched(o, f):
-        return similarity.cam_mask_ssim(gradcam.cams(net, params, o, chunk=32), f)
+        return similarity.cam_mask_ssim(gradcam.cams(net, params, o, chunk=32), f, path=path)
 
     fn = jax.jit(batched)
     start = time.perf_counter()

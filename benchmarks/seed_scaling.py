@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxfer import agents, config, envs
 from jaxfer.replay import uniform
 from jaxfer.runtime import files, seeds
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.runtime.run import environment_info
 
 RESULTS = Path(__file__).parent / "results"
@@ -48,7 +49,7 @@ def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dic
     cfg = config.load(None, BASE + extra + [f"seeds={num_seeds}", f"strategy={strategy}"])
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(seeds.seed_keys(0, num_seeds))
-    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, strategy, phase=trainer.phase)
+    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, strategy, phase=trainer.phase, path=trainer.path)
     state, m = fn(state)  # warm-up epoch
     jax.block_until_ready(m)
     start = time.perf_counter()
@@ -69,7 +70,7 @@ def update_flops(cfg) -> float:
     obs = jnp.zeros((cfg.batch_size, *env.obs_shape), env.obs_dtype)
     batch = uniform.Transition(obs, jnp.zeros(cfg.batch_size, jnp.int32), jnp.zeros(cfg.batch_size),
                                   jnp.zeros(cfg.batch_size), obs + 1)
-    algo = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions)
+    algo = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions, CodePath.from_config(cfg))
     params, target = (algo.init_params(jax.random.PRNGKey(i), obs[:1]) for i in (0, 1))
     # distinct target params and next obs: with equal ones XLA shares the forwards and counts less
     grad = jax.jit(jax.grad(lambda p: algo.loss(p, target, batch)))

@@ -294,12 +294,13 @@ def _dry_run(cfg, out: Path, graph: list | None = None) -> int:
     import yaml
 
     from jaxfer import agents, config, envs
-    from jaxfer.runtime import backend, budget, seeds
+    from jaxfer.runtime import budget, seeds
+    from jaxfer.runtime.code_path import CodePath
     env = envs.make(cfg.env, cfg.obs)
-    needs = budget.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, cfg.seeds)
+    path = CodePath.from_config(cfg)
+    needs = budget.estimate(agents.make_agent(cfg, env, path=path), env, cfg.num_envs, cfg.seeds)
     _say(f"# {out} (dry run: nothing written)\n" + yaml.safe_dump(config.to_dict(cfg), sort_keys=False).rstrip())
-    _say(f"# code path: {'XLA-CPU' if backend.cpu_tuned(cfg.tuning) else 'accelerator'}, conv_impl "
-         f"{backend.conv_impl(cfg.conv_impl, cfg.tuning)}; {cfg.seeds} seeds on {seeds.device_count()} device(s) "
+    _say(f"# code path: {path.describe()}; {cfg.seeds} seeds on {seeds.device_count()} device(s) "
          f"({seeds.padded(cfg.seeds)} computed)\n# {budget.describe(needs)}")
     for run_dir, needs_runs in graph or []:
         _say(f"{run_dir}" + (f"  <- {', '.join(needs_runs)}" if needs_runs else ""))

@@ -54,7 +54,7 @@ def train_epochs(cfg, env=None, freeze=None, params=None):
     if params is not None:
         params = jax.tree.map(lambda x: jnp.broadcast_to(x, (cfg.seeds, *x.shape)), params)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), params)
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase)
+    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
     history = []
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)

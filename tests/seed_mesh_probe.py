@@ -21,7 +21,7 @@ def probe(path, overrides):
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds))
     epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
-                                        phase=trainer.phase)
+                                        phase=trainer.phase, path=trainer.path)
     hlo = epoch.compiled(None if trainer.phase is None else trainer.phase(state)).as_text()
     holding = {d.id: len(range(*index[0].indices(trainer.num_seeds)))
                for d, index in state.key.sharding.devices_indices_map(state.key.shape).items()}

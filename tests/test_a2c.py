@@ -14,6 +14,7 @@ from jaxfer.envs.base import Env
 from jaxfer.networks import actor_critic
 from jaxfer.networks.layers import layer_names
 from jaxfer.runtime import files, seeds
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.transfer import surgery
 
 # Catch with the small net and an LSTM core: 2 epochs of 160 env steps (4 envs x 5 steps x 8 updates).
@@ -97,7 +98,8 @@ def test_seed_i_of_a_batch_matches_seed_i_alone():
 def test_frozen_layers_get_exactly_zero_updates():
     cfg = config.load(None, SHORT)
     env = envs.make(cfg.env, cfg.obs)
-    fresh = jax.jit(lambda k: a2c.make_agent(cfg, env).init(k, jnp.zeros((4, *env.obs_shape), jnp.uint8)).params)
+    agent = a2c.make_agent(cfg, env, CodePath.from_config(cfg))
+    fresh = jax.jit(lambda k: agent.init(k, jnp.zeros((4, *env.obs_shape), jnp.uint8)).params)
     params = fresh(jax.random.PRNGKey(7))
     frozen = ["conv_0", "dense_0"]
     state, history = _run([], 2, freeze=surgery.freeze_mask(params, frozen), params=params)
@@ -124,9 +126,9 @@ def test_layer_order_and_what_transfer_copies():
 def test_gemm_convs_with_explicit_padding_match_xla_convs():
     obs = jax.random.randint(jax.random.PRNGKey(4), (1, 2, 40, 40, 3), 0, 256).astype(jnp.uint8)
     first = jnp.ones((1, 2), bool)
-    xla = actor_critic.make_network("ea3c", 5, conv_impl="xla")
+    xla = actor_critic.make_network("ea3c", 5)
     params = xla.init(jax.random.PRNGKey(5), (), obs, first, method=xla.unroll)
-    gemm = actor_critic.make_network("ea3c", 5, conv_impl="gemm")
+    gemm = actor_critic.make_network("ea3c", 5, path=CodePath(True, "gemm"))
     for got, want in zip(gemm.apply(params, (), obs, first, method=gemm.unroll)[1:],
                          xla.apply(params, (), obs, first, method=xla.unroll)[1:]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
@@ -186,7 +188,7 @@ def test_a2c_learns_minatar_breakout():
     cfg = config.load(ROOT / "configs/minatar_a2c.yaml")
     trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds))
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase)
+    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
     returns = seeds.fetch(metrics, cfg.seeds)["train_return"]

@@ -21,6 +21,7 @@ from jaxfer import agents, config, envs
 from jaxfer.agents.loop import Rollout
 from jaxfer.replay import uniform
 from jaxfer.runtime import files, supervisor
+from jaxfer.runtime.code_path import CodePath
 
 SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20",
          "eval_envs=4", "eval_steps=12"]
@@ -231,7 +232,7 @@ def test_atari_on_a_tpu_is_refused(monkeypatch):
 def _loss_and_grads(tuning: str, network: str, agent: str):
     cfg = config.load(None, ["obs=pixels84", f"network={network}", f"agent={agent}", f"double={agent == 'dqn'}",
                              f"tuning={tuning}"])
-    algo = agents.ALGORITHMS[cfg.agent](cfg, 3)
+    algo = agents.ALGORITHMS[cfg.agent](cfg, 3, CodePath.from_config(cfg))
     keys = jax.random.split(jax.random.PRNGKey(0), 6)
     obs = jax.random.randint(keys[0], (8, 84, 84, 4), 0, 256).astype(jnp.uint8)
     params = algo.init_params(keys[1], obs)
@@ -270,7 +271,6 @@ def test_accelerator_update_step_compiles_without_a_conditional(tuning, conditio
     step = jnp.zeros((2, 1, cfg.num_envs))
     rollout = Rollout(jnp.zeros((2, 1, *obs.shape), obs.dtype), step.astype(jnp.int32), step, step.astype(bool),
                       jnp.zeros((2, 1, *obs.shape), obs.dtype), step.astype(bool))
-    update = None if tuning == "cpu" else True
-    learn = jax.vmap(lambda a, r, steps: agent.learn(a, r, (), steps, update), in_axes=(0, 0, None))
+    learn = jax.vmap(lambda a, r, steps: agent.update(agent.store(a, r), r, (), steps), in_axes=(0, 0, None))
     hlo = jax.jit(learn).lower(state, rollout, jnp.int32(5000)).compile().as_text()  # a step count XLA cannot fold
     assert bool(re.search(r"\sconditional\(", hlo)) == conditional  # the op, not names in the metadata

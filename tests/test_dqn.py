@@ -11,6 +11,7 @@ from jaxfer import agents, config, envs
 from jaxfer.agents import dqn
 from jaxfer.networks.layers import layer_names
 from jaxfer.networks.q_nets import make_network
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.replay import uniform
 
 # A short run: 2 epochs of 200 env steps, learning from step 100.
@@ -35,9 +36,9 @@ def test_layer_names_in_forward_order_even_after_tree_ops():
 @pytest.mark.parametrize("impl", ["gemm", "xla"])
 def test_conv_impls_agree(impl):
     x = jax.random.randint(jax.random.PRNGKey(1), (3, 84, 84, 4), 0, 256).astype(jnp.uint8)
-    ref = make_network("nature_cnn", 5, "xla")
+    ref = make_network("nature_cnn", 5)
     params = ref.init(jax.random.PRNGKey(0), x)
-    np.testing.assert_allclose(make_network("nature_cnn", 5, impl).apply(params, x), ref.apply(params, x),
+    np.testing.assert_allclose(make_network("nature_cnn", 5, CodePath(True, impl)).apply(params, x), ref.apply(params, x),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -65,7 +66,7 @@ def test_td_loss_matches_hand_computed_targets(double):
 def test_frozen_layers_get_exactly_zero_updates():
     cfg = config.load(None, SHORT)
     env = envs.make(cfg.env, cfg.obs)
-    params = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions).init_params(
+    params = agents.ALGORITHMS[cfg.agent](cfg, env.num_actions, CodePath.from_config(cfg)).init_params(
         jax.random.PRNGKey(7), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
     freeze = {"params": {name: jax.tree.map(lambda _: name.startswith("conv"), layer)
                          for name, layer in params["params"].items()}}

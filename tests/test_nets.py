@@ -7,6 +7,7 @@ import pytest
 
 from jaxfer.networks.layers import FRAME_SCALE
 from jaxfer.networks.q_nets import ConvQNet
+from jaxfer.runtime.code_path import PLAIN, CodePath
 from jaxfer.xla_cpu.kernels import GemmConv, max_pool, relu
 
 
@@ -27,10 +28,10 @@ def test_max_pool_matches_flax_and_drops_odd_border():
 
 def test_pooled_same_net_has_same_params_for_both_conv_impls():
     x = jax.random.randint(jax.random.PRNGKey(0), (2, 10, 10, 4), 0, 256).astype(jnp.uint8)
-    net = ConvQNet(3, convs=((16, 3, 1, 2), (32, 3, 1)), dense=(8,), padding="SAME")
+    net = ConvQNet(3, convs=((16, 3, 1, 2), (32, 3, 1)), dense=(8,), padding="SAME", path=CodePath(True, "gemm"))
     params = net.init(jax.random.PRNGKey(1), x)
     assert params["params"]["dense_0"]["kernel"].shape == (5 * 5 * 32, 8)
-    np.testing.assert_allclose(net.apply(params, x), net.clone(conv_impl="xla").apply(params, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(net.apply(params, x), net.clone(path=PLAIN).apply(params, x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(8, 4, "VALID"), (4, 2, "VALID"), (3, 1, "SAME"), (3, 2, "SAME")])

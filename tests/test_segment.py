@@ -15,7 +15,7 @@ from jaxfer.networks import layers, q_nets
 from jaxfer.runtime import files, run
 from jaxfer.segment import config as seg_config
 from jaxfer.segment import export, labels, pipeline
-from jaxfer.segment.fcn import FCN, GemmConvTranspose
+from jaxfer.segment.fcn import FCN
 from jaxfer.segment.train import make_trainer, scores
 from jaxfer.xla_cpu import kernels
 
@@ -93,7 +93,7 @@ def test_gemm_conv_transpose_equals_flax():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 5, 6))
     ref = nn.ConvTranspose(7, (8, 8), strides=(4, 4), padding="VALID")
     params = ref.init(jax.random.PRNGKey(1), x)
-    np.testing.assert_allclose(GemmConvTranspose(7, 8, 4).apply(params, x), ref.apply(params, x), atol=1e-5)
+    np.testing.assert_allclose(kernels.GemmConvTranspose(7, 8, 4).apply(params, x), ref.apply(params, x), atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(10, 10, 4), (84, 84, 4), (80, 80, 12)])

@@ -7,17 +7,20 @@ import jax
 from jaxfer.agents import a2c, dqn, dqv, value_based
 from jaxfer.agents.loop import Agent, LoopState, Trainer, make_loop
 from jaxfer.config import ConfigError
+from jaxfer.runtime.code_path import CodePath
 
 ALGORITHMS = {"dqn": dqn.algorithm, "dqv": dqv.algorithm, "dqv_max": dqv.max_algorithm}
 
 
-def make_agent(cfg, env, freeze=None) -> Agent:
-    """The pure per-seed functions of one ``cfg.agent`` agent on ``env``; a network that cannot take
-    the env's observations is a ConfigError (found by tracing, before anything is allocated)."""
+def make_agent(cfg, env, freeze=None, path: CodePath | None = None) -> Agent:
+    """The pure per-seed functions of one ``cfg.agent`` agent on ``env``, on the code path ``path`` (default:
+    ``cfg``'s); a network that cannot take the env's observations is a ConfigError (found by tracing,
+    before anything is allocated)."""
+    path = path or CodePath.from_config(cfg)
     if cfg.agent == "a2c":
-        agent = a2c.make_agent(cfg, env, freeze)
+        agent = a2c.make_agent(cfg, env, path, freeze)
     else:
-        agent = value_based.make_agent(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions), freeze)
+        agent = value_based.make_agent(cfg, env, ALGORITHMS[cfg.agent](cfg, env.num_actions, path), path, freeze)
     check_input(cfg, env, agent)
     return agent
 
@@ -32,9 +35,11 @@ def check_input(cfg, env, agent: Agent) -> None:
                           f"{tuple(env.obs_shape)} ({reason})") from None
 
 
-def make_train(cfg, env, freeze=None, agent: Agent | None = None) -> Trainer:
-    """The training loop of ``cfg.seeds`` agents of kind ``cfg.agent`` on ``env``."""
-    return make_loop(cfg, env, agent or make_agent(cfg, env, freeze))
+def make_train(cfg, env, freeze=None, agent: Agent | None = None, path: CodePath | None = None) -> Trainer:
+    """The training loop of ``cfg.seeds`` agents of kind ``cfg.agent`` on ``env``, on the code path ``path``
+    (default: ``cfg``'s; ``agent`` must have been made on the same)."""
+    path = path or CodePath.from_config(cfg)
+    return make_loop(cfg, env, agent or make_agent(cfg, env, freeze, path), path)
 
 
 __all__ = ["ALGORITHMS", "Agent", "LoopState", "Trainer", "make_agent", "make_train"]

@@ -22,6 +22,7 @@ from jaxfer.agents.value_based import stop_frozen, with_freeze
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
 from jaxfer.networks import actor_critic
+from jaxfer.runtime.code_path import CodePath
 
 
 class A2CState(NamedTuple):
@@ -51,8 +52,8 @@ def make_optimizer(cfg: TrainConfig, freeze=None) -> optax.GradientTransformatio
     return with_freeze(optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), step), freeze)
 
 
-def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:
-    net = actor_critic.from_config(cfg, env.num_actions)
+def make_agent(cfg: TrainConfig, env: Env, path: CodePath, freeze=None) -> Agent:
+    net = actor_critic.from_config(cfg, env.num_actions, path)
     tx = make_optimizer(cfg, freeze)
 
     def unroll(params, memory, obs, first):
@@ -82,7 +83,7 @@ def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:
             rollout.reward, discount, jax.lax.stop_gradient(values[-1]))
         return a2c_loss(logits[:-1], values[:-1], rollout.action, returns, cfg.ent_coef, cfg.vf_coef)
 
-    def learn(agent: A2CState, rollout: Rollout, memory, env_steps, update=None):  # learns every rollout
+    def update(agent: A2CState, rollout: Rollout, memory, env_steps):  # from the rollout alone: no replay
         chex.assert_shape(rollout.action, (cfg.n_steps, cfg.num_envs))
         (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(agent.params, rollout, memory)
         updates, opt_state = tx.update(grads, agent.opt_state, agent.params)
@@ -93,4 +94,5 @@ def make_agent(cfg: TrainConfig, env: Env, freeze=None) -> Agent:
         n = jnp.maximum(stats["updates"], 1)
         return {k: v / n for k, v in stats.items() if k != "updates"}
 
-    return Agent(init, net.initial_memory, act, greedy, learn, report, rollout_len=cfg.n_steps)
+    return Agent(init, net.initial_memory, act, greedy, lambda agent, rollout: agent, update, report,
+                 rollout_len=cfg.n_steps)

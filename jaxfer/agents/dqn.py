@@ -9,6 +9,7 @@ from jaxfer.agents.value_based import Algorithm
 from jaxfer.config import TrainConfig
 from jaxfer.networks.q_nets import make_network
 from jaxfer.replay import uniform
+from jaxfer.runtime.code_path import CodePath
 
 
 def td_loss(net, cfg: TrainConfig, params, target_params, batch: uniform.Transition):
@@ -25,6 +26,6 @@ def td_loss(net, cfg: TrainConfig, params, target_params, batch: uniform.Transit
     return optax.huber_loss(td).mean()
 
 
-def algorithm(cfg: TrainConfig, num_actions: int) -> Algorithm:
-    net = make_network(cfg.network, num_actions, cfg.conv_impl, cfg.tuning)
+def algorithm(cfg: TrainConfig, num_actions: int, path: CodePath) -> Algorithm:
+    net = make_network(cfg.network, num_actions, path)
     return Algorithm(net.init, net.apply, lambda p, t, batch: td_loss(net, cfg, p, t, batch))

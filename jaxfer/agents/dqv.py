@@ -18,6 +18,7 @@ from jaxfer.agents.value_based import Algorithm
 from jaxfer.config import TrainConfig
 from jaxfer.networks.q_nets import make_network
 from jaxfer.replay import uniform
+from jaxfer.runtime.code_path import CodePath
 
 
 def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params, batch: uniform.Transition):
@@ -34,9 +35,9 @@ def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params,
     return optax.huber_loss(td_q).mean() + jnp.mean(td_v**2)
 
 
-def _algorithm(cfg: TrainConfig, num_actions: int, use_max: bool) -> Algorithm:
-    qnet = make_network(cfg.network, num_actions, cfg.conv_impl, cfg.tuning)
-    vnet = make_network(cfg.network, 1, cfg.conv_impl, cfg.tuning)
+def _algorithm(cfg: TrainConfig, num_actions: int, path: CodePath, use_max: bool) -> Algorithm:
+    qnet = make_network(cfg.network, num_actions, path)
+    vnet = make_network(cfg.network, 1, path)
 
     def init_params(key, obs):
         k_q, k_v = jax.random.split(key)
@@ -46,9 +47,9 @@ def _algorithm(cfg: TrainConfig, num_actions: int, use_max: bool) -> Algorithm:
                      lambda p, t, batch: dqv_loss(qnet, vnet, cfg, use_max, p, t, batch))
 
 
-def algorithm(cfg: TrainConfig, num_actions: int) -> Algorithm:
-    return _algorithm(cfg, num_actions, use_max=False)
+def algorithm(cfg: TrainConfig, num_actions: int, path: CodePath) -> Algorithm:
+    return _algorithm(cfg, num_actions, path, use_max=False)
 
 
-def max_algorithm(cfg: TrainConfig, num_actions: int) -> Algorithm:
-    return _algorithm(cfg, num_actions, use_max=True)
+def max_algorithm(cfg: TrainConfig, num_actions: int, path: CodePath) -> Algorithm:
+    return _algorithm(cfg, num_actions, path, use_max=True)

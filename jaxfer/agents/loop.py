@@ -5,9 +5,12 @@ as ONE batch (``jaxfer.envs.Pool``): envpool's XLA step cannot be vmapped, so th
 between two vmaps over the seed axis, ``vmap(act) -> pool.step -> vmap(learn)``, rather than
 inside one vmapped per-seed function. Pure-JAX pools are vmaps themselves, so for them this is the
 same computation as vmapping a whole per-seed loop. Every ``rollout_len`` vector steps the agent
-learns from the rollout (1 for replay-based agents, n for n-step actor-critic).
+stores the rollout and updates from it (1 for replay-based agents, n for n-step actor-critic); before
+``learning_starts`` it only stores. That split is static: an epoch that crosses ``learning_starts``
+is a collecting scan then an updating scan, each compiled once (``Trainer.phase``), except on the
+XLA-CPU path, whose agents gate their update in the graph (``jaxfer.runtime.code_path``).
 
-``make_loop(cfg, env, agent) -> Trainer``: ``init(keys (S,), params=None)`` builds the state
+``make_loop(cfg, env, agent, path) -> Trainer``: ``init(keys (S,), params=None)`` builds the state
 (host side: envpool resets there); ``epoch(state)`` runs ``cfg.epoch_steps`` env steps per seed
 and a greedy evaluation and returns ``(state, metrics)`` with a leading seed axis.
 """
@@ -24,7 +27,8 @@ import numpy as np
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env, Pool
 from jaxfer.envs import pool as make_pool
-from jaxfer.runtime import backend, seeds
+from jaxfer.runtime import seeds
+from jaxfer.runtime.code_path import CodePath
 
 EVAL_SEED_OFFSET = 1_000_003  # eval games never share a seed with training games
 
@@ -47,11 +51,10 @@ class Agent(NamedTuple):
     initial_memory: Callable  # (num_envs) -> per-env recurrent memory; () for feed-forward agents
     act: Callable  # (agent, memory, obs, first, key) -> (memory, action (E,)): the exploring policy
     greedy: Callable  # (params, memory, obs, first) -> (memory, action): the evaluated policy
-    # (agent, Rollout, memory at the rollout's start, env_steps, update) -> (agent, stats summed over an
-    # epoch). env_steps (env steps per seed so far) is one replicated scalar: all seeds step in lockstep.
-    # update: True / False = learn / only store (static: no conditional), None = decide from env_steps
-    # in the graph (a lax.cond: the XLA-CPU path).
-    learn: Callable
+    store: Callable  # (agent, Rollout) -> agent: what the agent keeps of a rollout (its replay buffer)
+    # (agent, Rollout, memory at the rollout's start, env_steps) -> (agent, stats summed over an epoch):
+    # one update. env_steps (env steps per seed so far) is one replicated scalar: all seeds step in lockstep.
+    update: Callable
     report: Callable  # (agent, summed stats) -> dict of the epoch's metrics
     rollout_len: int
     learning_starts: int = 0  # env steps per seed before the first update
@@ -79,6 +82,7 @@ class Trainer(NamedTuple):
     checkpoint: Callable  # state -> the tree a checkpoint holds (of its real seeds: ``seeds.fetch(tree, num)``)
     restore: Callable  # (state, loaded checkpoint tree of the real seeds) -> state, padded and placed
     phase: Callable | None  # state -> the epoch's static variant (warm-up iterations); None: one variant
+    path: CodePath  # the run's code path
     num_seeds: int  # the padded seed count the state holds (jaxfer.runtime.seeds.padded)
 
 
@@ -99,7 +103,7 @@ def summarise(stats: dict, prefix: str) -> dict:
     return out
 
 
-def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
+def make_loop(cfg: TrainConfig, env: Env, agent: Agent, path: CodePath) -> Trainer:
     n_env, n_eval, horizon = cfg.num_envs, cfg.eval_envs, agent.rollout_len
     num = seeds.padded(cfg.seeds)
     pool = make_pool(env, num, n_env, cfg.seed)
@@ -154,12 +158,18 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
                                env_steps=state.env_steps + n_env)
         return state, (step, episode_stats(info))
 
-    def iteration(state: LoopState, _, update=None):
+    update = jax.vmap(agent.update, in_axes=(0, 0, 0, None))
+
+    def iteration(state: LoopState, _, learn: bool):
         memory = state.memory
         state, (rollout, stats) = jax.lax.scan(env_step, state, None, horizon)
         rollout = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), rollout)  # (S, T, E, ...)
-        agents, learn_stats = jax.vmap(agent.learn, in_axes=(0, 0, 0, None, None))(
-            state.agent, rollout, memory, state.env_steps, update)
+        agents = jax.vmap(agent.store)(state.agent, rollout)
+        if learn:
+            agents, learn_stats = update(agents, rollout, memory, state.env_steps)
+        else:
+            shapes = jax.eval_shape(update, agents, rollout, memory, state.env_steps)[1]
+            learn_stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return state._replace(agent=agents), (jax.tree.map(lambda x: x.sum(0), stats), learn_stats)
 
     def phase(state: LoopState) -> int:
@@ -192,15 +202,15 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
 
     def epoch(state: LoopState, warmup: int | None = None) -> tuple[LoopState, dict]:
         """One epoch of one device's seeds. ``warmup`` (static) splits it into a scan of that many
-        iterations that only collect and a scan that always learns: no conditional per step (the
-        accelerator path); None decides in the graph (the XLA-CPU path)."""
+        iterations that only store and a scan that always updates: no conditional per step; None:
+        every iteration updates (the XLA-CPU path, whose agents gate their update)."""
         chex.assert_shape(state.obs, (None, n_env, *env.obs_shape))
-        parts = [(iterations, None)] if warmup is None else [(warmup, False), (iterations - warmup, True)]
+        parts = [(iterations, True)] if warmup is None else [(warmup, False), (iterations - warmup, True)]
         totals = None
-        for length, update in parts:
+        for length, learn in parts:
             if length == 0:
                 continue
-            state, out = jax.lax.scan(functools.partial(iteration, update=update), state, None, length,
+            state, out = jax.lax.scan(functools.partial(iteration, learn=learn), state, None, length,
                                       unroll=cfg.unroll)
             out = jax.tree.map(lambda x: x.sum(0), out)
             totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
@@ -210,5 +220,4 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent) -> Trainer:
         metrics |= jax.vmap(agent.report)(state.agent, learn_stats)
         return state, metrics | {"env_steps": jnp.broadcast_to(state.env_steps, state.key.shape[:1])}
 
-    cpu = backend.cpu_tuned(cfg.tuning)
-    return Trainer(init, epoch, agent, pool, checkpoint, restore, None if cpu else phase, num)
+    return Trainer(init, epoch, agent, pool, checkpoint, restore, path.warmup(phase), path, num)

@@ -1,9 +1,11 @@
 """The value-based agent shared by DQN, Double DQN, DQV and DQV-Max, as a ``loop.Agent``.
 
-Epsilon-greedy acting, a per-seed replay ring buffer, one gradient update per vector step of
-``cfg.num_envs`` envs after ``learning_starts``, Adam with optional frozen layers, and a target copy
-of the whole parameter tree synced every ``target_update`` updates. An ``Algorithm`` only says how
-to initialise parameters, read Q-values and compute the loss.
+Epsilon-greedy acting, a per-seed replay ring buffer (``store``), one gradient update per vector step
+of ``cfg.num_envs`` envs after ``learning_starts`` (``update``: sample, loss and gradient, Adam with
+optional frozen layers, and a target copy of the whole parameter tree synced every ``target_update``
+updates). The loop calls ``update`` only after ``learning_starts``; on the XLA-CPU path the code path
+wraps the gradient step in the learning-start gate instead. An ``Algorithm`` only says how to
+initialise parameters, read Q-values and compute the loss.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from jaxfer.agents.loop import Agent, Rollout
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
 from jaxfer.replay import stacked_frames, uniform
-from jaxfer.runtime import seeds
+from jaxfer.runtime.code_path import CodePath
 
 
 class Algorithm(NamedTuple):
@@ -33,6 +35,7 @@ class ValueState(NamedTuple):
     opt_state: chex.ArrayTree
     replay: uniform.Replay | stacked_frames.FrameReplay
     key: jax.Array
+    sample_key: jax.Array  # what the next update samples its batch with, drawn as the rollout is stored
     env_steps: jax.Array  # int32, env steps taken by this agent
     updates: jax.Array  # int32, gradient updates taken
 
@@ -69,7 +72,7 @@ def make_memory(cfg: TrainConfig, env: Env):
             lambda buf, key: stacked_frames.sample(buf, key, cfg.batch_size, k, env.frame_stack_fill))
 
 
-def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agent:
+def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, freeze=None) -> Agent:
     tx = with_freeze(optax.adam(cfg.lr), freeze)
     memory_init, memory_add, memory_sample = make_memory(cfg, env)
 
@@ -78,7 +81,7 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
         if params is None:
             params = algo.init_params(k_net, obs[:1])
         return ValueState(params=params, target_params=jax.tree.map(jnp.copy, params), opt_state=tx.init(params),
-                          replay=memory_init(), key=key,
+                          replay=memory_init(), key=key, sample_key=jnp.zeros_like(key),  # drawn by the first store
                           env_steps=jnp.int32(0), updates=jnp.int32(0))
 
     def epsilon(env_steps):
@@ -95,43 +98,32 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, freeze=None) -> Agen
     def greedy(params, memory, obs, first):
         return memory, algo.q_values(params, obs).argmax(-1).astype(jnp.int32)
 
-    def sgd_step(params, target_params, opt_state, batch):
+    def store(agent: ValueState, rollout: Rollout) -> ValueState:
+        """The rollout into the replay buffer, and a key for the next sample: drawn at every step, updated or
+        not, so that both code paths sample the same batches."""
+        key, sample_key = jax.random.split(agent.key)
+        return agent._replace(replay=memory_add(agent.replay, rollout), key=key, sample_key=sample_key,
+                              env_steps=agent.env_steps + rollout.action.size)
+
+    def sgd_step(learner, target_params, batch):
+        """Loss and gradient, then the optimiser step; ``learner`` = (params, opt_state, update count)."""
+        params, opt_state, count = learner
         loss, grads = jax.value_and_grad(lambda p: algo.loss(stop_frozen(p, freeze), target_params, batch))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return (optax.apply_updates(params, updates), opt_state, count + 1), {"loss_sum": loss, "updates": jnp.int32(1)}
 
-    def no_step(params, target_params, opt_state, batch):
-        return params, opt_state, jnp.float32(0.0)
+    step = path.learning_gate(sgd_step, cfg.learning_starts)
 
-    @seeds.unbatched_single_seed  # at one seed a real branch (vmap makes cond a select of both) of plain GEMMs
-    def maybe_step(learn, params, target_params, opt_state, batch):
-        return jax.lax.cond(learn, sgd_step, no_step, params, target_params, opt_state, batch)
-
-    def learn(agent: ValueState, rollout: Rollout, memory, env_steps, update=None):
-        """Store the rollout, then one update if ``update`` (static), or if ``env_steps >= learning_starts``
-        when ``update`` is None (a ``lax.cond``: the XLA-CPU path)."""
-        buf = memory_add(agent.replay, rollout)
-        key, k_sample = jax.random.split(agent.key)
-        if update is None:
-            learn = env_steps >= cfg.learning_starts
-            # Only small operands enter the cond: passing the replay buffer would copy it every step.
-            batch = memory_sample(buf, k_sample)
-            params, opt_state, loss = maybe_step(learn, agent.params, agent.target_params, agent.opt_state, batch)
-        elif update:
-            learn = jnp.bool_(True)
-            params, opt_state, loss = sgd_step(agent.params, agent.target_params, agent.opt_state,
-                                               memory_sample(buf, k_sample))
-        else:
-            learn = jnp.bool_(False)
-            params, opt_state, loss = agent.params, agent.opt_state, jnp.float32(0.0)
-        updates = agent.updates + learn
-        sync = learn & (updates % cfg.target_update == 0)
-        target = jax.tree.map(lambda p, t: jnp.where(sync, p, t), params, agent.target_params)
-        agent = ValueState(params, target, opt_state, buf, key, agent.env_steps + rollout.action.size, updates)
-        return agent, {"loss_sum": loss, "learn": learn}
+    def update(agent: ValueState, rollout: Rollout, memory, env_steps):
+        """One update, as CleanRL's: sample a batch, loss and gradient, optimiser step, target sync."""
+        batch = memory_sample(agent.replay, agent.sample_key)
+        (params, opt_state, count), stats = step(env_steps, (agent.params, agent.opt_state, agent.updates),
+                                                 agent.target_params, batch)
+        target = jax.tree.map(lambda p, t: jnp.where(count % cfg.target_update == 0, p, t), params, agent.target_params)
+        return agent._replace(params=params, target_params=target, opt_state=opt_state, updates=count), stats
 
     def report(agent: ValueState, stats: dict) -> dict:
-        return {"loss": stats["loss_sum"] / jnp.maximum(stats["learn"], 1), "epsilon": epsilon(agent.env_steps)}
+        return {"loss": stats["loss_sum"] / jnp.maximum(stats["updates"], 1), "epsilon": epsilon(agent.env_steps)}
 
-    return Agent(init, lambda num_envs: (), act, greedy, learn, report, rollout_len=1,
+    return Agent(init, lambda num_envs: (), act, greedy, store, update, report, rollout_len=1,
                  learning_starts=cfg.learning_starts)

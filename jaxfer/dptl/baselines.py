@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfer.dptl import similarity
-from jaxfer.runtime import backend
 
 PREDICTORS = ("dptl", "mean_frame_ssim", "mask_iou", "activation_cka")  # column names in the validation rows
 
@@ -63,7 +62,7 @@ def _activations(net, params, obs, layer: str):
         _, sown = net.apply(params, o[None], mutable=["activations"])
         return sown["activations"][f"{layer}_relu"][0][0].ravel()
 
-    return jax.lax.map(one, obs, batch_size=backend.chunk(32))
+    return jax.lax.map(one, obs, batch_size=net.path.chunk(32))  # the network's code path's chunk
 
 
 def activations(net, params, obs, layer: str) -> np.ndarray:

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxfer.networks.layers import layer_names
-from jaxfer.runtime import backend
 from jaxfer.errors import JaxferError
 
 METHODS = ("gradcam", "gradcam++", "eigencam")
@@ -94,11 +93,11 @@ def cams(net, params, obs_batch, layer: str | None = None, actions=None, method:
 
     ``size`` resizes the maps straight from the layer's resolution (e.g. to compare a 10x10 MinAtar
     input's map at 84x84) rather than resizing twice. The batch runs in chunks of ``chunk``
-    (default ``backend.chunk``): XLA CPU runs conv nets slower per image at large batches.
+    (default: the network's code path's, ``net.path``): XLA CPU runs conv nets slower per image at large batches.
     """
     layer = resolve_layer(params, layer)
     check_method(method)
-    return _cams(net, params, obs_batch, actions, layer, method, chunk or backend.chunk(32),
+    return _cams(net, params, obs_batch, actions, layer, method, chunk or net.path.chunk(32),
                  None if size is None else tuple(size))
 
 

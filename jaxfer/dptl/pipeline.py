@@ -32,6 +32,7 @@ from jaxfer.dptl import frames, gradcam, similarity  # noqa: E402
 from jaxfer.networks import actor_critic, q_nets  # noqa: E402
 from jaxfer.errors import JaxferError  # noqa: E402
 from jaxfer.runtime import budget, files, run, rundir  # noqa: E402
+from jaxfer.runtime.code_path import CodePath  # noqa: E402
 
 MAX_EPISODE_STEPS = 1000  # `jaxfer gradcam` without --steps: one game, at most this long
 
@@ -141,8 +142,9 @@ def load_source(path: str | Path) -> Source:
     except ConfigError as e:
         raise DPTLError(f"{run_dir / run.CONFIG}: {e}") from None
     env = envs.make(cfg.env, cfg.obs)
-    net = (actor_critic.from_config(cfg, env.num_actions) if cfg.agent == "a2c"  # the actor's logits stand for Q
-           else q_nets.make_network(cfg.network, env.num_actions, cfg.conv_impl, cfg.tuning))
+    path = CodePath.from_config(cfg)
+    net = (actor_critic.from_config(cfg, env.num_actions, path) if cfg.agent == "a2c"  # the actor's logits stand for Q
+           else q_nets.make_network(cfg.network, env.num_actions, path))
     shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
     try:
         num_seeds = len(next(iter(files.load_npz(run_dir / run.PARAMS).values())))
@@ -241,7 +243,8 @@ def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
         tick = time.perf_counter()
         pictures = screens(obs, target, source.cfg.obs, cfg.size)
         maps = [gradcam.cams(source.net, p, obs, layer, method=cfg.method, size=(cfg.size, cfg.size)) for p in models]
-        per_seed = np.stack([similarity.frame_scores(m, pictures, th.block_size, th.method, th.offset) for m in maps])
+        per_seed = np.stack([similarity.frame_scores(m, pictures, th.block_size, th.method, th.offset,
+                                                     source.net.path) for m in maps])
         summary = similarity.summarise(per_seed.mean(axis=0), cfg.bootstrap.samples, cfg.bootstrap.seed)
         seconds["scoring"] += time.perf_counter() - tick
         rows.append({"target": target, "score": round(summary["score"], 4), "ci_low": round(summary["ci_low"], 4),

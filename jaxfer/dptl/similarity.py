@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer.runtime import backend
+from jaxfer.runtime.code_path import PLAIN, CodePath
 from jaxfer.transfer import metrics
 
 
@@ -98,24 +98,24 @@ def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def cam_mask_ssim(cams, frames, block_size: int = 35, method: str = "gaussian", offset: float = 0.0,
-                  chunk: int | None = None):
-    """Per-frame SSIM(CAM, threshold mask), in chunks (default ``backend.chunk``): XLA CPU runs these
-    GEMMs faster per frame on a few frames at a time than on a thousand."""
+                  path: CodePath = PLAIN):
+    """Per-frame SSIM(CAM, threshold mask), in chunks of ``path.chunk``: XLA CPU runs these GEMMs
+    faster per frame on a few frames at a time than on a thousand."""
     one = lambda x: ssim(x[0], threshold_mask(x[1], block_size, method, offset))  # noqa: E731
-    return jax.lax.map(one, (cams, frames), batch_size=chunk or backend.chunk(25))
+    return jax.lax.map(one, (cams, frames), batch_size=path.chunk(25))
 
 
 _cam_mask_ssim = jax.jit(cam_mask_ssim, static_argnums=(2, 3, 5))
 
 
 def frame_scores(cams: jax.Array, frames: jax.Array, block_size: int = 35, method: str = "gaussian",
-                 offset: float = 0.0) -> np.ndarray:
+                 offset: float = 0.0, path: CodePath = PLAIN) -> np.ndarray:
     """Per-frame SSIM(CAM, threshold mask): ``cams`` (N, H, W) in [0, 1], ``frames`` (N, H, W)
-    grayscale at the CAM's resolution. Kept per frame so that several source models' scores of the
-    same frames can be averaged before the bootstrap."""
+    grayscale at the CAM's resolution, on the code path ``path`` (the source network's). Kept per
+    frame so that several source models' scores of the same frames can be averaged before the bootstrap."""
     chex.assert_equal_shape([cams, frames])
     chex.assert_rank(cams, 3)
-    return np.asarray(_cam_mask_ssim(cams, frames, block_size, method, offset))
+    return np.asarray(_cam_mask_ssim(cams, frames, block_size, method, offset, path))
 
 
 def summarise(per_frame, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -125,6 +125,6 @@ def summarise(per_frame, n_boot: int = 2000, seed: int = 0) -> dict:
 
 
 def score(cams: jax.Array, frames: jax.Array, block_size: int = 35, method: str = "gaussian",
-          offset: float = 0.0, n_boot: int = 2000, seed: int = 0) -> dict:
+          offset: float = 0.0, n_boot: int = 2000, seed: int = 0, path: CodePath = PLAIN) -> dict:
     """DPTL transferability: mean SSIM(CAM, threshold mask) over frames, with a bootstrap CI."""
-    return summarise(frame_scores(cams, frames, block_size, method, offset), n_boot, seed)
+    return summarise(frame_scores(cams, frames, block_size, method, offset, path), n_boot, seed)

@@ -14,7 +14,8 @@ Networks (``NETWORKS``):
 
 ``width`` multiplies every conv's channels (E-A3C's unspecified "expanded channels"); ``core`` is
 "lstm" (memory carried per env, reset where an episode starts) or "dense" (feed-forward: give it
-stacked frames). Convs are ``GemmConv`` (fast on CPU) unless ``conv_impl="xla"``.
+stacked frames). Convs and max-pools are the code path's (``path``): flax's by default, the XLA-CPU
+kernels on that path (``jaxfer.runtime.code_path``).
 """
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfer.runtime import backend
-from jaxfer.xla_cpu.kernels import GemmConv, max_pool
+from jaxfer.runtime.code_path import PLAIN, CodePath
 
 # (features, kernel, stride, padding, pool): pool 1 = none
 EA3C_CONVS = ((32, 5, 1, 2, 2), (32, 5, 1, 1, 2), (64, 4, 1, 1, 2), (64, 3, 1, 1, 2))
@@ -57,16 +57,11 @@ class ActorCritic(nn.Module):
     hidden: int
     core: str = "dense"
     width: float = 1.0
-    conv_impl: str = "gemm"
+    path: CodePath = PLAIN
 
     def setup(self):
         for i, (features, kernel, stride, pad, _) in enumerate(self.convs):
-            features = max(1, round(features * self.width))
-            if self.conv_impl == "xla":
-                conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)))
-            else:
-                conv = GemmConv(features, kernel, stride)
-            setattr(self, f"conv_{i}", conv)
+            setattr(self, f"conv_{i}", self.path.conv(max(1, round(features * self.width)), kernel, stride, pad))
         self.dense_0 = nn.OptimizedLSTMCell(self.hidden) if self.core == "lstm" else nn.Dense(self.hidden)
         self.head = nn.Dense(self.num_actions + 1, kernel_init=_head_init(self.num_actions))
 
@@ -82,13 +77,11 @@ class ActorCritic(nn.Module):
         for i, (_, kernel, _, pad, pool) in enumerate(self.convs):
             if x.shape[-3] + 2 * pad < kernel or x.shape[-2] + 2 * pad < kernel:
                 raise ValueError(f"it shrinks below conv_{i}'s {kernel}x{kernel} kernel")
-            if pad and self.conv_impl == "gemm":
-                x = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)])
             x = nn.relu(getattr(self, f"conv_{i}")(x))
             if pool > 1:  # max-pool commutes with the ReLU
                 if min(x.shape[-3:-1]) < pool:
                     raise ValueError(f"it shrinks below conv_{i}'s {pool}x{pool} max-pool")
-                x = max_pool(x, pool)
+                x = self.path.max_pool(x, pool)
             if not self.is_initializing():  # keep activations out of the parameter tree
                 self.sow("activations", f"conv_{i}_relu", x)
             if replace is not None and replace[0] == i:
@@ -126,13 +119,13 @@ NETWORKS = {
 
 
 def make_network(name: str, num_actions: int, core: str = "dense", width: float = 1.0,
-                 conv_impl: str = "gemm") -> ActorCritic:
+                 path: CodePath = PLAIN) -> ActorCritic:
     if name not in NETWORKS:
         raise ValueError(f"unknown actor-critic network '{name}'; known: {', '.join(NETWORKS)}")
     convs, hidden = NETWORKS[name]
-    return ActorCritic(num_actions, convs, hidden, core, width, conv_impl)
+    return ActorCritic(num_actions, convs, hidden, core, width, path)
 
 
-def from_config(cfg, num_actions: int) -> ActorCritic:
-    """The network an A2C run of ``cfg`` trains (also what Grad-CAM needs to load its params)."""
-    return make_network(cfg.network, num_actions, cfg.core, cfg.width, backend.conv_impl(cfg.conv_impl, cfg.tuning))
+def from_config(cfg, num_actions: int, path: CodePath = PLAIN) -> ActorCritic:
+    """The network an A2C run of ``cfg`` trains on ``path`` (also what Grad-CAM needs to load its params)."""
+    return make_network(cfg.network, num_actions, cfg.core, cfg.width, path)

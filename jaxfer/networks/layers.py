@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -37,3 +38,15 @@ def same_padding(x: jax.Array, kernel: int, stride: int) -> jax.Array:
         total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
         pads.append((total // 2, total - total // 2))
     return jnp.pad(x, [(0, 0)] * (x.ndim - 3) + pads + [(0, 0)])
+
+
+class Conv(nn.Conv):
+    """``nn.Conv`` of ``x * input_scale``: takes raw integer frames as ``jaxfer.xla_cpu.kernels.GemmConv`` does,
+    with the same parameters."""
+
+    input_scale: float = 1.0
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        if self.input_scale != 1.0:
+            inputs = inputs.astype(jnp.float32) * self.input_scale
+        return super().__call__(inputs)

@@ -8,37 +8,33 @@ import jax
 import jax.numpy as jnp
 
 from jaxfer.networks.layers import FRAME_SCALE
-from jaxfer.runtime import backend
-from jaxfer.xla_cpu.kernels import GemmConv, max_pool, relu
+from jaxfer.runtime.code_path import PLAIN, CodePath
 
 
 class ConvQNet(nn.Module):
-    """Conv trunk + dense layers + linear head; one class serves every Q-network here."""
+    """Conv trunk + dense layers + linear head; one class serves every Q-network here. Its convs, ReLUs
+    and pools are the code path's (``path``): plain XLA unless given the XLA-CPU one; the parameters
+    are the same on both."""
 
     num_actions: int
     convs: Sequence[tuple[int, ...]]  # (features, kernel, stride) or (features, kernel, stride, pool)
     dense: Sequence[int]
-    conv_impl: str = "gemm"  # "gemm" (GemmConv) or "xla" (nn.Conv): same parameters, pick by speed
     padding: str = "VALID"  # of every conv: "VALID" or "SAME"
-    cpu_tuned: bool = True  # ReLU as a reduction XLA CPU fuses with its conv (``relu``); else ``nn.relu``
+    path: CodePath = PLAIN
 
     @nn.compact
     def __call__(self, obs: jax.Array, replace: tuple[int, jax.Array] | None = None) -> jax.Array:
         """Q-values. Each conv activation is sown into the "activations" collection, and
         ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
         Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
-        raw = self.conv_impl == "gemm" and len(self.convs) > 0  # GemmConv conv_0 scales the frames itself
-        activation = relu if self.cpu_tuned else nn.relu
-        x = obs if raw else obs.astype(jnp.float32) * FRAME_SCALE
+        activation = self.path.relu
+        x = obs if self.convs else obs.astype(jnp.float32) * FRAME_SCALE  # conv_0 scales the frames itself
         for i, (features, kernel, stride, *pool) in enumerate(self.convs):
-            if self.conv_impl == "xla":
-                conv = nn.Conv(features, (kernel, kernel), (stride, stride), padding=self.padding, name=f"conv_{i}")
-            else:
-                conv = GemmConv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else 1.0,
-                                name=f"conv_{i}")
+            conv = self.path.conv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else 1.0,
+                                  name=f"conv_{i}")
             x = activation(conv(x))
             if pool:  # non-overlapping max-pool (commutes with the ReLU)
-                x = max_pool(x, pool[0])
+                x = self.path.max_pool(x, pool[0])
             if not self.is_initializing():  # keep activations out of the parameter tree
                 self.sow("activations", f"conv_{i}_relu", x)
             if replace is not None and replace[0] == i:
@@ -67,9 +63,8 @@ NETWORKS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
-def make_network(name: str, num_actions: int, conv_impl: str = "auto", tuning: str = "auto") -> nn.Module:
-    """``NETWORKS[name]`` for the code path of ``tuning`` (``jaxfer.runtime.backend``); "auto" follows the backend."""
+def make_network(name: str, num_actions: int, path: CodePath = PLAIN) -> nn.Module:
+    """``NETWORKS[name]`` on the code path ``path`` (a run's: ``CodePath.from_config``)."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network '{name}'; known: {', '.join(NETWORKS)}")
-    return NETWORKS[name](num_actions).clone(conv_impl=backend.conv_impl(conv_impl, tuning),
-                                             cpu_tuned=backend.cpu_tuned(tuning))
+    return NETWORKS[name](num_actions).clone(path=path)

@@ -1,10 +1,7 @@
-"""Where a run executes: the code path for the backend, the processes, the compilation cache.
+"""Where a run executes: the backend's tuning, the processes, the compilation cache.
 
-jaxfer is tuned on XLA CPU, whose convolutions, conditionals and fusions behave unlike a GPU's or a
-TPU's. Every XLA-CPU workaround (im2col convolutions with custom VJPs, ReLU written as a reduction,
-one update per seed unbatched, the learning-starts ``lax.cond`` in the update, per-seed convs under
-vmap, small chunks) is switched on by ``cpu_tuned`` and nowhere else, so an accelerator runs plain
-XLA: cuDNN convolutions, no conditional in the per-step path.
+``cpu_tuned`` says whether a run takes the XLA-CPU path; ``jaxfer.runtime.code_path.CodePath`` asks
+it once per run and holds every switch that follows from the answer.
 """
 from __future__ import annotations
 
@@ -29,18 +26,6 @@ def cpu_tuned(tuning: str = "auto") -> bool:
 
         return jax.default_backend() == "cpu"
     return tuning == "cpu"
-
-
-def conv_impl(impl: str, tuning: str = "auto") -> str:
-    """"auto" -> "gemm" (im2col GEMMs) where CPU-tuned, else "xla" (the backend's own conv op)."""
-    if impl != "auto":
-        return impl
-    return "gemm" if cpu_tuned(tuning) else "xla"
-
-
-def chunk(cpu: int, accelerator: int = 1024) -> int:
-    """Batch chunk for ``lax.map``: XLA CPU runs small GEMM batches faster per item; accelerators want big ones."""
-    return cpu if cpu_tuned() else accelerator
 
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxfer" / "xla"

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from jaxfer import agents, envs
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 from jaxfer.report import plots
-from jaxfer.runtime import backend, budget, files, rundir, seeds, tracking
+from jaxfer.runtime import budget, files, rundir, seeds, tracking
+from jaxfer.runtime.code_path import CodePath
 
 CONFIG = rundir.CLAIM
 CHECKPOINT, METRICS, RUN_JSON, PARAMS, CURVE = (
@@ -71,14 +72,15 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     seeds.agree("config", {"config": to_dict(cfg), "out": str(out), "devices": seeds.device_count(),
                            "local_devices": len(seeds.local_positions()), "transferred": init_params is not None})
     env = envs.make(cfg.env, cfg.obs)
-    agent = agents.make_agent(cfg, env, freeze)
+    path = CodePath.from_config(cfg)  # the run's one code path
+    agent = agents.make_agent(cfg, env, freeze, path)
     needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
     budget.check(needs)
     with rundir.held(out):  # one writer per run directory, before any check of it
-        return _train(cfg, out, env, agent, needs, progress, init_params, meta, track)
+        return _train(cfg, out, env, agent, path, needs, progress, init_params, meta, track)
 
 
-def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool, init_params, meta,
+def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict, progress: bool, init_params, meta,
            track: bool) -> dict:
     writes = jax.process_index() == 0
     if check_dir(out, cfg):
@@ -86,12 +88,12 @@ def _train(cfg: TrainConfig, out: Path, env, agent, needs: dict, progress: bool,
     progress = progress and writes
     if progress:
         print(budget.describe(needs), file=sys.stderr)
-    trainer = agents.make_train(cfg, env, agent=agent)
+    trainer = agents.make_train(cfg, env, agent=agent, path=path)
     state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
     state, start, rows = resume(out, cfg, trainer, state)
     seeds.agree("checkpoint (every process must see the same --out: a shared file system)", start)
     epoch_fn, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
-                                           phase=trainer.phase)  # checks working memory
+                                           phase=trainer.phase, path=path)  # checks working memory
     seeds.barrier()  # no process claims it before all have checked it
     if writes:
         rundir.write_claim(out, to_dict(cfg))
@@ -182,9 +184,7 @@ def run_summary(cfg: TrainConfig, meta, trainer, compile_seconds: float, epoch_s
         "config": to_dict(cfg),
         **(meta or {}),
         **environment_info(),
-        "code_path": {"cpu_tuned": backend.cpu_tuned(cfg.tuning), "conv_impl": backend.conv_impl(cfg.conv_impl,
-                                                                                               cfg.tuning),
-                      "seeds_computed": trainer.num_seeds},
+        "code_path": trainer.path.record() | {"seeds_computed": trainer.num_seeds},
         "compile_seconds": round(compile_seconds, 3),
         "steady_env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * len(steady) / sum(steady), 1) if steady else None,
         "epochs_timed": len(steady),

@@ -15,8 +15,8 @@ Within a device, the strategy:
   networks, on this CPU too;
 - "sequential": one seed after another (``one_at_a_time``, inside the same compiled epoch): the
   baseline the seed-scaling benchmark compares against, and a fallback where vmapped kernels lose;
-- "auto": vmap, except on a CPU with more than ``CPU_VMAP_MAX_SEEDS`` seeds per device, where
-  ``benchmarks/results/seed_scaling.json`` measured sequential runs faster.
+- "auto": what the run's code path picks (``jaxfer.runtime.code_path.CodePath.strategy``): vmap,
+  except on the XLA-CPU path with many seeds per device.
 Seed i always starts from ``PRNGKey(seed + i)``, so seed i of any batch is reproducible alone.
 """
 from __future__ import annotations
@@ -35,10 +35,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfer.runtime import backend, budget
+from jaxfer.runtime.code_path import PLAIN, CodePath
 
 AXIS = "seeds"
 SEED_AXIS, REPLICATED = PartitionSpec(AXIS), PartitionSpec()
-CPU_VMAP_MAX_SEEDS = 16
 BARRIER_TIMEOUT_S = 1800  # how long a process waits at a barrier for the slowest of the others
 
 
@@ -213,11 +213,8 @@ def host_scalar(x: jax.Array) -> int:
     return int(np.asarray(x.addressable_data(0)))
 
 
-def resolve(strategy: str, num_seeds: int) -> str:
-    if strategy != "auto":
-        return strategy
-    per_device = num_seeds / device_count()
-    return "sequential" if backend.cpu_tuned() and per_device > CPU_VMAP_MAX_SEEDS else "vmap"
+def resolve(strategy: str, num_seeds: int, path: CodePath) -> str:
+    return path.strategy(strategy, num_seeds / device_count())
 
 
 def one_at_a_time(fn: Callable) -> Callable:
@@ -273,16 +270,17 @@ class EpochFn:
 
 
 def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: bool = True,
-                       phase: Callable | None = None) -> tuple[EpochFn, float]:
+                       phase: Callable | None = None, path: CodePath = PLAIN) -> tuple[EpochFn, float]:
     """Returns (the epoch compiled over the seed mesh, compile seconds of its first variant).
 
     ``fn(state)`` (or ``fn(state, variant)`` with ``phase``) maps one device's block of seeds to
     ``(state, out)``, every leaf of ``out`` per seed; ``state`` is laid out as the module docstring
     says (from ``Trainer.init``). A state that cannot be sliced per seed (an emulator pool of all of a
-    device's seeds, ``sliceable=False``) always runs "vmap".
+    device's seeds, ``sliceable=False``) always runs "vmap". ``path``, the run's code path
+    (``Trainer.path``), says what "auto" means.
     """
     num_seeds = jax.tree.leaves(state)[0].shape[0]
-    strategy = resolve(strategy, num_seeds) if sliceable else "vmap"
+    strategy = resolve(strategy, num_seeds, path) if sliceable else "vmap"
     if strategy not in ("vmap", "sequential"):
         raise ValueError(f"unknown strategy '{strategy}'")
     local = fn if strategy == "vmap" else one_at_a_time(fn)
@@ -296,26 +294,3 @@ def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: b
     epoch.compiled(None if phase is None else phase(state))
     return epoch, epoch.compile_seconds
 
-
-def unbatched_single_seed(fn: Callable) -> Callable:
-    """``fn`` that, vmapped over a seed axis of size 1, runs on that one seed's arrays unbatched (XLA CPU only).
-
-    A vmap of size 1 still makes every op batched: XLA CPU adds transposes around the update's
-    batched GEMMs, fuses Adam worse, and a ``cond`` on a batched predicate becomes a select that runs
-    both branches. Only ``fn``'s arguments are sliced, so the carried replay buffer stays one batched
-    array updated in place (squeezing the whole state made XLA copy it). Larger seed axes are vmapped
-    as usual.
-    """
-    wrapped = jax.custom_batching.custom_vmap(fn)
-
-    @wrapped.def_vmap
-    def rule(axis_size, in_batched, *args):
-        if axis_size == 1:
-            one = [jax.tree.map(lambda x, b: x[0] if b else x, a, b) for a, b in zip(args, in_batched)]
-            out = jax.tree.map(lambda x: x[None], fn(*one))
-        else:
-            axes = [jax.tree.map(lambda b: 0 if b else None, b) for b in in_batched]
-            out = jax.vmap(fn, in_axes=axes)(*args)
-        return out, jax.tree.map(lambda _: True, out)
-
-    return wrapped

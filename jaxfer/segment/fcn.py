@@ -7,6 +7,8 @@ from the same spec with the same layer code and names (``conv_0..conv_2``), so e
 the encoder's total stride (4), to per-pixel class logits, named ``head`` so ``layer_names`` orders
 the tree. Its output is cropped to the input resolution: FCN-style, offset (kernel - stride) / 2, so
 the centre of each input cell's 8x8 footprint lands on the centre of the 4x4 pixels it pooled.
+Its convs, pools and decoder are the code path's (``path``): flax's ``Conv`` / ``ConvTranspose`` by
+default, the XLA-CPU GEMM kernels on that path.
 """
 from __future__ import annotations
 
@@ -19,37 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxfer.networks import q_nets
-from jaxfer.xla_cpu import kernels
+from jaxfer.runtime.code_path import PLAIN, CodePath
 
 NETWORK = "seg_ddqn"  # the Q-network whose first convs are this FCN's encoder
 ENCODER = q_nets.NETWORKS[NETWORK](1).convs[:3]  # (features, kernel, stride[, pool]) per conv
 DECODER_KERNEL = 8  # the seed's "d8"
-
-
-class GemmConvTranspose(nn.Module):
-    """A "VALID" transposed conv (kernel a multiple of the stride) as one matrix product plus
-    shifted adds: same parameters and outputs as ``nn.ConvTranspose``, but no conv op, whose
-    gradient is slow on XLA CPU and which vmaps over seeds as a grouped conv."""
-
-    features: int
-    kernel: int
-    stride: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        k, s, cin = self.kernel, self.stride, x.shape[-1]
-        if k % s:
-            raise ValueError(f"kernel {k} must be a multiple of stride {s}")
-        m, (h, w) = k // s, x.shape[-3:-1]
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, cin, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        flipped = kernel[::-1, ::-1].transpose(2, 0, 1, 3).reshape(cin, k * k * self.features)
-        z = (x @ flipped).reshape(x.shape[:-1] + (m, s, m, s, self.features))  # input cell -> its k x k footprint
-        lead = [(0, 0)] * (x.ndim - 3)
-        out = sum(jnp.pad(z[..., a, :, b, :, :], lead + [(a, m - 1 - a), (b, m - 1 - b)] + [(0, 0)] * 3)
-                  for a in range(m) for b in range(m))  # cell (i, j)'s block (a, b) lands on output cell (i+a, j+b)
-        out = jnp.moveaxis(out, -4, -3)  # (..., h+m-1, s, w+m-1, s, features)
-        return out.reshape(x.shape[:-3] + ((h + m - 1) * s, (w + m - 1) * s, self.features)) + bias
 
 
 class FCN(nn.Module):
@@ -58,17 +34,18 @@ class FCN(nn.Module):
     num_classes: int
     convs: Sequence[tuple[int, ...]] = ENCODER
     kernel: int = DECODER_KERNEL
+    path: CodePath = PLAIN
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         height, width = obs.shape[-3:-1]
         x = obs.astype(jnp.float32) / 255.0  # the input scaling of jaxfer.networks.q_nets.ConvQNet
         for i, (features, kernel, stride, *pool) in enumerate(self.convs):
-            x = nn.relu(kernels.GemmConv(features, kernel, stride, "SAME", name=f"conv_{i}")(x))
+            x = nn.relu(self.path.conv(features, kernel, stride, "SAME", name=f"conv_{i}")(x))
             if pool:
-                x = kernels.max_pool(x, pool[0])
+                x = self.path.max_pool(x, pool[0])
         stride = math.prod(c[2] * (c[3] if len(c) > 3 else 1) for c in self.convs)
-        y = GemmConvTranspose(self.num_classes, self.kernel, stride, name="head")(x)
+        y = self.path.conv_transpose(self.num_classes, self.kernel, stride, name="head")(x)
         off = (self.kernel - stride) // 2
         if y.shape[-3] < off + height or y.shape[-2] < off + width:
             raise ValueError(f"the FCN cannot return {height}x{width} maps (its decoder reaches "

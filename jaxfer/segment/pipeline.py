@@ -34,6 +34,7 @@ from tqdm import tqdm
 from jaxfer import agents, envs
 from jaxfer.dptl import frames
 from jaxfer.runtime import budget, files, run, rundir, seeds
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.segment import export, labels, report
 from jaxfer.segment.config import SegmentConfig, SegmentError, to_dict
 from jaxfer.segment.fcn import FCN
@@ -114,7 +115,7 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
                    f"training {cfg.fcn.seeds} FCNs on {len(data.train_x)}, testing on {len(data.test_x)}")
 
     spec = cfg.fcn
-    trainer = make_trainer(len(names), obs.shape[1:], spec.lr, spec.batch_size)
+    trainer = make_trainer(len(names), obs.shape[1:], spec.lr, spec.batch_size, CodePath.of())
     keys = seeds.seed_keys(spec.seed, spec.seeds)
     state, start, rows = trainer.init(keys), 0, []
     if (out / "checkpoint.npz").exists():

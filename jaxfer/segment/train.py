@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxfer.runtime.code_path import PLAIN, CodePath
 from jaxfer.segment.fcn import FCN
 
 EVAL_CHUNK = 256  # frames per evaluation step (XLA CPU slows down per item on big batches)
@@ -54,8 +55,10 @@ class FCNTrainer(NamedTuple):
     confusion: Callable  # (params (S, ...), x (N, ...), y (N, H, W)) -> (S, K, K) counts [label, prediction]
 
 
-def make_trainer(num_classes: int, obs_shape: tuple, lr: float, batch_size: int) -> FCNTrainer:
-    net = FCN(num_classes)
+def make_trainer(num_classes: int, obs_shape: tuple, lr: float, batch_size: int,
+                 path: CodePath = PLAIN) -> FCNTrainer:
+    """FCNs on the code path ``path`` (the segment run's: ``CodePath.of()``, by backend)."""
+    net = FCN(num_classes, path=path)
     tx = optax.adam(lr)
 
     def init_one(key):

@@ -43,6 +43,7 @@ from jaxfer.config import ConfigError
 from jaxfer.networks.layers import layer_names
 from jaxfer.report import plots
 from jaxfer.runtime import files, run, rundir, seeds
+from jaxfer.runtime.code_path import CodePath
 from jaxfer.transfer import metrics, surgery
 from jaxfer.transfer.surgery import TransferError
 
@@ -362,7 +363,7 @@ def distill_student(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, o
         print(f"distilling {env_id} x{train_cfg.seeds} ({spec.schedule}, {spec.states} states per seed)",
               file=sys.stderr)
     env = envs.make(env_id, train_cfg.obs)
-    algo = agents.ALGORITHMS[train_cfg.agent](train_cfg, env.num_actions)
+    algo = agents.ALGORITHMS[train_cfg.agent](train_cfg, env.num_actions, CodePath.from_config(train_cfg))
     keys = jax.vmap(jax.random.fold_in, (0, None))(seeds.seed_keys(train_cfg.seed, train_cfg.seeds), STUDENT_STREAM)
 
     def one(teacher_params, key):

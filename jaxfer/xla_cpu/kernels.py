@@ -2,8 +2,8 @@
 
 XLA CPU's convolution gradients are slow inside ``lax.scan`` and become grouped convolutions under
 ``vmap``; it fuses some patterns badly (see each function, and docs/performance.md for the numbers and
-the commands that measured them). ``jaxfer.runtime.backend`` selects these kernels on the CPU backend
-only; on an accelerator the networks use flax's own layers.
+the commands that measured them). ``jaxfer.runtime.code_path.CodePath`` selects these kernels on the
+XLA-CPU path only; elsewhere the networks use flax's own layers.
 """
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def _conv(stride: int, scale: float = 1.0) -> Callable[[jax.Array, jax.Array], j
 
 
 class GemmConv(nn.Module):
-    """A strided 2-D convolution ("VALID" or "SAME") whose gradients are matrix products.
+    """A strided 2-D convolution ("VALID", "SAME" or ``padding`` zeros on each side) whose gradients are
+    matrix products.
 
     Same parameters (``kernel`` (kh, kw, cin, cout), ``bias``) and outputs as ``nn.Conv``, but XLA
     CPU's slow conv gradients (and grouped convs over a seed axis) are replaced by im2col GEMMs,
@@ -135,7 +136,7 @@ class GemmConv(nn.Module):
     features: int
     kernel: int
     stride: int
-    padding: str = "VALID"
+    padding: str | int = "VALID"
     input_scale: float = 1.0  # x is convolved as x * input_scale: FRAME_SCALE for raw frames (see ``_conv``)
 
     @nn.compact
@@ -143,9 +144,37 @@ class GemmConv(nn.Module):
         k, cin = self.kernel, x.shape[-1]
         if self.padding == "SAME":
             x = same_padding(x, k, self.stride)
+        elif not isinstance(self.padding, str) and self.padding:
+            x = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(self.padding, self.padding)] * 2 + [(0, 0)])
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return _conv(self.stride, self.input_scale)(x, kernel) + bias
+
+
+class GemmConvTranspose(nn.Module):
+    """A "VALID" transposed conv (kernel a multiple of the stride) as one matrix product plus
+    shifted adds: same parameters and outputs as ``nn.ConvTranspose``, but no conv op, whose
+    gradient is slow on XLA CPU and which vmaps over seeds as a grouped conv."""
+
+    features: int
+    kernel: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s, cin = self.kernel, self.stride, x.shape[-1]
+        if k % s:
+            raise ValueError(f"kernel {k} must be a multiple of stride {s}")
+        m, (h, w) = k // s, x.shape[-3:-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, cin, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        flipped = kernel[::-1, ::-1].transpose(2, 0, 1, 3).reshape(cin, k * k * self.features)
+        z = (x @ flipped).reshape(x.shape[:-1] + (m, s, m, s, self.features))  # input cell -> its k x k footprint
+        lead = [(0, 0)] * (x.ndim - 3)
+        out = sum(jnp.pad(z[..., a, :, b, :, :], lead + [(a, m - 1 - a), (b, m - 1 - b)] + [(0, 0)] * 3)
+                  for a in range(m) for b in range(m))  # cell (i, j)'s block (a, b) lands on output cell (i+a, j+b)
+        out = jnp.moveaxis(out, -4, -3)  # (..., h+m-1, s, w+m-1, s, features)
+        return out.reshape(x.shape[:-3] + ((h + m - 1) * s, (w + m - 1) * s, self.features)) + bias
 
 
 @jax.custom_jvp
