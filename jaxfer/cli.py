@@ -179,6 +179,7 @@ def _transfer(args) -> int:
     from jaxfer.transfer import executors, sweep
 
     cfg = sweep.load(args.config, args.overrides)
+    _devices_for(args, cfg.train.seeds)
     out = args.out or Path("runs") / Path(args.config).stem
     if args.dry_run:  # the memory estimate is of one run (the first target's)
         return _dry_run(dataclasses.replace(cfg.train, env=cfg.targets[0]), out,
@@ -212,6 +213,7 @@ def _train(args) -> int:
         args.config = None
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
     cfg = config.load(args.config, overrides)
+    _devices_for(args, cfg.seeds)
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
     if args.dry_run:
         return _dry_run(cfg, out)
@@ -243,10 +245,22 @@ def _start(args) -> None:
     given = (args.coordinator, args.num_processes, args.process_id)
     if args.distributed or any(v is not None for v in given):
         backend.initialize_distributed(*given, timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
+    else:
+        backend.host_devices(args.devices)
     if args.devices is not None:
         from jaxfer.runtime import seeds
         seeds.use_devices(args.devices)
     backend.enable_compilation_cache()
+
+
+def _devices_for(args, num_seeds: int) -> None:
+    """Without --devices, a single-process run uses min(seeds, devices) devices: a one-seed run stays on
+    one device instead of computing a padded copy on the others."""
+    import jax
+
+    from jaxfer.runtime import seeds
+    if args.devices is None and jax.process_count() == 1:
+        seeds.use_devices(min(num_seeds, jax.device_count()))
 
 
 def _dry_run(cfg, out: Path, graph: list | None = None) -> int:
