@@ -298,8 +298,10 @@ def probe_envpool() -> dict:
 
 def envpool_in_child(timeout_s: float) -> dict:
     """``probe_envpool`` in a child process: its result, or a RuntimeError naming how the child ended."""
+    # this process holds jax's preallocated share of the GPU's memory: the child allocates what it uses
+    env = os.environ | {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe-envpool"],
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe-envpool"], env=env,
                               capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"envpool's XLA step did not finish within {timeout_s:.0f} s in a child process") from None
@@ -386,7 +388,7 @@ def main() -> None:
                             record, spec["share"], todo["envpool_s"])
             if probe is None:
                 for atari in [n for n in todo["ladders"] if n.startswith("atari")]:
-                    record.skip(atari, "envpool's XLA step did not run on this device (see above)")
+                    record.skip(atari, "not run: the envpool probe before it did not pass (see above)")
                 break
             record.put(("envpool_probe",), probe)
         ladder(name, spec, args.epochs, clock, record)

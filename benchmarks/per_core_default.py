@@ -57,11 +57,11 @@ def main() -> None:
             for variant in (VARIANTS if i % 2 == 0 else reversed(VARIANTS)):  # ABBA: neither always goes first
                 rows.append(run(variant, args.overrides, Path(tmp) / f"{i}_{variant}") | {"pair": i})
                 print(json.dumps(rows[-1]), flush=True)
-    rates = {v: [r["env_steps_per_s"] for r in rows if r["variant"] == v] for v in VARIANTS}
-    files.write_json(args.out, {"benchmark": "per_core_default", "config": CONFIG, "overrides": args.overrides,
-                                **environment_info(), "cores": backend.cores(), "rows": rows,
-                                "ratio_per_pair": [round(a / b, 2) for a, b in zip(rates["per_core"],
-                                                                                   rates["one_device"])]})
+                rates = {v: [r["env_steps_per_s"] for r in rows if r["variant"] == v] for v in VARIANTS}
+                files.write_json(args.out, {  # after every run: an interrupted benchmark keeps its pairs
+                    "benchmark": "per_core_default", "config": CONFIG, "overrides": args.overrides,
+                    **environment_info(), "cores": backend.cores(), "rows": rows,
+                    "ratio_per_pair": [round(a / b, 2) for a, b in zip(rates["per_core"], rates["one_device"])]})
     print(f"wrote {args.out}")
 
 

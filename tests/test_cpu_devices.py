@@ -2,6 +2,8 @@
 mesh holds min(seeds, devices) devices, and an explicit XLA_FLAGS device count or --devices wins."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from conftest import run_cli
@@ -35,16 +37,41 @@ def test_a_cpu_run_gets_one_device_per_core_and_uses_min_of_seeds_and_devices(tm
     assert device["used"] == min(num_seeds, backend.cores())
 
 
-def test_an_explicit_device_count_wins(tmp_path):
+def dry_run_devices(*args, env) -> str:
+    proc = run_cli(*args, "--dry-run", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return next(line for line in proc.stdout.splitlines() if line.startswith("# code path"))
+
+
+def test_an_explicit_device_count_wins():
+    """--dry-run says which devices the run would use, without compiling anything."""
     env = unset()
-    forced = env | {"XLA_FLAGS": f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count=1".strip()}
-    proc = run_cli("train", "seeds=2", *TINY, "--out", tmp_path / "flags", env=forced)
+    flags = env | {"XLA_FLAGS": f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count=1".strip()}
+    per_core = min(2, backend.cores())
+    assert f"2 seeds on {per_core} device(s)" in dry_run_devices("train", "seeds=2", env=env)
+    assert "2 seeds on 1 device(s)" in dry_run_devices("train", "seeds=2", env=flags)
+    assert "2 seeds on 1 device(s)" in dry_run_devices("--devices", "1", "train", "seeds=2", env=env)
+    assert "2 seeds on 1 device(s)" in dry_run_devices("train", "seeds=2", env=env | {"JAX_NUM_CPU_DEVICES": "1"})
+
+
+def test_the_memory_check_counts_the_hosts_ram_once_for_all_cpu_devices():
+    code = """
+import json
+from jaxfer.config import ConfigError
+from jaxfer.runtime import budget
+free, sharing = budget.available()
+budget.require(free // 2 - 2**20, "two shares", "seeds", (free, sharing))
+try:
+    budget.require(free // 2 + 2**20, "two shares", "seeds", (free, sharing))
+    refused = None
+except ConfigError as e:
+    refused = str(e)
+print(json.dumps([free, sharing, refused, budget._host_available()]))
+"""
+    env = unset()
+    env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count=2".strip()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert devices_of(tmp_path / "flags") | {"kind": None} == {
-        "platform": "cpu", "kind": None, "count": 1, "used": 1, "processes": 1}
-    proc = run_cli("--devices", "1", "train", "seeds=2", *TINY, "--out", tmp_path / "option", env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (devices_of(tmp_path / "option")["count"], devices_of(tmp_path / "option")["used"]) == (1, 1)
-    proc = run_cli("train", "seeds=2", *TINY, "--out", tmp_path / "num", env=env | {"JAX_NUM_CPU_DEVICES": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert devices_of(tmp_path / "num")["count"] == 1
+    free, sharing, refused, host = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sharing == 2 and abs(free - host) < 0.1 * host  # the host's MemAvailable, once, not per device
+    assert refused is not None and "for this host's 2 devices" in refused
