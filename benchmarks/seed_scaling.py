@@ -108,7 +108,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     for r in rows:
         r["roofline_fraction"] = round(r.pop("flops_per_s") / roofline, 4)
-    single = next(r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap")
+    single = next((r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap"), float("nan"))
     speedups = {}
     for r in rows:
         if r["strategy"] != "sequential":
