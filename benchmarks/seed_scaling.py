@@ -1,8 +1,8 @@
 """Aggregate env steps/s of DQN on Catch ("grid") vs the number of seeds, per execution strategy.
 
 For S seeds: "vmap" runs all S agents as one batched program; "sequential" runs them one after
-another (``lax.map`` over one-seed slices) inside the same compiled epoch. Both again on 2 forced host
-devices (a subprocess; one device per core here: each device runs its own block of seeds, no
+another (``lax.map`` over one-seed slices) inside the same compiled epoch. Both again on one host
+device per core (a subprocess; the CLI's default on a CPU: each device runs its own block of seeds, no
 cross-device traffic), the rollout alone (no learning) to split where the time goes, and the
 update's FLOP/s against this machine's f32 matmul roofline. Compile time is reported apart from the
 steady state.
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from jaxfer import agents, config, envs
 from jaxfer.replay import uniform
-from jaxfer.runtime import files, seeds
+from jaxfer.runtime import backend, files, seeds
 from jaxfer.runtime.code_path import CodePath
 from jaxfer.runtime.run import environment_info
 
@@ -99,9 +99,9 @@ def main() -> None:
         for strategy in ("vmap", "sequential"):
             rows.append(measure(s, strategy, [], args.epochs))
             print(json.dumps(rows[-1]), flush=True)
-        if s > 1 and (os.cpu_count() or 1) >= 2:  # odd seed counts are padded: both devices get work
+        if s > 1 and backend.cores() >= 2:  # one device per core, the CLI's default on a CPU; odd counts are padded
             for strategy in ("vmap", "sequential"):
-                rows.append(sharded_subprocess(s, strategy, 2, args.epochs))
+                rows.append(sharded_subprocess(s, strategy, min(s, backend.cores()), args.epochs))
                 print(json.dumps(rows[-1]), flush=True)
         # Where the time goes: the same loop with learning switched off (acting + env + replay writes).
         rows.append(measure(s, "sequential", ["learning_starts=1000000000"], args.epochs)
@@ -109,7 +109,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     for r in rows:
         r["roofline_fraction"] = round(r.pop("flops_per_s") / roofline, 4)
-    single = next(r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap")
+    single = next((r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap"), float("nan"))
     speedups = {}
     for r in rows:
         if r["strategy"] != "sequential":

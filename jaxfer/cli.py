@@ -197,6 +197,7 @@ def _transfer(args) -> int:
 
     _once(args.overrides)
     cfg = sweep.load(args.config, args.overrides)
+    _devices_for(args, cfg.train.seeds)
     out = args.out or Path("runs") / Path(args.config).stem
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out '{out}' is not a directory")
@@ -249,6 +250,7 @@ def _train(args) -> int:
         raise config.ConfigError(f"--seeds {args.seeds} and {both[0]} both set seeds: give one")
     overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
     cfg = config.load(args.config, overrides)
+    _devices_for(args, cfg.seeds)
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
     if args.dry_run:
         return _dry_run(cfg, out)
@@ -286,7 +288,19 @@ def _start(args) -> None:
     if _joins(args):
         backend.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                        timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
+    else:
+        backend.host_devices(args.devices)
     backend.enable_compilation_cache()
+
+
+def _devices_for(args, num_seeds: int) -> None:
+    """Without --devices, a single-process run uses min(seeds, devices) devices: a one-seed run stays on
+    one device instead of computing a padded copy on the others."""
+    import jax
+
+    from jaxfer.runtime import seeds
+    if args.devices is None and jax.process_count() == 1:
+        seeds.use_devices(min(num_seeds, jax.device_count()))
 
 
 def _dry_run(cfg, out: Path, graph: list | None = None) -> int:

@@ -15,6 +15,8 @@ from conftest import pool_rollout  # noqa: E402
 from jaxfer import config, envs  # noqa: E402
 from jaxfer.envs import atari  # noqa: E402
 
+pytestmark = pytest.mark.stack  # also run on the accelerator host's stack (.ci/run)
+
 
 def actions_for(seed: int, steps: int, num_envs: int, num_actions: int) -> np.ndarray:
     """A fixed random action sequence (steps, num_envs) that depends only on ``seed``."""

@@ -14,6 +14,8 @@ from conftest import ROOT
 
 from jaxfer import cli
 
+pytestmark = pytest.mark.stack  # also run on the accelerator host's stack (.ci/run)
+
 SWEEP = {"sources": ["catch/v0"], "targets": ["catch/v1"], "modes": ["fine_tune"],
          "train": {"seeds": 1, "total_steps": 400, "epoch_steps": 200, "learning_starts": 100}}
 DPTL = {"source": "{run}", "targets": ["catch/v1"], "frames": 20}

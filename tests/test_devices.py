@@ -23,6 +23,8 @@ from jaxfer.replay import uniform
 from jaxfer.runtime import files, supervisor
 from jaxfer.runtime.code_path import CodePath
 
+pytestmark = pytest.mark.stack  # also run on the accelerator host's stack (.ci/run)
+
 SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20",
          "eval_envs=4", "eval_steps=12"]
 CATCH = [None, SHORT + ["seeds=5"]]  # 5 seeds on 2 devices: padded to 6

@@ -9,6 +9,7 @@ from jaxfer.dptl import similarity
 
 skimage_filters = pytest.importorskip("skimage.filters")
 skimage_metrics = pytest.importorskip("skimage.metrics")
+pytestmark = pytest.mark.stack  # also run on the accelerator host's stack (.ci/run)
 
 
 def _frames(n=3, size=84, seed=0):

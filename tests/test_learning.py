@@ -6,6 +6,7 @@ seed mean is still >= 0.85. (The best possible rate is about 0.95: the paddle mo
 so from an odd column it can never reach a ball landing in column 0 or 20.)
 """
 import numpy as np
+import pytest
 from conftest import ROOT
 
 from jaxfer import config
@@ -13,6 +14,7 @@ from jaxfer.report import plots
 from jaxfer.runtime import run
 
 
+@pytest.mark.stack  # the one learning test .ci/run also runs on the accelerator host's stack
 def test_dqn_learns_catch_v0_with_four_seeds(tmp_path):
     cfg = config.load(ROOT / "configs/catch_dqn.yaml")
     assert (cfg.seeds, cfg.total_steps, cfg.env, cfg.obs) == (4, 40_000, "catch/v0", "grid")

@@ -28,6 +28,45 @@ def cpu_tuned(tuning: str = "auto") -> bool:
     return tuning == "cpu"
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _accelerator_installed() -> bool:
+    """Whether jax will pick a backend other than CPU: JAX_PLATFORMS names one first, or a GPU/TPU plugin
+    is installed (found without starting any backend)."""
+    import importlib.metadata
+    import importlib.util
+
+    import jax
+
+    platforms = jax.config.jax_platforms or ""
+    if platforms:
+        return platforms.split(",")[0].strip() != "cpu"
+    return bool(importlib.metadata.entry_points(group="jax_plugins")) or any(
+        importlib.util.find_spec(m) is not None for m in ("jax_plugins", "libtpu"))
+
+
+def host_devices(count: int | None) -> int | None:
+    """Before jax starts its backend: on a CPU backend, ``count`` host devices (``--devices``), or one
+    per core, since XLA CPU runs each device's small per-seed ops on about one core (see README, "Seed
+    scaling"). Left alone where the user set it (XLA_FLAGS' ``--xla_force_host_platform_device_count``,
+    ``JAX_NUM_CPU_DEVICES``), where the backend will be an accelerator, or once jax has started.
+    Returns the count set, or None."""
+    import jax
+
+    if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+            or jax.config.jax_num_cpu_devices >= 0 or _accelerator_installed()):
+        return None
+    count = count or cores()
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # jax already started (jaxfer.cli.main called in a process that used jax)
+        return None
+    return count
+
+
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxfer" / "xla"
 
 

@@ -36,10 +36,11 @@ def _host_available() -> int:
     return int(info["MemAvailable"].split()[0]) * 1024
 
 
-def available() -> tuple[int, int]:
-    """(bytes a device of this process may still allocate, how many such devices share them): the
-    least free memory among this process's accelerators, each its own; or, for CPU devices, the
-    host's MemAvailable shared by all of them."""
+def available() -> tuple[int | None, int]:
+    """(bytes a device of this process may still allocate, how many such devices share them): for CPU
+    devices, the host's MemAvailable once, shared by all of them; for accelerators, the least free memory
+    among this process's devices, each its own, from the device's own stats (``bytes_limit`` less
+    ``bytes_in_use``). None where an accelerator reports no limit: the host's memory says nothing about it."""
     local = [seeds.mesh().devices[i] for i in seeds.local_positions()]
     if local[0].platform == "cpu":
         return _host_available(), len(local)
@@ -48,7 +49,7 @@ def available() -> tuple[int, int]:
         stats = dev.memory_stats() or {}
         if "bytes_limit" in stats:
             free.append(int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
-    return (min(free), 1) if free else (_host_available(), len(local))
+    return (min(free) if free else None), 1
 
 
 def describe(est: dict) -> str:
@@ -61,9 +62,12 @@ def describe(est: dict) -> str:
 def require(per_device: int, what: str, hint: str, free: tuple[int, int] | None = None,
             error: type[Exception] = ConfigError) -> None:
     """Refuse, in one line, ``what`` that needs ``per_device`` bytes on each device (CPU devices share
-    the host's memory) when that is more than is free; ``hint`` says what to lower."""
+    the host's memory: all of them are counted against it once) when that is more than is free; ``hint``
+    says what to lower."""
     free_bytes, sharing = available() if free is None else free
     need = per_device * sharing
+    if free_bytes is None:  # an accelerator that reports no limit: XLA's own out-of-memory error remains
+        return
     if need > free_bytes:
         where = "" if sharing == 1 else f" for this host's {sharing} devices"
         raise error(f"{what} needs {need / 2**30:.2f} GiB{where} but only {free_bytes / 2**30:.2f} GiB is "

@@ -39,7 +39,7 @@ def environment_info() -> dict:
     return {
         "versions": versions | {"python": platform.python_version()},
         "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count(),
-                   "processes": jax.process_count()},
+                   "used": seeds.device_count(), "processes": jax.process_count()},
         "cpu_count": os.cpu_count(),
     }
 
