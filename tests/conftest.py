@@ -20,6 +20,11 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1".strip()
 
 
+def forced_devices(n: int) -> dict:
+    """This environment with ``n`` forced host CPU devices (for a subprocess: jax reads it at start)."""
+    return os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+
+
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """Run ``python -m jaxfer.cli`` in a subprocess; returns CompletedProcess (text)."""
     full_env = os.environ.copy() | (env or {})
