@@ -9,13 +9,10 @@ import typing
 from pathlib import Path
 
 import yaml
-from jaxfer.errors import JaxferError
+
+from jaxfer.errors import ConfigError
 
 INT32_MAX = 2**31 - 1  # step counters and PRNG seeds are int32
-
-
-class ConfigError(JaxferError):
-    """A user mistake in a config: the message is one line naming the problem."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +96,9 @@ class TrainConfig:
              f"seed must be >= 0 and seed + seeds <= {INT32_MAX}, got seed {self.seed}, seeds {self.seeds}"),
             (self.agent == "dqn" or not self.double,
              f"double is a DQN target: agent '{self.agent}' cannot take double: true"),
+            *[(self.agent == "a2c" or getattr(self, name) == _FIELDS[name].default,
+               f"{name} is an a2c setting: agent '{self.agent}' does not use it (remove {name}: "
+               f"{getattr(self, name)})") for name in A2C_ONLY],
             (self.agent == "a2c" or self.learning_starts <= self.total_steps,
              f"learning_starts ({self.learning_starts}) exceeds total_steps ({self.total_steps}): the agent would "
              f"never learn"),
@@ -128,6 +128,9 @@ class TrainConfig:
     @property
     def num_epochs(self) -> int:
         return self.total_steps // self.epoch_steps
+
+
+A2C_ONLY = ("n_steps", "ent_coef", "vf_coef", "max_grad_norm", "optimizer", "core", "width")  # see TrainConfig
 
 
 def _refuse_first(checks: list[tuple[bool, str]]) -> None:

@@ -4,3 +4,7 @@ turns all of them, and nothing else, into one line on stderr and exit status 2."
 
 class JaxferError(ValueError):
     """A user mistake (a bad config, env id, checkpoint or layer copy); the message is one line."""
+
+
+class ConfigError(JaxferError):
+    """A user mistake in a config or a command's options: the message is one line naming the problem."""

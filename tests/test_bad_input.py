@@ -116,6 +116,14 @@ def _cut(path, keep: int) -> bytes:
     return path.read_bytes()[:keep]
 
 
+def _first_row(table: bytes, column: str, value: bytes) -> bytes:
+    """A CSV table with ``column`` of its first row set to ``value``."""
+    head, first, *rest = table.splitlines(True)
+    cells = first.rstrip(b"\r\n").split(b",")
+    cells[head.rstrip(b"\r\n").split(b",").index(column.encode())] = value
+    return b"".join([head, b",".join(cells) + first[len(first.rstrip(b"\r\n")):], *rest])
+
+
 def _damaged_files(tmp_path, f: dict, put) -> None:
     """Directories jaxfer wrote, then damaged: cut short, emptied, edited, or replaced by another kind."""
     good, metrics = f["good_run"], (f["good_run"] / "metrics.csv").read_bytes()
@@ -128,7 +136,8 @@ def _damaged_files(tmp_path, f: dict, put) -> None:
                          "run_json_empty": {"run.json": b""},
                          "run_json_cut": {"run.json": _cut(good / "run.json", -40)},
                          "run_other_network": {"config.yaml": (good / "config.yaml").read_bytes().replace(
-                             b"network: catch_cnn", b"network: mlp")}}.items():
+                             b"network: catch_cnn", b"network: mlp")},
+                         "run_metrics_text": {"metrics.csv": _first_row(metrics, "env_steps", b"abc")}}.items():
         _copy(f, "good_run", name, damage)
     unfinished = tmp_path / "unfinished_run"  # killed after its last checkpoint: no params.npz, no run.json yet
     assert cli.main(["train", *TINY_RUN, "keep_checkpoint=true", "--out", str(unfinished), "--no-progress"]) == 0
@@ -159,7 +168,9 @@ def _damaged_files(tmp_path, f: dict, put) -> None:
                          "sweep_curves_no_cell": {"curves.csv": b"".join(
                              line for line in curves.splitlines(True) if b"fine_tune" not in line)},
                          "sweep_ratios_header": {"area_ratios.csv": ratios[:ratios.index(b"\n") + 1]},
-                         "sweep_run_config_cut": {"scratch/catch_v0/config.yaml": b"env: [catch\n"}}.items():
+                         "sweep_run_config_cut": {"scratch/catch_v0/config.yaml": b"env: [catch\n"},
+                         "sweep_ratios_text": {"area_ratios.csv": _first_row(ratios, "ci_low", b"low")},
+                         "sweep_curves_text": {"curves.csv": _first_row(curves, "value", b"")}}.items():
         _copy(f, "sweep", name, damage)
 
     dptl = {"source": {"run": "r", "env": "catch/v0"}, "scores": [{"rank": 1, "target": "catch/v1", "score": 0.5,
@@ -171,6 +182,9 @@ def _damaged_files(tmp_path, f: dict, put) -> None:
         put(f"{name}/summary.json", data=summary)
         f[name] = tmp_path / name
     put("user_folder/report.md", "# my own notes\n")
+    put("dptl_good.yaml", yaml.safe_dump(DPTL | {"source": str(good), "cache": str(tmp_path / "frames")}))
+    put("dptl_other/dptl.yaml", yaml.safe_dump(DPTL | {"source": str(good), "frames": 30}))
+    put("segment_other/segment.yaml", "env: minatar/Breakout\nframes: 10\n")
     f["user_folder"] = tmp_path / "user_folder"
     put("dptl_source_bad_yaml.yaml", yaml.safe_dump(DPTL | {"source": str(f["run_config_bad_yaml"])}))
 
@@ -283,6 +297,14 @@ CASES = [
     ("transfer", ["{sweep.yaml}", "--out", "{good_run}"], "and no sweep.yaml: not a jaxfer sweep directory"),
     ("report", ["{good_run}", "--out", "{user_folder}"], "holds files of its own and no earlier jaxfer report"),
     ("report", ["{good_run}", "--out", "{sweep}"], "holds files of its own"),
+    ("dptl", ["{dptl_good.yaml}", "--out", "{user_folder}"], "and no dptl.yaml: not a jaxfer DPTL directory"),
+    ("dptl", ["{dptl_good.yaml}", "--out", "{dptl_other}"], "holds a DPTL made with another config"),
+    ("segment", [str(ROOT / "configs/seg_minatar_breakout.yaml"), "--out", "{user_folder}"],
+     "and no segment.yaml: not a jaxfer segmentation directory"),
+    ("segment", [str(ROOT / "configs/seg_minatar_breakout.yaml"), "--out", "{segment_other}"],
+     "holds a segmentation made with another config"),
+    ("train", ["n_steps=10"], "n_steps is an a2c setting: agent 'dqn' does not use it"),
+    ("train", ["agent=dqv", "core=lstm"], "core is an a2c setting: agent 'dqv' does not use it"),
     # files jaxfer wrote, damaged: every reader names the file in one line
     ("report", ["{run_metrics_empty}"], "metrics.csv is damaged (empty)"),
     ("report", ["{run_metrics_header}"], "metrics.csv is damaged (no rows)"),
@@ -295,6 +317,9 @@ CASES = [
     ("report", ["{sweep_ratios_empty}"], "area_ratios.csv is damaged (empty)"),
     ("report", ["{sweep_ratios_header}"], "area_ratios.csv is damaged (no rows)"),
     ("report", ["{sweep_curves_cut}"], "curves.csv is damaged (its last line is cut short)"),
+    ("report", ["{run_metrics_text}"], "metrics.csv is damaged (row 1: env_steps is 'abc', not a number)"),
+    ("report", ["{sweep_ratios_text}"], "area_ratios.csv is damaged (row 1: ci_low is 'low', not a number)"),
+    ("report", ["{sweep_curves_text}"], "curves.csv is damaged (row 1 is incomplete)"),
     ("report", ["{sweep_curves_no_cell}"], "curves.csv is damaged (no curve of catch/v0 catch/v1 fine_tune)"),
     ("report", ["{dptl_summary_empty}"], "summary.json is damaged (not JSON"),
     ("report", ["{dptl_summary_cut}"], "summary.json is damaged (not JSON"),

@@ -182,10 +182,13 @@ def test_pipeline_resumes_and_refuses_another_config(tmp_path):
     cfg = seg_config.from_dict({"frames": 160, "fcn": {"seeds": 2, "epochs": 2, "batch_size": 32}, "grid_frames": 2})
     first = pipeline.run_segment(cfg, tmp_path, progress=False)
     assert set(first["fcn"]["iou_per_class_mean"]) == {"background", "paddle", "ball", "trail", "brick"}
-    (tmp_path / "fcn" / "fcn.json").unlink()  # as if interrupted after the last epoch's checkpoint
+    metrics = tmp_path / "fcn" / "metrics.csv"
+    rows = files.read_csv(metrics)
+    (tmp_path / "fcn" / "fcn.json").unlink()  # as if interrupted after the last epoch's checkpoint, with
+    metrics.write_text(metrics.read_text().splitlines(True)[0])  # metrics.csv cut to its header since
     again = pipeline.run_segment(cfg, tmp_path, progress=False)
     assert again["fcn"]["pixel_accuracy"] == first["fcn"]["pixel_accuracy"]
-    assert files.read_csv(tmp_path / "fcn" / "metrics.csv")[-1]["epoch"] == "1"
+    assert files.read_csv(metrics) == rows and rows[-1]["epoch"] == "1"  # every row, from the checkpoint
     assert json.loads((tmp_path / "fcn" / "fcn.json").read_text())["resumed_from_epoch"] == 2
     with pytest.raises(JaxferError, match="another config"):
         pipeline.run_segment(dataclasses.replace(cfg, frames=200), tmp_path, progress=False)

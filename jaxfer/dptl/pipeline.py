@@ -223,9 +223,12 @@ def check_memory(cfg: DPTLConfig, source: Source, models: int) -> None:
                    free=(budget.available()[0], 1), error=DPTLError)
 
 
+CLAIM = "dptl.yaml"  # what a DPTL directory holds: its resolved config, written first
+
+
 def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
-    """Score every target; writes scores.csv, summary.json and grid_<target>.png into ``out``.
-    Every input is checked before any frame is played."""
+    """Score every target; writes dptl.yaml (another config there is refused), scores.csv, summary.json and
+    grid_<target>.png into ``out``. Every input is checked before any frame is played."""
     source = load_source(cfg.source)
     layer = gradcam.resolve_layer(source.params, cfg.layer, source.cfg.network)
     seeds = list(range(source.num_seeds)) if cfg.source_seed == "all" else [cfg.source_seed]
@@ -235,6 +238,8 @@ def run_dptl(cfg: DPTLConfig, out: Path, progress: bool = True) -> list[dict]:
     policy = _policy(cfg, target_envs)
     th = cfg.threshold
     out = Path(out)
+    rundir.claim(out, dataclasses.asdict(cfg), "DPTL", CLAIM, lambda name: name in ("scores.csv", "summary.json")
+                 or name.startswith("grid_") and name.endswith(".png"))
     rows, seconds = [], {"frames": 0.0, "scoring": 0.0}
     for target in tqdm(target_envs, desc="DPTL targets", unit="target", disable=not progress):
         tick = time.perf_counter()

@@ -20,7 +20,7 @@ def curve_metric(rows: list[dict]) -> str:
 
 def read_metrics(path: Path) -> list[dict]:
     """The rows of a run's metrics.csv, every column a curve needs present; otherwise ``files.DamagedFile``."""
-    rows = files.read_csv(path, ("epoch", "seed", "env_steps"), rows=True)
+    rows = files.read_csv(path, ("epoch", "seed", "env_steps"), rows=True, numbers=True)
     if curve_metric(rows) not in rows[0]:
         raise files.damaged(path, f"no column '{curve_metric(rows)}'")
     return rows

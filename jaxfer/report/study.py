@@ -120,7 +120,7 @@ def _ci(point: float, low: float, high: float, signed: bool = True) -> str:
 
 def sweep_curves(path: Path) -> tuple[dict, str]:
     """(source, target, mode) -> (env steps, values (seeds, epochs)) from a sweep's curves.csv, and its metric."""
-    rows = files.read_csv(path / "curves.csv", CURVE_COLUMNS, rows=True)
+    rows = files.read_csv(path / "curves.csv", CURVE_COLUMNS, rows=True, numbers=("seed", "epoch", "env_steps", "value"))
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["source"], r["target"], r["mode"]), []).append(r)
@@ -168,7 +168,8 @@ def read(path: Path, what: str) -> dict:
     is drawn: a damaged one is a one-line ``files.DamagedFile`` and the report's directory is left as it was."""
     if what == "sweep":
         curves, metric = sweep_curves(path)
-        ratios = files.read_csv(path / "area_ratios.csv", RATIO_COLUMNS, rows=True)
+        ratios = files.read_csv(path / "area_ratios.csv", RATIO_COLUMNS, rows=True,
+                                numbers=RATIO_COLUMNS[3:] + ("window",))
         need = [k for r in ratios
                 for k in ((r["source"], r["target"], r["mode"]), (r["target"], r["target"], "scratch"))]
         lost = next((k for k in need if k not in curves), None)

@@ -114,10 +114,12 @@ def merge_csv(path: Path, rows: list[dict], key: tuple[str, ...]) -> None:
     write_csv(path, rows + kept)
 
 
-def read_csv(path: Path, columns: tuple[str, ...] = (), rows: bool = False) -> list[dict]:
+def read_csv(path: Path, columns: tuple[str, ...] = (), rows: bool = False,
+             numbers: tuple[str, ...] | bool = ()) -> list[dict]:
     """The rows of a CSV table jaxfer wrote (``write_csv``). A table cut short (every row jaxfer writes
-    ends its line), a row of the wrong length, a missing or empty column of ``columns``, or no row at all
-    where ``rows`` asks for one raises ``DamagedFile``."""
+    ends its line), a row of the wrong length, a missing or empty column of ``columns``, a value that is
+    not a number in a column of ``numbers`` (True: every column), or no row at all where ``rows`` asks for
+    one raises ``DamagedFile``."""
     text = _text(path)
     if not text and (columns or rows):
         raise damaged(path, "empty")
@@ -134,7 +136,18 @@ def read_csv(path: Path, columns: tuple[str, ...] = (), rows: bool = False) -> l
     for i, row in enumerate(table):
         if None in row or None in row.values() or any(row[c] == "" for c in columns):
             raise damaged(path, f"row {i + 1} is incomplete")
+        for c in row if numbers is True else [c for c in numbers or () if c in row]:
+            if row[c] != "" and not _is_number(row[c]):
+                raise damaged(path, f"row {i + 1}: {c} is '{row[c][:20]}', not a number")
     return table
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_json(path: Path, keys: tuple[str, ...] = ()) -> dict:

@@ -8,29 +8,25 @@ differently, and RL amplifies that over long runs).
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from jaxfer import agents, envs
 from jaxfer.config import ConfigError, TrainConfig, to_dict
 from jaxfer.report import plots
-from jaxfer.runtime import budget, files, rundir, seeds, tracking
+from jaxfer.runtime import budget, files, host_loop, rundir, seeds, tracking
 from jaxfer.runtime.code_path import CodePath
 
 CONFIG = rundir.CLAIM
-CHECKPOINT, METRICS, RUN_JSON, PARAMS, CURVE = (
-    "checkpoint.npz", "metrics.csv", "run.json", "params.npz", "learning_curve.png")
+CHECKPOINT, METRICS = host_loop.CHECKPOINT, host_loop.METRICS
+RUN_JSON, PARAMS, CURVE = "run.json", "params.npz", "learning_curve.png"
 
 
 def environment_info() -> dict:
@@ -99,35 +95,20 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
         rundir.write_claim(out, to_dict(cfg))
 
     tracker = tracking.Tracker(out, out.name, to_dict(cfg), cfg.tensorboard and writes, track and writes)
-    bar = tqdm(total=cfg.num_epochs, initial=start, desc=f"{cfg.env} x{cfg.seeds}", unit="epoch",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    epoch_seconds = []
-    writer, pending = ThreadPoolExecutor(max_workers=1), None  # checkpoints are written behind the next epoch
-    for epoch in range(start, cfg.num_epochs):
-        tick, compiled = time.perf_counter(), epoch_fn.compile_seconds
-        state, metrics = epoch_fn(state)
-        metrics, snapshot = seeds.fetch((metrics, trainer.checkpoint(state)), cfg.seeds)  # own copies: the
-        rows += metric_rows(epoch, metrics)  # next epoch donates the buffers
-        if writes:
-            files.write_csv(out / METRICS, rows)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(files.save_tree, out / CHECKPOINT, snapshot, epoch=epoch + 1,
-                                    metrics=_record(rows))
-        # the whole epoch, metrics and checkpoint copies too, but not the compiling of a new epoch variant
-        epoch_seconds.append(time.perf_counter() - tick - (epoch_fn.compile_seconds - compiled))
-        headline = plots.curve_metric([metrics])  # catch rate on Catch, return elsewhere
-        rate = cfg.seeds * cfg.epoch_steps / epoch_seconds[-1]
-        tracker.epoch(metrics, (epoch + 1) * cfg.epoch_steps, rate)
-        bar.set_postfix({"steps/s": f"{rate:.0f}", headline: f"{metrics[headline].mean():.3f}"})
-        bar.update()
-    bar.close()
+    with host_loop.HostLoop(out, start, cfg.num_epochs, rows, f"{cfg.env} x{cfg.seeds}", progress,
+                            lambda: epoch_fn.compile_seconds) as loop:
+        for epoch in loop:
+            state, metrics = epoch_fn(state)
+            metrics, snapshot = seeds.fetch((metrics, trainer.checkpoint(state)), cfg.seeds)  # own copies: the
+            seconds = loop.record(epoch, metric_rows(epoch, metrics), snapshot)  # next epoch donates the buffers
+            headline = plots.curve_metric([metrics])  # catch rate on Catch, return elsewhere
+            rate = cfg.seeds * cfg.epoch_steps / seconds
+            tracker.epoch(metrics, (epoch + 1) * cfg.epoch_steps, rate)
+            loop.show(**{"steps/s": f"{rate:.0f}", headline: f"{metrics[headline].mean():.3f}"})
     tracker.close()
-    if pending is not None:
-        pending.result()
-    writer.shutdown()
 
-    summary = run_summary(cfg, meta, trainer, epoch_fn.compile_seconds, epoch_seconds, start, needs, rows)
+    rows = loop.rows
+    summary = run_summary(cfg, meta, trainer, epoch_fn.compile_seconds, loop.seconds, start, needs, rows)
     params = seeds.fetch(state.agent.params, cfg.seeds)
     if writes:
         files.write_csv(out / METRICS, rows)  # a run resumed after its last epoch has not written it yet
@@ -143,37 +124,10 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
     return summary
 
 
-
 def resume(out: Path, cfg: TrainConfig, trainer, state):
-    """(state, first epoch, metric rows so far): from ``out``'s checkpoint where there is one. The rows
-    are the checkpoint's own copy, so a metrics.csv cut short or deleted since is written again whole."""
-    if not (out / CHECKPOINT).exists():
-        return state, 0, []
-    try:
-        saved, extras = files.load_tree(out / CHECKPOINT, like=seeds.shapes(trainer.checkpoint(state), cfg.seeds))
-    except (KeyError, ValueError) as e:  # a damaged file, or one of another layout
-        raise ConfigError(str(e) if isinstance(e, files.DamagedFile) else
-                          f"{out / CHECKPOINT} does not fit this run ({e}); delete it to start over") from None
-    start = int(extras["epoch"])
-    rows = json.loads(extras["metrics"].tobytes()) if "metrics" in extras else _csv_rows(out, start, cfg.seeds)
-    return trainer.restore(state, saved), start, rows
-
-
-def _record(rows: list[dict]) -> np.ndarray:
-    """metrics.csv's rows as JSON bytes, kept in the checkpoint should metrics.csv be cut short or lost."""
-    return np.frombuffer(json.dumps(rows).encode(), np.uint8)
-
-
-def _csv_rows(out: Path, start: int, num_seeds: int) -> list[dict]:
-    """The rows before epoch ``start`` from metrics.csv, for a checkpoint of an older jaxfer (without a copy of
-    them); a file that lacks some is refused rather than cut further."""
-    hint = f"restore it from a copy, or delete {out / CHECKPOINT} to train the run again from the start"
-    if not (out / METRICS).is_file():
-        raise ConfigError(f"{out / METRICS} is missing and {out / CHECKPOINT} holds no copy of its rows; {hint}")
-    rows = [r for r in files.read_csv(out / METRICS, ("epoch", "seed")) if int(r["epoch"]) < start]
-    if len(rows) != start * num_seeds:
-        raise files.damaged(out / METRICS, f"{len(rows)} of the {start * num_seeds} rows before epoch {start}", hint)
-    return rows
+    """(state, first epoch, metric rows so far): from ``out``'s checkpoint where there is one."""
+    saved, start, rows = host_loop.resume(out, seeds.shapes(trainer.checkpoint(state), cfg.seeds), cfg.seeds)
+    return (state if saved is None else trainer.restore(state, saved)), start, rows
 
 
 def run_summary(cfg: TrainConfig, meta, trainer, compile_seconds: float, epoch_seconds: list, start: int,

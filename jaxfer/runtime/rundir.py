@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import yaml
@@ -54,6 +55,20 @@ def write_claim(out: Path, claim: dict, name: str = CLAIM) -> None:
     """Mark ``out`` as holding what ``claim`` describes (once: a resumed run finds it there)."""
     if not (Path(out) / name).exists():
         files.atomic_write_bytes(Path(out) / name, yaml.safe_dump(claim, sort_keys=False).encode())
+
+
+def claim(out: Path, settings: dict, kind: str, name: str, own: Callable[[str], bool]) -> None:
+    """Mark ``out`` (held by this process) as holding a ``kind`` made with ``settings``, or refuse it in one
+    line where it holds a ``kind`` of other settings or a file a ``kind`` never writes (``own(name)`` is False:
+    a user's folder). A directory of an older jaxfer, with the files but not the claim, is taken as it is."""
+    plain = json.loads(json.dumps(settings, default=str))  # tuples and paths as YAML reads them back
+    Path(out).mkdir(parents=True, exist_ok=True)
+    if check_claim(out, plain, f"a {kind}", name):
+        return
+    other = next((p for p in Path(out).iterdir() if not (own(p.name) or p.name == LOCK)), None)
+    if other is not None:
+        raise ConfigError(f"{out} holds {other.name} and no {name}: not a jaxfer {kind} directory; pass another --out")
+    write_claim(out, plain, name)
 
 
 def slug(env_id: str) -> str:

@@ -2,7 +2,7 @@
 
 The output directory (every file written atomically; a rerun skips what is finished):
 
-- ``segment.yaml``: the config of the last call;
+- ``segment.yaml``: the resolved config, written first (another config there is refused);
 - ``frames/``: the collected random-policy frames (``jaxfer.dptl.frames`` cache);
 - ``fcn/``: ``config.yaml`` (what the FCN part ran with: another config is refused), ``labels.json``
   (method, classes, label checks), ``metrics.csv`` (per epoch and seed: train loss, test pixel
@@ -28,12 +28,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import yaml
-from tqdm import tqdm
 
 from jaxfer import agents, envs
 from jaxfer.dptl import frames
-from jaxfer.runtime import budget, files, run, rundir, seeds
+from jaxfer.runtime import budget, files, host_loop, run, rundir, seeds
 from jaxfer.runtime.code_path import CodePath
 from jaxfer.segment import export, labels, report
 from jaxfer.segment.config import SegmentConfig, SegmentError, to_dict
@@ -41,6 +39,8 @@ from jaxfer.segment.fcn import FCN
 from jaxfer.segment.train import Dataset, make_trainer, scores, split
 from jaxfer.transfer import metrics
 
+CLAIM = "segment.yaml"  # what a segmentation directory holds: its resolved config
+OWN = ("frames", "fcn", "ddqn", "curves.csv", "area_ratios.csv", "learning_curves.png", "summary.json")
 PALETTE_FIT_FRAMES = 2000  # training frames (evenly spaced) the palette labeller is fitted on: the mode sorts them
 
 
@@ -117,33 +117,25 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
     spec = cfg.fcn
     trainer = make_trainer(len(names), obs.shape[1:], spec.lr, spec.batch_size, CodePath.of())
     keys = seeds.seed_keys(spec.seed, spec.seeds)
-    state, start, rows = trainer.init(keys), 0, []
-    if (out / "checkpoint.npz").exists():
-        saved, extras = files.load_tree(out / "checkpoint.npz", like=state)
-        state, start = jax.tree.map(jnp.asarray, saved), int(extras["epoch"])
-        rows = [r for r in files.read_csv(out / "metrics.csv") if int(r["epoch"]) < start]
+    state = trainer.init(keys)
+    saved, start, rows = host_loop.resume(out, state, spec.seeds)
+    state = state if saved is None else jax.tree.map(jnp.asarray, saved)
     x, yy = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
     tick = time.perf_counter()
     epoch_fn = trainer.epoch.lower(state, keys, x, yy).compile() if start < spec.epochs else None
     compile_s = time.perf_counter() - tick
     images = spec.seeds * (len(x) // spec.batch_size) * spec.batch_size
-    bar = tqdm(total=spec.epochs, initial=start, desc=f"FCN x{spec.seeds}", unit="epoch", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
-    seconds = []
-    for epoch in range(start, spec.epochs):
-        tick = time.perf_counter()
-        state, loss = epoch_fn(state, jax.vmap(jax.random.fold_in, (0, None))(keys, epoch), x, yy)
-        loss = np.asarray(loss)
-        seconds.append(time.perf_counter() - tick)
-        per_seed = [scores(c) for c in np.asarray(trainer.confusion(state.params, data.test_x, data.test_y))]
-        rows += [{"epoch": epoch, "seed": s, "train_loss": float(loss[s]), "test_pixel_accuracy": p["pixel_accuracy"],
-                  "test_mean_iou": p["mean_iou"]} for s, p in enumerate(per_seed)]
-        files.write_csv(out / "metrics.csv", rows)
-        files.save_tree(out / "checkpoint.npz", state, epoch=epoch + 1)
-        bar.set_postfix({"images/s": f"{images / seconds[-1]:.0f}", "loss": f"{loss.mean():.4f}",
+    with host_loop.HostLoop(out, start, spec.epochs, rows, f"FCN x{spec.seeds}", progress) as loop:
+        for epoch in loop:
+            state, loss = epoch_fn(state, jax.vmap(jax.random.fold_in, (0, None))(keys, epoch), x, yy)
+            loss = np.asarray(loss)
+            per_seed = [scores(c) for c in np.asarray(trainer.confusion(state.params, data.test_x, data.test_y))]
+            seconds = loop.record(epoch, [{"epoch": epoch, "seed": s, "train_loss": float(loss[s]),
+                                           "test_pixel_accuracy": p["pixel_accuracy"], "test_mean_iou": p["mean_iou"]}
+                                          for s, p in enumerate(per_seed)], jax.tree.map(np.array, state))
+            loop.show(**{"images/s": f"{images / seconds:.0f}", "loss": f"{loss.mean():.4f}",
                          "test acc": f"{np.mean([p['pixel_accuracy'] for p in per_seed]):.4f}"})
-        bar.update()
-    bar.close()
+    seconds = loop.seconds
 
     params = state.params
     conf = np.asarray(trainer.confusion(params, data.test_x, data.test_y))
@@ -213,8 +205,6 @@ def run_segment(cfg: SegmentConfig, out: Path, progress: bool = True) -> dict:
     out = Path(out)
     if cfg.fcn_checkpoint is None:
         check_memory(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    files.atomic_write_bytes(out / "segment.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
     if cfg.fcn_checkpoint is not None:
         fcn_params, meta = export.load(cfg.fcn_checkpoint)
         fcn_like, fcn_report = fcn_params, {"fcn_checkpoint": meta["file"]}
@@ -222,6 +212,7 @@ def run_segment(cfg: SegmentConfig, out: Path, progress: bool = True) -> dict:
         fcn_like, meta = _fcn_like(cfg)
     if cfg.ddqn is not None:
         preflight(cfg, fcn_like, meta)
+    rundir.claim(out, to_dict(cfg), "segmentation", CLAIM, lambda name: name in OWN)
     if cfg.fcn_checkpoint is None:
         fcn_params, meta = train_fcn(cfg, out / "fcn", progress)
         fcn_report = {k: v for k, v in json.loads((out / "fcn" / "fcn.json").read_text()).items() if k in

@@ -27,7 +27,6 @@ source, students included) and ``curves_<target>.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -313,21 +312,14 @@ def source_params(cfg: SweepConfig, out: Path, source: str):
 
 
 CLAIM = "sweep.yaml"  # what a sweep directory holds: its resolved sweep config, written first
-OWN = ("scratch", "distill", "cells", "curves.csv", "area_ratios.csv", rundir.LOCK)  # and its .png figures
+OWN = ("scratch", "distill", "cells", "curves.csv", "area_ratios.csv")  # and its .png figures
 
 
 def claim(cfg: SweepConfig, out: Path) -> None:
     """Mark ``out`` as this sweep's directory, or refuse it in one line where it holds another sweep or files
     no sweep writes (a directory of an older jaxfer's sweep, without sweep.yaml, is taken as it is)."""
-    out, plain = Path(out), json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as YAML reads them
     with rundir.held(out, wait=True, sweep=True):  # two workers starting at once: one writes, the other compares
-        if rundir.check_claim(out, plain, "a sweep", CLAIM):
-            return
-        other = next((p for p in out.iterdir() if p.name not in OWN and p.suffix != ".png"), None)
-        if other is not None:
-            raise ConfigError(f"{out} holds {other.name} and no {CLAIM}: not a jaxfer sweep directory; "
-                              "pass another --out")
-        rundir.write_claim(out, plain, CLAIM)
+        rundir.claim(out, dataclasses.asdict(cfg), "sweep", CLAIM, lambda name: name in OWN or name.endswith(".png"))
 
 
 def results(cfg: SweepConfig, out: Path) -> list[dict]:
