@@ -31,7 +31,8 @@ from jaxfer import envs  # noqa: E402
 from jaxfer.dptl import baselines, frames, gradcam, pipeline  # noqa: E402
 from jaxfer.report import plots  # noqa: E402
 from jaxfer.runtime import files, run, rundir  # noqa: E402
-from jaxfer.transfer import metrics, sweep  # noqa: E402
+from jaxfer.stats import kendall_tau, rank_correlation_ci, spearman  # noqa: E402
+from jaxfer.transfer import area_ratio, sweep  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -109,18 +110,18 @@ def scratch_learning(cfg: sweep.SweepConfig, curves: dict, returns: bool) -> dic
 def correlations(rows: list[dict], curves: dict, window: int | None, n_boot: int) -> tuple[dict, dict]:
     """Spearman and Kendall of every predictor with R, each with its pairs-and-seeds bootstrap CI; and
     DPTL's Spearman minus each baseline's, on the same resamples (does DPTL beat it?)."""
-    transfer = np.stack([metrics.area_under_curve(curves[r["source"], r["target"]], window) for r in rows])
-    scratch = np.stack([metrics.area_under_curve(curves[r["target"], r["target"]], window) for r in rows])
+    transfer = np.stack([area_ratio.area_under_curve(curves[r["source"], r["target"]], window) for r in rows])
+    scratch = np.stack([area_ratio.area_under_curve(curves[r["target"], r["target"]], window) for r in rows])
     scores = {name: np.array([r[f"{name}_per_seed"] for r in rows]) if f"{name}_per_seed" in rows[0]
               else np.array([[r[name]] for r in rows]) for name in baselines.PREDICTORS}
 
     def ci(x, statistic, versus=None) -> dict:
-        point, low, high = metrics.rank_correlation_ci(x, transfer, scratch, statistic, n_boot=n_boot, versus=versus)
+        point, low, high = rank_correlation_ci(x, transfer, scratch, statistic, n_boot=n_boot, versus=versus)
         return {"value": round(point, 4), "ci": [round(low, 4), round(high, 4)]}
 
-    stats = {name: {"spearman": ci(x, metrics.spearman), "kendall": ci(x, metrics.kendall_tau)}
+    stats = {name: {"spearman": ci(x, spearman), "kendall": ci(x, kendall_tau)}
              for name, x in scores.items()}
-    beats = {name: ci(scores["dptl"], metrics.spearman, versus=x) for name, x in scores.items() if name != "dptl"}
+    beats = {name: ci(scores["dptl"], spearman, versus=x) for name, x in scores.items() if name != "dptl"}
     return stats, beats
 
 
@@ -189,7 +190,7 @@ def main() -> None:
         layer = gradcam.resolve_layer(model.params, None)
         for s in scores:
             target = s["target"]
-            point, low, high = metrics.area_ratio_ci(curves[source, target], curves[target, target], cfg.window)
+            point, low, high = area_ratio.area_ratio_ci(curves[source, target], curves[target, target], cfg.window)
             cka = [baselines.activation_cka(model.net, model.seed_params(i), observed[source], observed[target],
                                                  layer) for i in range(model.num_seeds)]
             rows.append({"source": source, "target": target, "dptl": s["score"], "dptl_per_seed": s["per_seed"],
@@ -203,7 +204,8 @@ def main() -> None:
     stats, beats = correlations(rows, curves, cfg.window, args.boot)
     summary = {"domain": args.domain, "pairs": len(rows), "mode": domain.mode, "obs": obs_mode,
                "frames": args.frames, "policy": "random", "layer": layer, "seeds": cfg.train.seeds,
-               "bootstrap": f"{args.boot} resamples of pairs and seed indices together (metrics.rank_correlation_ci)",
+               "bootstrap": f"{args.boot} resamples of pairs and seed indices together "
+                            "(jaxfer.stats.rank_correlation_ci)",
                "source_models": f"{sweep_dir}/scratch", "curves": where,
                "scratch_learning": scratch_learning(cfg, curves, domain.returns),
                "correlations": stats, "dptl_spearman_minus_baseline": beats}

@@ -12,10 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import agents, config, envs
+from jaxfer import agents, config, envs, stats
 from jaxfer.dptl import frames
 from jaxfer.runtime import files, run
-from jaxfer.transfer import metrics
 from jaxfer.errors import JaxferError
 
 MAX_STEPS = 27_000  # Atari's game limit (agent steps); every game here ends before it
@@ -90,7 +89,7 @@ def play(run_dir: Path, game: str | None = None, episodes: int = 10, gif: Path |
     done = scores[~np.isnan(scores)]
     if len(done) == 0:
         raise PlayError(f"no game of {env.id} ended within {MAX_STEPS} steps")
-    low, high = metrics.bootstrap_ci(done) if len(done) > 1 else (float(done[0]), float(done[0]))
+    low, high = stats.bootstrap_ci(done) if len(done) > 1 else (float(done[0]), float(done[0]))
     if gif is not None:
         files.save_gif(Path(gif), [(np.clip(p, 0, 1) * 255).astype(np.uint8) for p in pictures])
     return {"env": env.id, "episodes": len(done), "scores": done.tolist(), "mean": float(done.mean()),

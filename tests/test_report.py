@@ -1,5 +1,5 @@
-"""`jaxfer report`: the statistics it prints (against hand-computed and scipy numbers), the report of a
-real tiny sweep, run and DPTL directory through the CLI, and the HTML page rendered in headless Chromium."""
+"""`jaxfer report`: the report of a real tiny sweep, run and DPTL directory through the CLI (its statistics
+equal to jaxfer.stats' on the sweep's curves), and the HTML page rendered in headless Chromium."""
 import base64
 import re
 import shutil
@@ -7,58 +7,16 @@ import subprocess
 
 import numpy as np
 import pytest
-import scipy.stats
 import yaml
 from conftest import ROOT, run_cli
 
+from jaxfer import stats
 from jaxfer.runtime import files
-from jaxfer.transfer import metrics
+from jaxfer.transfer import area_ratio
 
 TINY = {"seeds": 3, "total_steps": 600, "epoch_steps": 200, "learning_starts": 100, "buffer_size": 500,
         "eval_envs": 4, "eval_steps": 12}
 DPTL = ROOT / "benchmarks" / "results" / "dptl" / "demonattack"
-
-
-# ----------------------------------------------------------------------------------------- statistics
-
-def test_probability_of_improvement_hand_and_scipy():
-    assert metrics.probability_of_improvement([3.0, 4.0], [1.0, 2.0]) == 1.0
-    assert metrics.probability_of_improvement([1.0, 2.0], [3.0, 4.0]) == 0.0
-    # pairs: 2>1 yes, 2>3 no, 2=2 half; 5 beats all three -> (1 + 0 + 0.5 + 3) / 6
-    assert metrics.probability_of_improvement([2.0, 5.0], [1.0, 3.0, 2.0]) == pytest.approx(4.5 / 6)
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(0.3, 1, 7), rng.normal(0, 1, 5)
-    u = scipy.stats.mannwhitneyu(x, y).statistic
-    assert metrics.probability_of_improvement(x, y) == pytest.approx(u / (7 * 5))
-    batched = metrics.probability_of_improvement(np.stack([x, x + 10]), np.stack([y, y]))  # vectorised rows
-    assert batched == pytest.approx([u / 35, 1.0])
-
-
-def test_iqm_area_ratio_and_two_sample_ci():
-    t, s = np.array([0.0, 2.0, 3.0, 4.0, 100.0]), np.array([1.0, 2.0, 2.0, 2.0, 3.0])
-    # IQM of 5 values drops one at each end: (2+3+4)/3 = 3 and (2+2+2)/3 = 2 -> R = 0.5; the outlier 100 is ignored
-    assert metrics.iqm_area_ratio(t, s) == pytest.approx(0.5)
-    low, high = metrics.two_sample_ci(t, s, metrics.iqm_area_ratio, seed=1)
-    assert low <= 0.5 <= high
-    # the CI of P(X > Y) for clearly separated arms of many runs is narrow and near 1; for equal arms it holds 0.5
-    rng = np.random.default_rng(2)
-    low, high = metrics.two_sample_ci(rng.normal(3, 1, 40), rng.normal(0, 1, 40), metrics.probability_of_improvement)
-    assert 0.9 < low <= high <= 1.0
-    a = rng.normal(0, 1, 40)
-    low, high = metrics.two_sample_ci(a, rng.permutation(a), metrics.probability_of_improvement)
-    assert low < 0.5 < high
-
-
-def test_mean_band_covers_the_mean_and_one_seed_has_none():
-    rng = np.random.default_rng(3)
-    values = rng.normal(0, 1, (20, 6)) + np.arange(6)
-    mean, low, high = metrics.mean_band(values)
-    np.testing.assert_allclose(mean, values.mean(0))
-    assert np.all(low <= mean) and np.all(mean <= high)
-    se = values.std(0, ddof=1) / np.sqrt(20)  # the percentile band is about +-1.96 standard errors
-    np.testing.assert_allclose(high - low, 2 * 1.96 * se, rtol=0.3)
-    mean, low, high = metrics.mean_band(values[:1])
-    np.testing.assert_array_equal(low, mean) and np.testing.assert_array_equal(high, mean)
 
 
 # --------------------------------------------------------------------------------- the report itself
@@ -91,9 +49,9 @@ def test_report_of_a_sweep_a_run_and_dptl(tiny_sweep, tmp_path):
     def areas(mode):
         rows = [r for r in curves if r["mode"] == mode and r["target"] == "catch/v0"]
         seeds = sorted({r["seed"] for r in rows})
-        return np.array([metrics.area_under_curve([float(r["value"]) for r in rows if r["seed"] == s]) for s in seeds])
+        return np.array([area_ratio.area_under_curve([float(r["value"]) for r in rows if r["seed"] == s]) for s in seeds])
 
-    assert f"{metrics.probability_of_improvement(areas('fine_tune'), areas('scratch')):.3f} [" in row
+    assert f"{stats.probability_of_improvement(areas('fine_tune'), areas('scratch')):.3f} [" in row
     assert "published R" in md and "| catch/v3 | catch/v0 | fine_tune |" in md
     assert "Sweeps side by side" in md
     assert "Run facts" not in md  # the sweep has run directories: their facts are in a table

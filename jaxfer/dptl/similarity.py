@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfer import stats
 from jaxfer.runtime.code_path import PLAIN, CodePath
-from jaxfer.transfer import metrics
 
 
 def _reflect(j: int, n: int) -> int:
@@ -120,7 +120,7 @@ def frame_scores(cams: jax.Array, frames: jax.Array, block_size: int = 35, metho
 
 def summarise(per_frame, n_boot: int = 2000, seed: int = 0) -> dict:
     """Mean of per-frame scores with a percentile bootstrap CI over frames."""
-    low, high = metrics.bootstrap_ci(per_frame, n_boot=n_boot, seed=seed)
+    low, high = stats.bootstrap_ci(per_frame, n_boot=n_boot, seed=seed)
     return {"score": float(np.mean(per_frame)), "ci_low": float(low), "ci_high": float(high), "frames": len(per_frame)}
 
 

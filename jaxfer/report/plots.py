@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxfer import stats  # noqa: E402
 from jaxfer.runtime import files  # noqa: E402
-from jaxfer.transfer import metrics  # noqa: E402
 
 
 def curve_metric(rows: list[dict]) -> str:
@@ -44,7 +44,7 @@ def learning_curve(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]],
     its 95% percentile-bootstrap CI over seeds at each epoch."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, (steps, values) in curves.items():
-        mean, low, high = metrics.mean_band(values)
+        mean, low, high = stats.mean_band(values)
         ax.plot(steps, mean, label=f"{label} ({values.shape[0]} seeds)")
         ax.fill_between(steps, low, high, alpha=0.2)
     ax.set_xlabel("env steps per seed")

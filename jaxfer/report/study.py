@@ -17,10 +17,11 @@ import base64
 import html
 from pathlib import Path
 
+from jaxfer import stats
 from jaxfer.config import ConfigError
 from jaxfer.report import plots
 from jaxfer.runtime import files, run, rundir
-from jaxfer.transfer import metrics, reference
+from jaxfer.transfer import area_ratio, reference
 
 FIGURES = "figures"
 MARK = ".jaxfer-report"  # in a directory that holds a report: the next report may replace it there
@@ -132,13 +133,13 @@ def cell_statistics(ratios: list[dict], curves: dict) -> list[dict]:
     out = []
     for r in ratios:
         window = int(r["window"]) if r.get("window") else None
-        transfer = metrics.area_under_curve(curves[r["source"], r["target"], r["mode"]][1], window)
-        scratch = metrics.area_under_curve(curves[r["target"], r["target"], "scratch"][1], window)
+        transfer = area_ratio.area_under_curve(curves[r["source"], r["target"], r["mode"]][1], window)
+        scratch = area_ratio.area_under_curve(curves[r["target"], r["target"], "scratch"][1], window)
         out.append(r | {
-            "iqm_r": float(metrics.iqm_area_ratio(transfer, scratch)),
-            "iqm_r_ci": metrics.two_sample_ci(transfer, scratch, metrics.iqm_area_ratio),
-            "p_improve": float(metrics.probability_of_improvement(transfer, scratch)),
-            "p_improve_ci": metrics.two_sample_ci(transfer, scratch, metrics.probability_of_improvement)})
+            "iqm_r": float(area_ratio.iqm_area_ratio(transfer, scratch)),
+            "iqm_r_ci": stats.two_sample_ci(transfer, scratch, area_ratio.iqm_area_ratio),
+            "p_improve": float(stats.probability_of_improvement(transfer, scratch)),
+            "p_improve_ci": stats.two_sample_ci(transfer, scratch, stats.probability_of_improvement)})
     return out
 
 
@@ -240,7 +241,7 @@ def run_section(doc: Doc, path: Path, data: dict, tag: str) -> None:
     doc.text(f"{cfg.get('agent')} ({cfg.get('network')}) on {cfg.get('env')}, {values.shape[0]} seeds, "
              f"{values.shape[1]} of {cfg.get('total_steps', 0) // max(cfg.get('epoch_steps', 1), 1)} epochs logged.")
     final = values[:, -1]
-    low, high = metrics.bootstrap_ci(final) if len(final) > 1 else (final[0], final[0])
+    low, high = stats.bootstrap_ci(final) if len(final) > 1 else (final[0], final[0])
     doc.text(f"Final {metric.replace('_', ' ')}: {_ci(float(final.mean()), low, high, signed=False)} "
              "(seed mean, 95% bootstrap CI).")
     plots.learning_curve(doc.figure(f"{tag}_curve.png", f"{cfg.get('env')}: seed mean, 95% bootstrap CI band"),
@@ -268,7 +269,7 @@ def dptl_section(doc: Doc, path: Path, data: dict) -> None:
                        for s in scores])
     shared = [s for s in scores if s["target"] in paper]
     if len(shared) > 2:
-        rho = metrics.spearman([s["score"] for s in shared], [paper[s["target"]] for s in shared])
+        rho = stats.spearman([s["score"] for s in shared], [paper[s["target"]] for s in shared])
         doc.text(f"Beside DPTL's Table I (Joo & Kim 2020, an A3C source): Spearman {rho:+.2f} over {len(shared)} "
                  "targets.")
 

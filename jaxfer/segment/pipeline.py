@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import agents, envs
+from jaxfer import agents, envs, stats
 from jaxfer.dptl import frames
 from jaxfer.runtime import budget, files, host_loop, run, rundir, seeds
 from jaxfer.runtime.code_path import CodePath
@@ -37,7 +37,6 @@ from jaxfer.segment import export, labels, report
 from jaxfer.segment.config import SegmentConfig, SegmentError, to_dict
 from jaxfer.segment.fcn import FCN
 from jaxfer.segment.train import Dataset, make_trainer, scores, split
-from jaxfer.transfer import metrics
 
 CLAIM = "segment.yaml"  # what a segmentation directory holds: its resolved config
 OWN = ("frames", "fcn", "ddqn", "curves.csv", "area_ratios.csv", "learning_curves.png", "summary.json")
@@ -157,7 +156,7 @@ def _summary(per_seed: list[dict], names: list[str]) -> dict:
     out = {}
     for key in ("pixel_accuracy", "mean_iou"):
         values = np.array([p[key] for p in per_seed])
-        low, high = metrics.bootstrap_ci(values)
+        low, high = stats.bootstrap_ci(values)
         out[key] = {"mean": round(float(values.mean()), 5), "ci_low": round(low, 5), "ci_high": round(high, 5)}
     iou = np.array([p["iou"] for p in per_seed], dtype=float)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():

@@ -13,7 +13,7 @@ from matplotlib.patches import Patch
 
 from jaxfer.report import plots
 from jaxfer.runtime import files, run
-from jaxfer.transfer import metrics
+from jaxfer.transfer import area_ratio
 
 # Which variant is compared with which: (variant, reference). The seed compared frozen-FCN-trunk
 # against its original scratch DDQN ("baseline"); the fair reference is the same network from scratch.
@@ -64,7 +64,7 @@ def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | No
     ratios = []
     for variant, reference in COMPARISONS:
         if variant in curves and reference in curves:
-            point, low, high = metrics.area_ratio_ci(curves[variant], curves[reference], window=window)
+            point, low, high = area_ratio.area_ratio_ci(curves[variant], curves[reference], window=window)
             ratios.append({"variant": variant, "reference": reference, "metric": metric, "area_ratio": round(point, 4),
                            "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": curves[variant].shape[0]})
     files.write_csv(out / "area_ratios.csv", ratios)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxfer import stats
 from jaxfer.runtime import files
-from jaxfer.transfer import metrics
 
 _TABLE = {"v0": "catch/v0", "v2": "catch/v2", "v3": "catch/v3", "v4": "catch/v1"}  # cross table -> jaxfer
 CROSS = {(_TABLE[s], _TABLE[t]): r for (s, t), r in {
@@ -50,8 +50,8 @@ def compare(ratios: list[dict]) -> tuple[list[dict], dict]:
             rows.append(r | {"published": pub, "same_sign": bool(np.sign(float(r["area_ratio"])) == np.sign(pub))})
     ours, theirs = [float(r["area_ratio"]) for r in rows], [r["published"] for r in rows]
     summary = {"entries": len(rows), "same_sign": sum(r["same_sign"] for r in rows),
-               "spearman": metrics.spearman(ours, theirs) if len(rows) > 2 else None,
-               "kendall_tau": metrics.kendall_tau(ours, theirs) if len(rows) > 2 else None}
+               "spearman": stats.spearman(ours, theirs) if len(rows) > 2 else None,
+               "kendall_tau": stats.kendall_tau(ours, theirs) if len(rows) > 2 else None}
     return rows, summary
 
 

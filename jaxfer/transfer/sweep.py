@@ -43,7 +43,7 @@ from jaxfer.networks.layers import layer_names
 from jaxfer.report import plots
 from jaxfer.runtime import files, run, rundir, seeds
 from jaxfer.runtime.code_path import CodePath
-from jaxfer.transfer import metrics, surgery
+from jaxfer.transfer import area_ratio, surgery
 from jaxfer.transfer.surgery import TransferError
 
 DISTILLED = "+distill"  # suffix of a distilled student's source name
@@ -387,7 +387,7 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
     baseline = {env_id: curve(env_id, env_id, "scratch", run_dir) for env_id, run_dir in scratch.items()}
     for (source, target, mode), run_dir in cells.items():
         values = curve(source, target, mode, run_dir)
-        point, low, high = metrics.area_ratio_ci(values, baseline[target], window=cfg.window)
+        point, low, high = area_ratio.area_ratio_ci(values, baseline[target], window=cfg.window)
         ratios.append({"source": source, "target": target, "mode": mode, "area_ratio": round(point, 4),
                        "ci_low": round(low, 4), "ci_high": round(high, 4), "seeds": values.shape[0],
                        "window": cfg.window or ""})
