@@ -51,12 +51,18 @@ sys.path.insert(0, str(ROOT))  # this checkout's jaxfer, installed or not
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from jaxfer import agents, config, envs  # noqa: E402
-from jaxfer.config import ConfigError  # noqa: E402
+from jaxfer import (  # noqa: E402
+    agents,
+    backend,  # noqa: E402
+    config,
+    envs,
+    mesh,  # noqa: E402
+)
+from jaxfer.code_path import CodePath  # noqa: E402
 from jaxfer.dptl import gradcam, similarity  # noqa: E402
+from jaxfer.errors import ConfigError  # noqa: E402
 from jaxfer.networks.q_nets import make_network  # noqa: E402
-from jaxfer.runtime import backend, budget, files, seeds  # noqa: E402
-from jaxfer.runtime.code_path import CodePath  # noqa: E402
+from jaxfer.runtime import budget, files, seed_axis  # noqa: E402
 from jaxfer.runtime.run import environment_info  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -212,10 +218,10 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
     agent = agents.make_agent(cfg, env)
     needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
     budget.check(needs)
-    trainer = agents.make_train(cfg, env, agent=agent)
-    state = jax.block_until_ready(trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds)))
+    trainer = agents.make_trainer(cfg, env, agent=agent)
+    state = jax.block_until_ready(trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds)))
     init_s = time.perf_counter() - start
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
+    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
                                         phase=trainer.phase, path=trainer.path)
     tick = time.perf_counter()
     state, metrics = epoch(state)
@@ -223,9 +229,9 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
     warmup_s, tick = time.perf_counter() - tick, time.perf_counter()
     for _ in range(epochs):
         state, metrics = epoch(state)
-    seeds.fetch(metrics, cfg.seeds)
+    mesh.fetch(metrics, cfg.seeds)
     steady_s = time.perf_counter() - tick
-    strategy = seeds.resolve(cfg.strategy, trainer.num_seeds, trainer.path) if trainer.pool.checkpointable else "vmap"
+    strategy = seed_axis.resolve(cfg.strategy, trainer.num_seeds, trainer.path) if trainer.pool.checkpointable else "vmap"
     return {"seeds": cfg.seeds, "strategy": strategy, "state_gib_per_device": round(needs["per_device"] / 2**30, 3),
             "init_s": round(init_s, 2), "compile_s": round(epoch.compile_seconds, 2),
             "warmup_epoch_s": round(warmup_s, 2),
@@ -282,9 +288,9 @@ def ladder(name: str, spec: dict, epochs: int, clock: Clock, record: Record) -> 
 def probe_envpool() -> dict:
     """envpool's XLA step on the default device, as jaxfer runs it: a Pong pool stepped in a jitted
     ``lax.scan``. Run in a child process (``--probe-envpool``), since a failing GPU step may abort it."""
-    seeds.use_devices(1)
+    mesh.use_devices(1)
     pool = envs.pool(envs.make("atari/Pong", "nature"), 1, 2, 0)
-    state, _ = pool.reset(seeds.seed_keys(0, 1))
+    state, _ = pool.reset(mesh.seed_keys(0, 1))
 
     def body(state, actions):
         state, obs, reward, done, info = pool.step(state, actions)

@@ -40,20 +40,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfer import agents, config, envs
+from jaxfer import agents, config, envs, mesh
 from jaxfer.agents import loop
-from jaxfer.config import ConfigError
+from jaxfer.code_path import CodePath
 from jaxfer.envs import atari
+from jaxfer.errors import ConfigError
 from jaxfer.replay import uniform
-from jaxfer.runtime import files, run, seeds
-from jaxfer.runtime.code_path import CodePath
+from jaxfer.runtime import files, run, rundir, seed_axis
 from jaxfer.runtime.run import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).parent))
 from seed_scaling import matmul_roofline  # noqa: E402  (a sibling script, importable after the path insert)
-
 
 
 def raw_envpool(env_id: str, obs: str = "nature", num_envs: int = 16, steps: int = 500, seed: int = 0) -> dict:
@@ -73,9 +72,9 @@ def raw_envpool(env_id: str, obs: str = "nature", num_envs: int = 16, steps: int
 def timed_epochs(cfg, agent=None, epochs: int = 2) -> dict:
     """Compile one epoch of the real loop, run one to warm up, time ``epochs`` more."""
     env = envs.make(cfg.env, cfg.obs)
-    trainer = agents.make_train(cfg, env, agent=agent)
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds))
-    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, "vmap", sliceable=False,
+    trainer = agents.make_trainer(cfg, env, agent=agent)
+    state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
+    fn, compile_s = seed_axis.compile_over_seeds(trainer.epoch, state, "vmap", sliceable=False,
                                              phase=trainer.phase)
     state, m = fn(state)
     jax.block_until_ready(m)
@@ -190,7 +189,7 @@ def jaxfer_dqn(cfg) -> dict:
         start = time.perf_counter()
         summary = run.train(cfg, out, progress=False)
         wall = time.perf_counter() - start
-        checkpoint_bytes = (out / run.CHECKPOINT).stat().st_size
+        checkpoint_bytes = (out / rundir.CHECKPOINT).stat().st_size
     steady_per_seed = cfg.epoch_steps * summary["epochs_timed"]
     result = {
         "env_steps_per_s": summary["steady_env_steps_per_s"], "compile_s": summary["compile_seconds"],

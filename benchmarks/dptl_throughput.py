@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfer.code_path import CodePath
 from jaxfer.dptl import gradcam, similarity
 from jaxfer.networks.q_nets import make_network
 from jaxfer.runtime import files
-from jaxfer.runtime.code_path import CodePath
 from jaxfer.runtime.run import environment_info
 
 RESULTS = Path(__file__).parent / "results"

@@ -29,8 +29,12 @@ import numpy as np  # noqa: E402
 
 from jaxfer import envs  # noqa: E402
 from jaxfer.dptl import baselines, frames, gradcam, pipeline  # noqa: E402
-from jaxfer.report import plots  # noqa: E402
-from jaxfer.runtime import files, run, rundir  # noqa: E402
+from jaxfer.runtime import (  # noqa: E402
+    files,
+    plots,  # noqa: E402
+    run,
+    rundir,
+)
 from jaxfer.stats import kendall_tau, rank_correlation_ci, spearman  # noqa: E402
 from jaxfer.transfer import area_ratio, sweep  # noqa: E402
 
@@ -72,8 +76,8 @@ def run_curves(sweep_dir: Path, cfg: sweep.SweepConfig, mode: str) -> dict:
     runs |= {(s, t): sweep_dir / sweep.cell_dir(s, t, m) for s, t, m in cfg.cells() if m == mode}
     out = {}
     for key, run_dir in runs.items():
-        if (run_dir / run.RUN_JSON).exists():
-            rows = files.read_csv(run_dir / run.METRICS)
+        if (run_dir / rundir.RUN_JSON).exists():
+            rows = files.read_csv(run_dir / rundir.METRICS)
             out[key] = plots.seed_matrix(rows, plots.curve_metric(rows))[1]
     return out
 

@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jaxfer.runtime import backend, files  # noqa: E402
+from jaxfer import backend  # noqa: E402
+from jaxfer.runtime import files  # noqa: E402
 from jaxfer.runtime.run import environment_info  # noqa: E402
 
 CONFIG = "configs/catch_dqn.yaml"

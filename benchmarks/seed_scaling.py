@@ -23,10 +23,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxfer import agents, config, envs
+from jaxfer import agents, backend, config, envs, mesh
+from jaxfer.code_path import CodePath
 from jaxfer.replay import uniform
-from jaxfer.runtime import backend, files, seeds
-from jaxfer.runtime.code_path import CodePath
+from jaxfer.runtime import files, seed_axis
 from jaxfer.runtime.run import environment_info
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,9 +47,9 @@ def matmul_roofline(n: int = 2048, reps: int = 10) -> float:
 
 def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dict:
     cfg = config.load(None, BASE + extra + [f"seeds={num_seeds}", f"strategy={strategy}"])
-    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-    state = trainer.init(seeds.seed_keys(0, num_seeds))
-    fn, compile_s = seeds.compile_over_seeds(trainer.epoch, state, strategy, phase=trainer.phase, path=trainer.path)
+    trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
+    state = trainer.init(mesh.seed_keys(0, num_seeds))
+    fn, compile_s = seed_axis.compile_over_seeds(trainer.epoch, state, strategy, phase=trainer.phase, path=trainer.path)
     state, m = fn(state)  # warm-up epoch
     jax.block_until_ready(m)
     start = time.perf_counter()

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import envs
+from jaxfer import envs, mesh
 from jaxfer.dptl import frames
-from jaxfer.runtime import files, run, seeds
+from jaxfer.runtime import files, run
 from jaxfer.segment import config, export, labels
 from jaxfer.segment.fcn import FCN
 from jaxfer.segment.train import make_trainer
@@ -32,7 +32,7 @@ def fcn_images_per_s(cfg: config.SegmentConfig, num_frames: int, epochs: int) ->
     obs = frames.collect(cfg.env, cfg.obs, num_frames, cfg.frames_seed)
     y = labels.channel_labels(obs)
     trainer = make_trainer(int(y.max()) + 1, obs.shape[1:], cfg.fcn.lr, cfg.fcn.batch_size)
-    keys = seeds.seed_keys(0, cfg.fcn.seeds)
+    keys = mesh.seed_keys(0, cfg.fcn.seeds)
     state, x, yy = trainer.init(keys), jnp.asarray(obs), jnp.asarray(y)
     start = time.perf_counter()
     epoch = trainer.epoch.lower(state, keys, x, yy).compile()
@@ -52,7 +52,7 @@ def fcn_images_per_s(cfg: config.SegmentConfig, num_frames: int, epochs: int) ->
 def ddqn_steps_per_s(cfg: config.SegmentConfig, steps: int, num_seeds: int) -> dict:
     train = dataclasses.replace(cfg.ddqn.train, seeds=num_seeds, total_steps=steps, epoch_steps=steps // 4,
                                 eval_steps=1, learning_starts=min(cfg.ddqn.train.learning_starts, steps // 8))
-    fcn_like = jax.tree.map(np.asarray, jax.vmap(lambda k: export_fcn_init(k, train))(seeds.seed_keys(0, num_seeds)))
+    fcn_like = jax.tree.map(np.asarray, jax.vmap(lambda k: export_fcn_init(k, train))(mesh.seed_keys(0, num_seeds)))
     fresh = run.init_params(train)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,7 +37,7 @@ CONFIG = {
     "eps_end": 0.05,
     "eps_decay_steps": 5_000,  # env steps over which epsilon decays linearly
     "eval_envs": 32,
-    "eval_steps": 50,  # greedy steps per evaluation (a Catch game lasts 19 steps)
+    "eval_steps": 50,  # greedy steps per evaluation (a Catch game lasts 10-11 steps: envs/catch.py)
 }
 
 

@@ -192,7 +192,7 @@ def _segment(args) -> int:
 
 
 def _transfer(args) -> int:
-    from jaxfer.config import ConfigError
+    from jaxfer.errors import ConfigError
     from jaxfer.transfer import executors, sweep
 
     _once(args.overrides)
@@ -232,7 +232,8 @@ def _transfer(args) -> int:
 
 def _once(overrides: list[str]) -> None:
     """Refuse a key given twice among the command line's overrides: the last would win in silence."""
-    from jaxfer.config import ConfigError, repeated
+    from jaxfer.config import repeated
+    from jaxfer.errors import ConfigError
     twice = repeated(o.partition("=")[0].strip() for o in overrides)
     if twice:
         given = [o for o in overrides if o.partition("=")[0].strip() == twice[0]]
@@ -254,8 +255,7 @@ def _train(args) -> int:
     out = args.out or Path("runs") / (Path(args.config).stem if args.config else DEFAULT_NAME)
     if args.dry_run:
         return _dry_run(cfg, out)
-    from jaxfer.report import plots
-    from jaxfer.runtime import run
+    from jaxfer.runtime import plots, run
     if args.track and importlib.util.find_spec("wandb") is None:
         raise config.ConfigError("--track needs Weights & Biases: pip install 'jaxfer[track]'")
     summary = run.train(cfg, out, progress=not args.no_progress, track=args.track)
@@ -284,7 +284,7 @@ def _joins(args) -> bool:
 def _start(args) -> None:
     """Join the processes of a multi-process run (before anything touches the backend) and turn on the
     persistent compilation cache."""
-    from jaxfer.runtime import backend
+    from jaxfer import backend
     if _joins(args):
         backend.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
                                        timeout_s=args.join_timeout or JOIN_TIMEOUT_S)
@@ -298,24 +298,24 @@ def _devices_for(args, num_seeds: int) -> None:
     one device instead of computing a padded copy on the others."""
     import jax
 
-    from jaxfer.runtime import seeds
+    from jaxfer import mesh
     if args.devices is None and jax.process_count() == 1:
-        seeds.use_devices(min(num_seeds, jax.device_count()))
+        mesh.use_devices(min(num_seeds, jax.device_count()))
 
 
 def _dry_run(cfg, out: Path, graph: list | None = None) -> int:
     """What a run of ``cfg`` (a TrainConfig) into ``out`` would be, without writing anything."""
     import yaml
 
-    from jaxfer import agents, config, envs
-    from jaxfer.runtime import budget, seeds
-    from jaxfer.runtime.code_path import CodePath
+    from jaxfer import agents, config, envs, mesh
+    from jaxfer.code_path import CodePath
+    from jaxfer.runtime import budget
     env = envs.make(cfg.env, cfg.obs)
     path = CodePath.from_config(cfg)
     needs = budget.estimate(agents.make_agent(cfg, env, path=path), env, cfg.num_envs, cfg.seeds)
     _say(f"# {out} (dry run: nothing written)\n" + yaml.safe_dump(config.to_dict(cfg), sort_keys=False).rstrip())
-    _say(f"# code path: {path.describe()}; {cfg.seeds} seeds on {seeds.device_count()} device(s) "
-         f"({seeds.padded(cfg.seeds)} computed)\n# {budget.describe(needs)}")
+    _say(f"# code path: {path.describe()}; {cfg.seeds} seeds on {mesh.device_count()} device(s) "
+         f"({mesh.padded(cfg.seeds)} computed)\n# {budget.describe(needs)}")
     for run_dir, needs_runs in graph or []:
         _say(f"{run_dir}" + (f"  <- {', '.join(needs_runs)}" if needs_runs else ""))
     return 0
@@ -393,10 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _start(args)
         _on_stop()
-        from jaxfer.runtime import seeds
-        with seeds.together():  # an error on one process (a bad option, a lock, a full disk) ends them all
+        from jaxfer import mesh
+        with mesh.together():  # an error on one process (a bad option, a lock, a full disk) ends them all
             if args.devices is not None:
-                seeds.use_devices(args.devices)
+                mesh.use_devices(args.devices)
             return commands[args.command](args)
     except (JaxferError, FileNotFoundError) as e:
         print(f"jaxfer: error: {e}", file=sys.stderr)

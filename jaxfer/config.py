@@ -57,9 +57,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         # late imports: config must load without jax for --help
-        from jaxfer import envs
+        from jaxfer import backend, envs
         from jaxfer.networks import actor_critic, q_nets
-        from jaxfer.runtime import backend
 
         checks = [
             (self.env in envs.ENV_IDS, f"unknown env id '{self.env}'; known: {', '.join(envs.known_env_ids())}"),

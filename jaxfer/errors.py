@@ -8,3 +8,7 @@ class JaxferError(ValueError):
 
 class ConfigError(JaxferError):
     """A user mistake in a config or a command's options: the message is one line naming the problem."""
+
+
+class BackendError(JaxferError):
+    """A run the devices or processes at hand cannot execute; the message is one line."""

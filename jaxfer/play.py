@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import agents, config, envs, stats
+from jaxfer import agents, envs, stats
 from jaxfer.dptl import frames
-from jaxfer.runtime import files, run
 from jaxfer.errors import JaxferError
+from jaxfer.runtime import files, rundir
 
 MAX_STEPS = 27_000  # Atari's game limit (agent steps); every game here ends before it
 
@@ -26,33 +26,19 @@ class PlayError(JaxferError):
 
 def load_agent(run_dir: Path, seed_index: int, game: str | None):
     """(agent, its params for ``seed_index``, env, run config) of a finished run directory."""
-    run_dir = Path(run_dir)
-    if not (run_dir / run.PARAMS).is_file() or not (run_dir / run.CONFIG).is_file():
-        raise PlayError(f"no finished run at '{run_dir}': expected {run.PARAMS} and {run.CONFIG} (from `jaxfer train`)")
-    cfg = config.load(run_dir / run.CONFIG)
+    run = rundir.load_finished(run_dir, PlayError)
     try:
-        env = envs.make(game or cfg.env, cfg.obs)
+        env = envs.make(game or run.cfg.env, run.cfg.obs)
     except envs.EnvError as e:
         raise PlayError(str(e)) from None
-    home = envs.make(cfg.env, cfg.obs)
+    home = run.env
     if (env.num_actions, env.obs_shape) != (home.num_actions, home.obs_shape):
-        raise PlayError(f"the agent of {cfg.env} ({home.num_actions} actions, observations {home.obs_shape}) cannot "
-                        f"play {env.id} ({env.num_actions} actions, observations {env.obs_shape})")
-    agent = agents.make_agent(cfg, env)
-    obs = jax.ShapeDtypeStruct((1, *env.obs_shape), env.obs_dtype)
-    shapes = jax.eval_shape(lambda k, o: agent.init(k, o, None).params, jax.random.PRNGKey(0), obs)
-    num_seeds = len(next(iter(files.load_npz(run_dir / run.PARAMS).values())))
-    if not 0 <= seed_index < num_seeds:
-        raise PlayError(f"{run_dir} holds {num_seeds} seeds; --seed-index {seed_index} is out of range")
-    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_seeds, *s.shape), s.dtype), shapes)
-    try:
-        params, _ = files.load_tree(run_dir / run.PARAMS, like)
-    except (KeyError, ValueError) as e:
-        if isinstance(e, files.DamagedFile):
-            raise
-        raise PlayError(f"{run_dir / run.PARAMS} does not fit the {cfg.network} network of {cfg.agent} that "
-                        f"{run_dir / run.CONFIG} names ({e.args[0]})") from None
-    return agent, jax.tree.map(lambda x: jnp.asarray(x[seed_index]), params), env, cfg
+        raise PlayError(f"the agent of {run.cfg.env} ({home.num_actions} actions, observations {home.obs_shape}) "
+                        f"cannot play {env.id} ({env.num_actions} actions, observations {env.obs_shape})")
+    if not 0 <= seed_index < run.num_seeds:
+        raise PlayError(f"{run_dir} holds {run.num_seeds} seeds; --seed-index {seed_index} is out of range")
+    agent = run.agent if env.id == home.id else agents.make_agent(run.cfg, env)
+    return agent, jax.tree.map(lambda x: jnp.asarray(x[seed_index]), run.params), env, run.cfg
 
 
 def play(run_dir: Path, game: str | None = None, episodes: int = 10, gif: Path | None = None,

@@ -57,17 +57,17 @@ def train_epochs(cfg, env=None, freeze=None, params=None):
     import jax
     import jax.numpy as jnp
 
-    from jaxfer import agents, envs
-    from jaxfer.runtime import seeds
-    trainer = agents.make_train(cfg, env or envs.make(cfg.env, cfg.obs), freeze=freeze)
+    from jaxfer import agents, envs, mesh
+    from jaxfer.runtime import seed_axis
+    trainer = agents.make_trainer(cfg, env or envs.make(cfg.env, cfg.obs), freeze=freeze)
     if params is not None:
         params = jax.tree.map(lambda x: jnp.broadcast_to(x, (cfg.seeds, *x.shape)), params)
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), params)
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
+    state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds), params)
+    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
     history = []
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
-        history.append(seeds.fetch(metrics, cfg.seeds))
+        history.append(mesh.fetch(metrics, cfg.seeds))
     return state, history
 
 

@@ -10,17 +10,17 @@ import sys
 
 import jax
 
-from jaxfer import agents, config, envs
-from jaxfer.runtime import seeds
+from jaxfer import agents, config, envs, mesh
+from jaxfer.runtime import seed_axis
 
 COLLECTIVES = r"\b(all-to-all|collective-permute|all-gather|all-reduce|reduce-scatter|collective-broadcast)\b"
 
 
 def probe(path, overrides):
     cfg = config.load(path, overrides)
-    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds))
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
+    trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
+    state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
+    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
                                         phase=trainer.phase, path=trainer.path)
     hlo = epoch.compiled(None if trainer.phase is None else trainer.phase(state)).as_text()
     holding = {d.id: len(range(*index[0].indices(trainer.num_seeds)))
@@ -28,7 +28,7 @@ def probe(path, overrides):
     history = []
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
-        history.append({k: v.tolist() for k, v in seeds.fetch(metrics, cfg.seeds).items()})
+        history.append({k: v.tolist() for k, v in mesh.fetch(metrics, cfg.seeds).items()})
     return {"devices": jax.device_count(), "collectives": sorted(set(re.findall(COLLECTIVES, hlo))),
             "seeds_per_device": holding, "history": history}
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from conftest import ROOT, train_epochs
 
-from jaxfer import agents, config, envs
+from jaxfer import agents, config, envs, mesh
 from jaxfer.agents import a2c
+from jaxfer.code_path import CodePath
 from jaxfer.dptl import gradcam
 from jaxfer.envs.base import Env
 from jaxfer.networks import actor_critic
 from jaxfer.networks.layers import layer_names
-from jaxfer.runtime import files, seeds
-from jaxfer.runtime.code_path import CodePath
+from jaxfer.runtime import files, seed_axis
 from jaxfer.transfer import surgery
 
 # Catch with the small net and an LSTM core: 2 epochs of 160 env steps (4 envs x 5 steps x 8 updates).
@@ -186,11 +186,11 @@ def test_a2c_learns_minatar_breakout():
     seed's training return (sampled policy) over the last epoch >= 15 and their mean >= 20 (random
     play scores ~0.5; the run that chose the config ended at 28.7, 26.8, 22.7, 20.8)."""
     cfg = config.load(ROOT / "configs/minatar_a2c.yaml")
-    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds))
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
+    trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
+    state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
+    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
-    returns = seeds.fetch(metrics, cfg.seeds)["train_return"]
+    returns = mesh.fetch(metrics, cfg.seeds)["train_return"]
     print("final training returns per seed:", returns)
     assert (returns >= 15).all() and returns.mean() >= 20, returns

@@ -185,6 +185,7 @@ def _damaged_files(tmp_path, f: dict, put) -> None:
     put("dptl_good.yaml", yaml.safe_dump(DPTL | {"source": str(good), "cache": str(tmp_path / "frames")}))
     put("dptl_other/dptl.yaml", yaml.safe_dump(DPTL | {"source": str(good), "frames": 30}))
     put("segment_other/segment.yaml", "env: minatar/Breakout\nframes: 10\n")
+    f["dptl_other"], f["segment_other"] = tmp_path / "dptl_other", tmp_path / "segment_other"
     f["user_folder"] = tmp_path / "user_folder"
     put("dptl_source_bad_yaml.yaml", yaml.safe_dump(DPTL | {"source": str(f["run_config_bad_yaml"])}))
 
@@ -225,7 +226,7 @@ CASES = [
     ("dptl", ["{scalar.yaml}"], "must be a mapping"),
     ("dptl", ["{latin1.yaml}"], "is not UTF-8"),
     ("dptl", ["{dptl_source_int.yaml}"], "source"),
-    ("dptl", ["{dptl_no_run.yaml}"], "no checkpoint at"),
+    ("dptl", ["{dptl_no_run.yaml}"], "no finished run at"),
     ("dptl", ["{dptl_frames_zero.yaml}"], "frames must be an integer >= 1"),
     ("segment", ["{segment_scalar.yaml}"], "must be a mapping"),
     ("segment", ["{segment_unknown.yaml}"], "unknown keys ['bogus']"),
@@ -236,7 +237,7 @@ CASES = [
     ("dptl", ["{dptl_huge_size.yaml}"], "GiB"),
     ("dptl", ["{dptl_bad_target.yaml}"], "target 'minatar/Breakout'"),
     ("dptl", ["{dptl_bad_layer.yaml}"], "dense_0"),
-    ("gradcam", ["{a_file}", "catch/v0"], "no checkpoint at"),
+    ("gradcam", ["{a_file}", "catch/v0"], "no finished run at"),
     ("gradcam", ["{good_run}", "catch/v0", "--steps", "0"], "--steps"),
     ("gradcam", ["{good_run}", "catch/v0", "--seed-index", "9"], "seed"),
     ("gradcam", ["{good_run}", "catch/v0", "--layer", "dense_0"], "dense_0"),
@@ -360,6 +361,7 @@ def test_a_user_mistake_is_one_line_and_changes_nothing(files, command, args, ne
     root = next(iter(files.values())).parent
     for name, path in files.items():
         args = [a.replace("{" + name + "}", str(path)) for a in args]
+    assert not [a for a in args if "{" in a], f"a placeholder names no file of the fixture: {args}"
     out = [] if "--out" in args or command not in WRITES else ["--out", str(tmp_path / "out")]
     before = _snapshot(root)
     os.chdir(ROOT)

@@ -8,7 +8,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from atari_throughput import (  # noqa: E402
-    DQN_CONFIG, cleanrl_dqn, comparison_config, comparison_plan, progress_line_steps, steady_rate)
+    DQN_CONFIG,
+    cleanrl_dqn,
+    comparison_config,
+    comparison_plan,
+    progress_line_steps,
+    steady_rate,
+)
 
 from jaxfer import config  # noqa: E402
 

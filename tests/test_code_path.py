@@ -11,16 +11,16 @@ import optax
 import pytest
 from conftest import ROOT
 
-from jaxfer import agents, config, envs
+from jaxfer import agents, config, envs, mesh
+from jaxfer.code_path import CPU_VMAP_MAX_SEEDS, PLAIN, CodePath
 from jaxfer.dptl import gradcam
 from jaxfer.networks import actor_critic, q_nets
-from jaxfer.runtime import seeds
-from jaxfer.runtime.code_path import CPU_VMAP_MAX_SEEDS, PLAIN, CodePath
+from jaxfer.runtime import seed_axis
 from jaxfer.segment.fcn import FCN
 
 SHORT = ["total_steps=400", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "target_update=20",
          "eval_envs=4", "eval_steps=12", "seeds=2"]
-SELECTOR = {Path("jaxfer/runtime/code_path.py")}  # besides jaxfer/xla_cpu/
+SELECTOR = {Path("jaxfer/code_path.py")}  # besides jaxfer/xla_cpu/
 KERNEL_NAMES = {"GemmConv", "GemmConvTranspose", "unbatched_single_seed", "learning_gate", "cpu_tuned"}
 
 
@@ -47,12 +47,12 @@ def xla_cpu_uses(path: Path) -> list[str]:
 def test_xla_cpu_kernels_and_decisions_sit_behind_the_selector():
     uses = {p.relative_to(ROOT): xla_cpu_uses(p) for p in sorted((ROOT / "jaxfer").rglob("*.py"))}
     outside = {str(p): u for p, u in uses.items()
-               if u and p not in SELECTOR and p.parts[1] != "xla_cpu" and p != Path("jaxfer/runtime/backend.py")}
+               if u and p not in SELECTOR and p.parts[1] != "xla_cpu" and p != Path("jaxfer/backend.py")}
     assert outside == {}
-    backend = uses[Path("jaxfer/runtime/backend.py")]  # defines cpu_tuned; the selector is its one caller
+    backend = uses[Path("jaxfer/backend.py")]  # defines cpu_tuned; the selector is its one caller
     assert len(backend) == 1 and backend[0].endswith(": cpu_tuned")
     # the scan sees what it looks for: the selector uses every kernel and asks cpu_tuned
-    selector = " ".join(uses[Path("jaxfer/runtime/code_path.py")])
+    selector = " ".join(uses[Path("jaxfer/code_path.py")])
     for name in ("jaxfer.xla_cpu", "GemmConv", "GemmConvTranspose", "cpu_tuned"):
         assert name in selector, name
 
@@ -65,8 +65,8 @@ def test_accelerator_tuning_switches_strategy_chunks_and_convs_on_this_cpu():
     cpu, acc = (CodePath.from_config(_cfg(t)) for t in ("cpu", "accelerator"))
     assert (cpu, acc) == (CodePath(True, "gemm"), CodePath(False, "xla"))
     assert CodePath.from_config(_cfg("auto")) == cpu  # this machine runs XLA CPU
-    many = (CPU_VMAP_MAX_SEEDS + 1) * seeds.device_count()
-    assert (seeds.resolve("auto", many, cpu), seeds.resolve("auto", many, acc)) == ("sequential", "vmap")
+    many = (CPU_VMAP_MAX_SEEDS + 1) * mesh.device_count()
+    assert (seed_axis.resolve("auto", many, cpu), seed_axis.resolve("auto", many, acc)) == ("sequential", "vmap")
 
     # Grad-CAM's chunks follow the network's path: lax.map over chunks of 32 (a scan) or one batch of 64
     obs = jnp.zeros((64, 21, 21, 1), jnp.uint8)
@@ -94,9 +94,9 @@ def test_the_epoch_compiles_without_a_conditional_off_the_cpu_path(tuning, condi
     """The learning-start gate is the XLA-CPU path's; elsewhere the epoch that crosses ``learning_starts``
     is a collecting scan then a learning scan, and no compiled variant holds a conditional."""
     cfg = _cfg(tuning, ["seeds=1"])
-    trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds))
-    epoch, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
+    trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
+    state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
+    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
     assert (trainer.phase is None) == conditional
     variants = [None] if trainer.phase is None else [trainer.phase(state), 0]  # crossing, and all learning
     assert variants != [0, 0]

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import run_cli
 
-from jaxfer.runtime import backend
+from jaxfer import backend
 
 pytestmark = pytest.mark.stack
 
@@ -57,7 +57,7 @@ def test_an_explicit_device_count_wins():
 def test_the_memory_check_counts_the_hosts_ram_once_for_all_cpu_devices():
     code = """
 import json
-from jaxfer.config import ConfigError
+from jaxfer.errors import ConfigError
 from jaxfer.runtime import budget
 free, sharing = budget.available()
 budget.require(free // 2 - 2**20, "two shares", "seeds", (free, sharing))

@@ -15,8 +15,8 @@ from seed_mesh_probe import probe
 
 from jaxfer import agents, config, envs
 from jaxfer.agents.loop import Rollout
+from jaxfer.code_path import CodePath
 from jaxfer.replay import uniform
-from jaxfer.runtime.code_path import CodePath
 
 pytestmark = pytest.mark.stack  # also run on the accelerator host's stack (.ci/run)
 

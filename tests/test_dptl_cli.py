@@ -12,7 +12,7 @@ from conftest import ROOT, run_cli
 from jaxfer import cli, config, envs
 from jaxfer.dptl import frames, gradcam, pipeline
 from jaxfer.networks import q_nets
-from jaxfer.runtime import files, run
+from jaxfer.runtime import files, rundir
 
 skimage_filters = pytest.importorskip("skimage.filters")
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -28,8 +28,8 @@ def make_run_dir(path, env_id="catch/v0", obs="grid", seeds=2, params_obs=None):
     keys = jax.random.split(jax.random.PRNGKey(7), seeds)
     params = jax.vmap(lambda k: net.init(k, jnp.zeros((1, *env.obs_shape), jnp.uint8)))(keys)
     path.mkdir(parents=True)
-    files.atomic_write_bytes(path / run.CONFIG, yaml.safe_dump(config.to_dict(cfg), sort_keys=False).encode())
-    files.save_tree(path / run.PARAMS, params)
+    files.atomic_write_bytes(path / rundir.CONFIG, yaml.safe_dump(config.to_dict(cfg), sort_keys=False).encode())
+    files.save_tree(path / rundir.PARAMS, params)
     return path
 
 
@@ -99,7 +99,7 @@ def test_frames_played_by_a_given_agent(source, tmp_path):
 def test_gradcam_strip_and_gif(source, tmp_path):
     from PIL import Image
 
-    assert cli.main(["gradcam", str(source / run.PARAMS), "catch/v1", "--out", str(tmp_path), "--seed-index", "1"]) == 0
+    assert cli.main(["gradcam", str(source / rundir.PARAMS), "catch/v1", "--out", str(tmp_path), "--seed-index", "1"]) == 0
     strip, gif = tmp_path / "catch_run__catch_v1.png", tmp_path / "catch_run__catch_v1.gif"
     assert strip.stat().st_size > 0
     with Image.open(gif) as im:
@@ -119,11 +119,11 @@ def mismatched(tmp_path_factory):
 @pytest.mark.parametrize("spec, needle", [
     ({"layer": "conv_7"}, "layer 'conv_7' is not a conv layer of catch_cnn; available: conv_0, conv_1"),
     ({"targets": []}, "'targets' must be a non-empty list of env ids"),
-    ({"source": "no/such/run"}, "no checkpoint at 'no/such/run': expected a jaxfer run directory"),
+    ({"source": "no/such/run"}, "no finished run at 'no/such/run': expected a jaxfer run directory"),
     ({"targets": ["minatar/Breakout"]},
      ("target 'minatar/Breakout' gives observations of shape (10, 10, 4) (grid), but the source network "
       "(catch_cnn, trained on catch/v0) takes (21, 21, 4)")),
-    ({"source": "MISMATCHED"}, "does not fit catch_cnn on catch/v0 (grid observations of shape (21, 21, 4))"),
+    ({"source": "MISMATCHED"}, "params.npz does not fit the catch_cnn network of dqn that"),
     ({"source_seed": 5}, "holds 2 seeds; seed index 5 is out of range"),
     ({"threshold": {"block_size": 10}}, "threshold.block_size must be an odd integer >= 3, got 10"),
     ({"method": "cam"}, "unknown CAM method 'cam'; known: gradcam, gradcam++, eigencam"),
@@ -143,7 +143,7 @@ def test_dptl_errors_are_one_line(source, mismatched, tmp_path, capsys, spec, ne
     (None, "minatar/Asterix", [], "target 'minatar/Asterix' gives observations of shape (10, 10, 4)"),
     (None, "catch/v0", ["--layer", "dense_0"],
      "layer 'dense_0' is not a conv layer of catch_cnn; available: conv_0, conv_1"),
-    ("nowhere/params.npz", "catch/v0", [], "no checkpoint at 'nowhere/params.npz'"),
+    ("nowhere/params.npz", "catch/v0", [], "no finished run at 'nowhere/params.npz'"),
 ])
 def test_gradcam_errors_are_one_line(source, tmp_path, capsys, checkpoint, game, extra, needle):
     assert cli.main(["gradcam", checkpoint or str(source), game, "--out", str(tmp_path), *extra]) == 2

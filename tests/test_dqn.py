@@ -9,9 +9,9 @@ from conftest import train_epochs
 
 from jaxfer import agents, config, envs
 from jaxfer.agents import dqn
+from jaxfer.code_path import CodePath
 from jaxfer.networks.layers import layer_names
 from jaxfer.networks.q_nets import make_network
-from jaxfer.runtime.code_path import CodePath
 from jaxfer.replay import uniform
 
 # A short run: 2 epochs of 200 env steps, learning from step 100.

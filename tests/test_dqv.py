@@ -7,8 +7,7 @@ from conftest import ROOT
 from jaxfer import config
 from jaxfer.agents import dqv
 from jaxfer.replay import uniform
-from jaxfer.report import plots
-from jaxfer.runtime import run
+from jaxfer.runtime import plots, run, rundir
 
 
 class TableNet:  # f(s) = params[s]
@@ -48,7 +47,7 @@ def test_dqv_learns_catch_v0(tmp_path, agent):
     Threshold: the seed-mean greedy catch rate reaches >= 0.85 and starts below 0.5."""
     cfg = config.load(ROOT / "configs/catch_dqn.yaml", [f"agent={agent}"])
     run.train(cfg, tmp_path / agent, progress=False)
-    _, rates = plots.seed_matrix(run.files.read_csv(tmp_path / agent / run.METRICS), "eval_catch_rate")
+    _, rates = plots.seed_matrix(run.files.read_csv(tmp_path / agent / rundir.METRICS), "eval_catch_rate")
     assert rates.shape[0] == 4
     assert rates.mean(0)[:2].max() < 0.5
     assert rates.mean(0).max() >= 0.85, rates.mean(0).round(3)

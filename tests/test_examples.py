@@ -14,8 +14,7 @@ import pytest
 from conftest import ROOT
 
 from jaxfer import config
-from jaxfer.report import plots
-from jaxfer.runtime import files, run
+from jaxfer.runtime import files, plots, run, rundir
 
 
 def _example():
@@ -47,7 +46,7 @@ def test_the_example_and_jaxfer_train_learn_catch_to_the_same_level(tmp_path):
     example_rates = _train_example({}, seeds=2)
     cfg = config.load(ROOT / "configs" / "catch_dqn.yaml", ["seeds=2", "tensorboard=false"])
     run.train(cfg, tmp_path / "run", progress=False)
-    _, jaxfer_rates = plots.seed_matrix(files.read_csv(tmp_path / "run" / run.METRICS), "eval_catch_rate")
+    _, jaxfer_rates = plots.seed_matrix(files.read_csv(tmp_path / "run" / rundir.METRICS), "eval_catch_rate")
     late_example, late_jaxfer = example_rates.mean(0)[-5:].mean(), jaxfer_rates.mean(0)[-5:].mean()
     assert late_example >= 0.8 and late_jaxfer >= 0.8, (late_example, late_jaxfer)
     assert abs(late_example - late_jaxfer) <= 0.1, (late_example, late_jaxfer)

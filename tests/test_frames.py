@@ -80,7 +80,6 @@ def test_screen_of_stacks_and_of_object_channels():
     np.testing.assert_allclose(frames.screen(rgb_stack, "atari/Pong", "ea3c_stack4"), np.full((4, 4), 0.299), rtol=1e-6)
 
 
-@pytest.mark.skipif("atari/Pong" not in envs.ENV_IDS, reason="atari/ envs (envpool) are not registered yet")
 def test_atari_frames_through_the_pool(tmp_path):
     obs = frames.collect("atari/Pong", "nature", n=12, cache_dir=tmp_path)
     assert obs.shape == (12, 84, 84, 4) and obs.dtype == np.uint8

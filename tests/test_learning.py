@@ -10,8 +10,7 @@ import pytest
 from conftest import ROOT
 
 from jaxfer import config
-from jaxfer.report import plots
-from jaxfer.runtime import run
+from jaxfer.runtime import plots, run, rundir
 
 
 @pytest.mark.stack  # the one learning test .ci/run also runs on the accelerator host's stack
@@ -19,7 +18,7 @@ def test_dqn_learns_catch_v0_with_four_seeds(tmp_path):
     cfg = config.load(ROOT / "configs/catch_dqn.yaml")
     assert (cfg.seeds, cfg.total_steps, cfg.env, cfg.obs) == (4, 40_000, "catch/v0", "grid")
     run.train(cfg, tmp_path / "run", progress=False)
-    rows = run.files.read_csv(tmp_path / "run" / run.METRICS)
+    rows = run.files.read_csv(tmp_path / "run" / rundir.METRICS)
     _, rates = plots.seed_matrix(rows, "eval_catch_rate")
     seed_mean = rates.mean(0)
     assert rates.shape == (4, 20)

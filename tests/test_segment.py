@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from jaxfer.errors import JaxferError
 from jaxfer import config
+from jaxfer.errors import JaxferError
 from jaxfer.networks import layers, q_nets
-from jaxfer.runtime import files, run
+from jaxfer.runtime import files, run, rundir
 from jaxfer.segment import config as seg_config
 from jaxfer.segment import export, labels, pipeline
 from jaxfer.segment.fcn import FCN
@@ -158,7 +158,7 @@ def test_export_is_bit_identical_and_stays_so_when_frozen(tmp_path):
         for leaf in ("kernel", "bias"):
             np.testing.assert_array_equal(params["params"][name][leaf], fcn["params"][name][leaf][:2])
     run.train(cfg, tmp_path / "frozen", progress=False, init_params=params, freeze=freeze)
-    trained = files.load_tree(tmp_path / "frozen" / run.PARAMS, like=fresh)[0]
+    trained = files.load_tree(tmp_path / "frozen" / rundir.PARAMS, like=fresh)[0]
     for name in trunk:
         for leaf in ("kernel", "bias"):
             np.testing.assert_array_equal(trained["params"][name][leaf], fcn["params"][name][leaf][:2])

@@ -9,8 +9,8 @@ import yaml
 from conftest import run_cli
 
 from jaxfer import config
-from jaxfer.config import ConfigError
-from jaxfer.runtime import files, run
+from jaxfer.errors import ConfigError
+from jaxfer.runtime import files, run, rundir
 from jaxfer.transfer import sweep
 
 TINY = {"seeds": 2, "total_steps": 400, "epoch_steps": 200, "learning_starts": 100, "buffer_size": 500,
@@ -163,8 +163,8 @@ def test_dqv_sweeps_copy_and_freeze_both_networks(tmp_path, agent):
     path = _config(tmp_path, sources=["catch/v3"], modes=["only_head"], train=TINY | {"agent": agent})
     proc = run_cli("transfer", path, "--out", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    with np.load(out / "scratch/catch_v3" / run.PARAMS) as source, \
-            np.load(out / "cells/catch_v3__catch_v0__only_head" / run.PARAMS) as cell:
+    with np.load(out / "scratch/catch_v3" / rundir.PARAMS) as source, \
+            np.load(out / "cells/catch_v3__catch_v0__only_head" / rundir.PARAMS) as cell:
         assert {k.split("/")[0] for k in cell.files} == {"q", "v"}
         for key in cell.files:
             assert np.array_equal(cell[key], source[key]) == ("/head/" not in key), key

@@ -1,4 +1,4 @@
-"""Agents: ``make_agent`` / ``make_train(cfg, env, freeze=None)`` pick the kind named by ``cfg.agent``
+"""Agents: ``make_agent`` / ``make_trainer(cfg, env, freeze=None)`` pick the kind named by ``cfg.agent``
 (value-based: dqn, dqv, dqv_max; actor-critic: a2c)."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import jax
 
 from jaxfer.agents import a2c, dqn, dqv, value_based
 from jaxfer.agents.loop import Agent, LoopState, Trainer, make_loop
-from jaxfer.config import ConfigError
-from jaxfer.runtime.code_path import CodePath
+from jaxfer.code_path import CodePath
+from jaxfer.errors import ConfigError
 
 ALGORITHMS = {"dqn": dqn.algorithm, "dqv": dqv.algorithm, "dqv_max": dqv.max_algorithm}
 
@@ -38,11 +38,11 @@ def check_input(cfg, env, agent: Agent) -> None:
                           f"{tuple(env.obs_shape)} ({reason})") from None
 
 
-def make_train(cfg, env, freeze=None, agent: Agent | None = None, path: CodePath | None = None) -> Trainer:
+def make_trainer(cfg, env, freeze=None, agent: Agent | None = None, path: CodePath | None = None) -> Trainer:
     """The training loop of ``cfg.seeds`` agents of kind ``cfg.agent`` on ``env``, on the code path ``path``
     (default: ``cfg``'s; ``agent`` must have been made on the same)."""
     path = path or CodePath.from_config(cfg)
     return make_loop(cfg, env, agent or make_agent(cfg, env, freeze, path), path)
 
 
-__all__ = ["ALGORITHMS", "Agent", "LoopState", "Trainer", "make_agent", "make_train"]
+__all__ = ["ALGORITHMS", "Agent", "LoopState", "Trainer", "make_agent", "make_trainer"]

@@ -19,10 +19,10 @@ import optax
 from jaxfer.agents import targets
 from jaxfer.agents.loop import Agent, Rollout
 from jaxfer.agents.value_based import stop_frozen, with_freeze
+from jaxfer.code_path import CodePath
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
 from jaxfer.networks import actor_critic
-from jaxfer.runtime.code_path import CodePath
 
 
 class A2CState(NamedTuple):

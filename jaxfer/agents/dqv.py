@@ -15,10 +15,10 @@ import optax
 
 from jaxfer.agents import targets
 from jaxfer.agents.value_based import Algorithm
+from jaxfer.code_path import CodePath
 from jaxfer.config import TrainConfig
 from jaxfer.networks.q_nets import make_network
 from jaxfer.replay import uniform
-from jaxfer.runtime.code_path import CodePath
 
 
 def dqv_loss(qnet, vnet, cfg: TrainConfig, use_max: bool, params, target_params, batch: uniform.Transition):

@@ -8,7 +8,7 @@ same computation as vmapping a whole per-seed loop. Every ``rollout_len`` vector
 stores the rollout and updates from it (1 for replay-based agents, n for n-step actor-critic); before
 ``learning_starts`` it only stores. That split is static: an epoch that crosses ``learning_starts``
 is a collecting scan then an updating scan, each compiled once (``Trainer.phase``), except on the
-XLA-CPU path, whose agents gate their update in the graph (``jaxfer.runtime.code_path``).
+XLA-CPU path, whose agents gate their update in the graph (``jaxfer.code_path``).
 
 ``make_loop(cfg, env, agent, path) -> Trainer``: ``init(keys (S,), params=None)`` builds the state
 (host side: envpool resets there); ``epoch(state)`` runs ``cfg.epoch_steps`` env steps per seed
@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfer import mesh
+from jaxfer.code_path import CodePath
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env, Pool
 from jaxfer.envs import pool as make_pool
-from jaxfer.runtime import seeds
-from jaxfer.runtime.code_path import CodePath
 
 EVAL_SEED_OFFSET = 1_000_003  # eval games never share a seed with training games
 
@@ -79,11 +79,11 @@ class Trainer(NamedTuple):
     epoch: Callable  # (one device's block of a LoopState, warm-up iterations or None) -> (state, metrics)
     agent: Agent
     pool: Pool
-    checkpoint: Callable  # state -> the tree a checkpoint holds (of its real seeds: ``seeds.fetch(tree, num)``)
+    checkpoint: Callable  # state -> the tree a checkpoint holds (of its real seeds: ``mesh.fetch(tree, num)``)
     restore: Callable  # (state, loaded checkpoint tree of the real seeds) -> state, padded and placed
     phase: Callable | None  # state -> the epoch's static variant (warm-up iterations); None: one variant
     path: CodePath  # the run's code path
-    num_seeds: int  # the padded seed count the state holds (jaxfer.runtime.seeds.padded)
+    num_seeds: int  # the padded seed count the state holds (jaxfer.mesh.padded)
 
 
 def episode_stats(info: dict) -> dict:
@@ -105,7 +105,7 @@ def summarise(stats: dict, prefix: str) -> dict:
 
 def make_loop(cfg: TrainConfig, env: Env, agent: Agent, path: CodePath) -> Trainer:
     n_env, n_eval, horizon = cfg.num_envs, cfg.eval_envs, agent.rollout_len
-    num = seeds.padded(cfg.seeds)
+    num = mesh.padded(cfg.seeds)
     pool = make_pool(env, num, n_env, cfg.seed)
     eval_pool = make_pool(env, num, n_eval, cfg.seed + EVAL_SEED_OFFSET)
     memories = jax.vmap(lambda _: agent.initial_memory(n_env))
@@ -129,15 +129,15 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent, path: CodePath) -> Train
     def init(keys: jax.Array, params=None) -> LoopState:
         """The state of ``cfg.seeds`` agents (keys and params: one row per seed), padded and split over
         the devices as it is made."""
-        keys = seeds.place(seeds.pad(keys, cfg.seeds))
+        keys = mesh.place(mesh.pad(keys, cfg.seeds))
         _, k_env, k_eval, _ = jax.jit(split4)(keys)
         env_state, obs = pool.reset(k_env)
         eval_env_state, eval_obs = eval_pool.reset(k_eval)
-        args = (keys, obs, eval_obs) + (() if params is None else (seeds.place(seeds.pad(params, cfg.seeds)),))
-        block = jax.jit(seeds.over_seeds(init_block, seeds.SEED_AXIS, seeds.SEED_AXIS))
+        args = (keys, obs, eval_obs) + (() if params is None else (mesh.place(mesh.pad(params, cfg.seeds)),))
+        block = jax.jit(mesh.over_seeds(init_block, mesh.SEED_AXIS, mesh.SEED_AXIS))
         agents, first, memory, eval_first, eval_memory, key = block(*args)
         return LoopState(agents, env_state, obs, first, memory, eval_env_state, eval_obs, eval_first, eval_memory,
-                         key, seeds.place(np.int32(0)))
+                         key, mesh.place(np.int32(0)))
 
     def checkpoint(state: LoopState):
         if pool.checkpointable:
@@ -145,7 +145,7 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent, path: CodePath) -> Train
         return {"agent": state.agent, "key": state.key, "env_steps": state.env_steps}
 
     def restore(state: LoopState, saved) -> LoopState:
-        placed = seeds.place(seeds.pad(saved, cfg.seeds))
+        placed = mesh.place(mesh.pad(saved, cfg.seeds))
         return placed if pool.checkpointable else state._replace(**placed)
 
     def env_step(state: LoopState, _):
@@ -174,7 +174,7 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent, path: CodePath) -> Train
 
     def phase(state: LoopState) -> int:
         """Iterations of this epoch before ``learning_starts`` (read from the host's copy of the step count)."""
-        done = seeds.host_scalar(state.env_steps)
+        done = mesh.host_scalar(state.env_steps)
         step = n_env * horizon  # iteration k learns iff done + (k + 1) * step >= learning_starts
         return int(np.clip(-(-(agent.learning_starts - done) // step) - 1, 0, iterations))
 

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxfer.agents.loop import Agent, Rollout
+from jaxfer.code_path import CodePath
 from jaxfer.config import TrainConfig
 from jaxfer.envs import Env
 from jaxfer.replay import stacked_frames, uniform
-from jaxfer.runtime.code_path import CodePath
 
 
 class Algorithm(NamedTuple):
@@ -57,7 +57,7 @@ def stop_frozen(params, freeze=None):
     return jax.tree.map(lambda p, frozen: jax.lax.stop_gradient(p) if frozen else p, params, freeze)
 
 
-def make_memory(cfg: TrainConfig, env: Env):
+def make_replay(cfg: TrainConfig, env: Env):
     """(init(), add(buf, Rollout), sample(buf, key)): frame-once storage for stacked frames."""
     if env.frame_stack_fill is None:
         def add(buf, r: Rollout):
@@ -74,14 +74,14 @@ def make_memory(cfg: TrainConfig, env: Env):
 
 def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, freeze=None) -> Agent:
     tx = with_freeze(optax.adam(cfg.lr), freeze)
-    memory_init, memory_add, memory_sample = make_memory(cfg, env)
+    replay_init, replay_add, replay_sample = make_replay(cfg, env)
 
     def init(key: jax.Array, obs: jax.Array, params=None) -> ValueState:
         k_net, key = jax.random.split(key)
         if params is None:
             params = algo.init_params(k_net, obs[:1])
         return ValueState(params=params, target_params=jax.tree.map(jnp.copy, params), opt_state=tx.init(params),
-                          replay=memory_init(), key=key, sample_key=jnp.zeros_like(key),  # drawn by the first store
+                          replay=replay_init(), key=key, sample_key=jnp.zeros_like(key),  # drawn by the first store
                           env_steps=jnp.int32(0), updates=jnp.int32(0))
 
     def epsilon(env_steps):
@@ -102,7 +102,7 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, free
         """The rollout into the replay buffer, and a key for the next sample: drawn at every step, updated or
         not, so that both code paths sample the same batches."""
         key, sample_key = jax.random.split(agent.key)
-        return agent._replace(replay=memory_add(agent.replay, rollout), key=key, sample_key=sample_key,
+        return agent._replace(replay=replay_add(agent.replay, rollout), key=key, sample_key=sample_key,
                               env_steps=agent.env_steps + rollout.action.size)
 
     def sgd_step(learner, target_params, batch):
@@ -116,7 +116,7 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, free
 
     def update(agent: ValueState, rollout: Rollout, memory, env_steps):
         """One update, as CleanRL's: sample a batch, loss and gradient, optimiser step, target sync."""
-        batch = memory_sample(agent.replay, agent.sample_key)
+        batch = replay_sample(agent.replay, agent.sample_key)
         (params, opt_state, count), stats = step(env_steps, (agent.params, agent.opt_state, agent.updates),
                                                  agent.target_params, batch)
         target = jax.tree.map(lambda p, t: jnp.where(count % cfg.target_update == 0, p, t), params, agent.target_params)

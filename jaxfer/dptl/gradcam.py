@@ -14,8 +14,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxfer.networks.layers import layer_names
 from jaxfer.errors import JaxferError
+from jaxfer.networks.layers import layer_names
 
 METHODS = ("gradcam", "gradcam++", "eigencam")
 

@@ -27,12 +27,13 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from jaxfer import config, envs  # noqa: E402
-from jaxfer.config import ConfigError  # noqa: E402
+from jaxfer.code_path import CodePath  # noqa: E402
 from jaxfer.dptl import frames, gradcam, similarity  # noqa: E402
+from jaxfer.errors import (
+    JaxferError,  # noqa: E402
+)
 from jaxfer.networks import actor_critic, q_nets  # noqa: E402
-from jaxfer.errors import JaxferError  # noqa: E402
 from jaxfer.runtime import budget, files, run, rundir  # noqa: E402
-from jaxfer.runtime.code_path import CodePath  # noqa: E402
 
 MAX_EPISODE_STEPS = 1000  # `jaxfer gradcam` without --steps: one game, at most this long
 
@@ -132,32 +133,13 @@ class Source:
 
 def load_source(path: str | Path) -> Source:
     """The acting network of a run directory (``path`` may also name its params.npz)."""
-    run_dir = Path(path)
-    run_dir = run_dir.parent if run_dir.name == run.PARAMS else run_dir
-    _check((run_dir / run.PARAMS).is_file() and (run_dir / run.CONFIG).is_file(),
-           f"no checkpoint at '{path}': expected a jaxfer run directory holding {run.PARAMS} and {run.CONFIG} "
-           f"(e.g. one written by `jaxfer train`)")
-    try:
-        cfg = config.load(run_dir / run.CONFIG)
-    except ConfigError as e:
-        raise DPTLError(f"{run_dir / run.CONFIG}: {e}") from None
-    env = envs.make(cfg.env, cfg.obs)
-    path = CodePath.from_config(cfg)
-    net = (actor_critic.from_config(cfg, env.num_actions, path) if cfg.agent == "a2c"  # the actor's logits stand for Q
-           else q_nets.make_network(cfg.network, env.num_actions, path))
-    shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, *env.obs_shape), env.obs_dtype))
-    try:
-        num_seeds = len(next(iter(files.load_npz(run_dir / run.PARAMS).values())))
-    except files.DamagedFile as e:
-        raise DPTLError(str(e)) from None
-    like = jax.tree.map(lambda s: np.zeros((num_seeds, *s.shape), s.dtype), shapes)
-    q_key = cfg.agent in ("dqv", "dqv_max")  # DQV keeps {"q": ..., "v": ...}; the Q-network acts
-    try:
-        params, _ = files.load_tree(run_dir / run.PARAMS, {"q": like} if q_key else like)
-    except (KeyError, ValueError) as e:
-        raise DPTLError(f"{run_dir / run.PARAMS} does not fit {cfg.network} on {cfg.env} ({cfg.obs} observations "
-                        f"of shape {env.obs_shape}): {e}") from None
-    return Source(run_dir, cfg, env, net, params["q"] if q_key else params)
+    run = rundir.load_finished(path, DPTLError)
+    code = CodePath.from_config(run.cfg)
+    net = (actor_critic.from_config(run.cfg, run.env.num_actions, code) if run.cfg.agent == "a2c"  # the actor's
+           else q_nets.make_network(run.cfg.network, run.env.num_actions, code))  # logits stand for Q
+    acting = run.params["q"] if run.cfg.agent in ("dqv", "dqv_max") else run.params  # DQV: {"q": ..., "v": ...}
+    run_dir = Path(path).parent if Path(path).name == rundir.PARAMS else Path(path)
+    return Source(run_dir, run.cfg, run.env, net, acting)
 
 
 def target_env(source: Source, env_id: str) -> envs.Env:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfer import stats
-from jaxfer.runtime.code_path import PLAIN, CodePath
+from jaxfer.code_path import PLAIN, CodePath
 
 
 def _reflect(j: int, n: int) -> int:

@@ -166,22 +166,22 @@ def _threads(n: int, pools: int = 1) -> int:
 
 
 def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -> Pool:
-    """One synchronous envpool per device of ``seeds.mesh()``; see the module docstring.
+    """One synchronous envpool per device of ``mesh.mesh()``; see the module docstring.
 
-    ``num_seeds`` (a multiple of the device count, see ``jaxfer.runtime.seeds``) are split into equal blocks,
+    ``num_seeds`` (a multiple of the device count, see ``jaxfer.mesh``) are split into equal blocks,
     device d stepping seeds ``d * S/D ..`` in its own pool (this process makes the pools of its own
-    devices only). ``step`` runs on one device's block, inside ``seeds.over_seeds``: with several
+    devices only). ``step`` runs on one device's block, inside ``mesh.over_seeds``: with several
     pools in a process it picks its device's pool by ``lax.axis_index`` (``lax.switch``), since envpool
     bakes the pool into the compiled call. Seed i's games are those of seed i alone, whatever D.
     """
     import envpool
 
-    from jaxfer.runtime import seeds
+    from jaxfer import mesh
     platform = jax.default_backend()
     if platform not in ("cpu", "gpu", "cuda", "rocm"):
         raise EnvError(f"atari/ envs need a CPU or GPU backend (envpool has no {platform} step); "
                        f"run on a CPU or GPU host")
-    devices = seeds.device_count()
+    devices = mesh.device_count()
     if num_seeds % devices:
         raise EnvError(f"{num_seeds} seeds cannot be split over {devices} devices; pad them (runtime.seeds.padded)")
     preset, task_id = PRESETS[obs], GAMES[env_id]
@@ -191,7 +191,7 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
     if not (0 <= seed_base and seed_base + num_seeds * num_envs <= _MAX_SEED):
         raise EnvError(f"Atari seeds (seed + i) * num_envs + j must lie in [0, 2^31); got seed {seed}, "
                        f"{num_seeds} seeds x {num_envs} envs")
-    positions = seeds.local_positions()
+    positions = mesh.local_positions()
     threads = _threads(n, len(positions))
     pools = [envpool.make(task_id, env_type="gymnasium", num_envs=n, batch_size=n, num_threads=threads,
                           seed=seed_base + d * n, **preset.envpool) for d in positions]
@@ -211,15 +211,15 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
 
     def reset(keys=None):
         """Host side: (re)starts every game (keys are ignored: envpool seeds itself); global arrays."""
-        devices = [seeds.mesh().devices[d] for d in positions]
-        state = seeds.assemble([reset_one(p, x[0], d) for p, x, d in zip(pools, xla, devices)])
+        devices = [mesh.mesh().devices[d] for d in positions]
+        state = mesh.assemble([reset_one(p, x[0], d) for p, x, d in zip(pools, xla, devices)])
         return state, jax.jit(jnp.copy)(state.stack)  # a buffer of its own: the epoch donates both
 
     def xla_step(handle, actions):
         calls = [x[3] for x in xla]
         if len(calls) == 1:
             return calls[0](handle, actions)
-        device = jax.lax.axis_index(seeds.AXIS) - positions[0]
+        device = jax.lax.axis_index(mesh.AXIS) - positions[0]
         return jax.lax.switch(device, calls, handle, actions)
 
     def step(state: AtariState, actions):

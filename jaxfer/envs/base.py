@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import jax
 
-from jaxfer.runtime import seeds
+from jaxfer import mesh
 from jaxfer.errors import JaxferError
 
 
@@ -20,9 +20,9 @@ class Pool:
     """``num_seeds x num_envs`` environments stepped as one batch: what training loops use.
 
     ``reset(keys (S,)) -> (state, obs (S, E, *obs_shape))`` returns global arrays split over the seed
-    mesh (``jaxfer.runtime.seeds``) and may run on the host (envpool's reset does); ``step(state, actions int32
+    mesh (``jaxfer.mesh``) and may run on the host (envpool's reset does); ``step(state, actions int32
     (S', E)) -> (state, obs, reward f32 (S', E), done bool (S', E), info)`` is pure, auto-resets, and
-    runs on one device's block of S' seeds inside ``seeds.over_seeds`` (a one-device pool also outside).
+    runs on one device's block of S' seeds inside ``mesh.over_seeds`` (a one-device pool also outside).
     ``done`` ends the learner's bootstrapping (a lost life under episodic-life training);
     ``info["episode_end"]`` marks the end of a real game and ``info["episode_return"]`` /
     ``["episode_length"]`` hold its true score and length there.
@@ -84,5 +84,5 @@ def pool(env: Env, num_seeds: int, num_envs: int, seed: int) -> Pool:
         return (states, keys), obs, reward, done, info
 
     # jit: eager resets compile op by op; over_seeds: each device resets its own seeds
-    return Pool(num_seeds, num_envs, jax.jit(seeds.over_seeds(reset, seeds.SEED_AXIS, seeds.SEED_AXIS)), step,
+    return Pool(num_seeds, num_envs, jax.jit(mesh.over_seeds(reset, mesh.SEED_AXIS, mesh.SEED_AXIS)), step,
                 checkpointable=True, block_reset=reset)

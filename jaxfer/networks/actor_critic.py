@@ -15,7 +15,7 @@ Networks (``NETWORKS``):
 ``width`` multiplies every conv's channels (E-A3C's unspecified "expanded channels"); ``core`` is
 "lstm" (memory carried per env, reset where an episode starts) or "dense" (feed-forward: give it
 stacked frames). Convs and max-pools are the code path's (``path``): flax's by default, the XLA-CPU
-kernels on that path (``jaxfer.runtime.code_path``).
+kernels on that path (``jaxfer.code_path``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfer.runtime.code_path import PLAIN, CodePath
+from jaxfer.code_path import PLAIN, CodePath
 
 # (features, kernel, stride, padding, pool): pool 1 = none
 EA3C_CONVS = ((32, 5, 1, 2, 2), (32, 5, 1, 1, 2), (64, 4, 1, 1, 2), (64, 3, 1, 1, 2))

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import re
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-
 _KIND_ORDER = ("conv", "dense", "head")
 
 
@@ -29,24 +25,3 @@ def layer_names(params) -> list[str]:
 
 
 FRAME_SCALE = 1 / 255  # raw frames in [0, 255] -> [0, 1]
-
-
-def same_padding(x: jax.Array, kernel: int, stride: int) -> jax.Array:
-    """Zero-pad H and W as XLA's "SAME" does (output size = ceil(input / stride))."""
-    pads = []
-    for size in x.shape[-3:-1]:
-        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-        pads.append((total // 2, total - total // 2))
-    return jnp.pad(x, [(0, 0)] * (x.ndim - 3) + pads + [(0, 0)])
-
-
-class Conv(nn.Conv):
-    """``nn.Conv`` of ``x * input_scale``: takes raw integer frames as ``jaxfer.xla_cpu.kernels.GemmConv`` does,
-    with the same parameters."""
-
-    input_scale: float = 1.0
-
-    def __call__(self, inputs: jax.Array) -> jax.Array:
-        if self.input_scale != 1.0:
-            inputs = inputs.astype(jnp.float32) * self.input_scale
-        return super().__call__(inputs)

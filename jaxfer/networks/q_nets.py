@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxfer.code_path import PLAIN, CodePath
 from jaxfer.networks.layers import FRAME_SCALE
-from jaxfer.runtime.code_path import PLAIN, CodePath
 
 
 class ConvQNet(nn.Module):

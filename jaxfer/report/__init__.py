@@ -1,1 +1,1 @@
-"""Reports: plots of runs and sweeps, and ``jaxfer report``'s Markdown and HTML."""
+"""Reports: ``jaxfer report``'s Markdown and HTML of run, sweep and DPTL directories."""

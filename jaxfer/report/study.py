@@ -18,9 +18,8 @@ import html
 from pathlib import Path
 
 from jaxfer import stats
-from jaxfer.config import ConfigError
-from jaxfer.report import plots
-from jaxfer.runtime import files, run, rundir
+from jaxfer.errors import ConfigError
+from jaxfer.runtime import files, plots, rundir
 from jaxfer.transfer import area_ratio, reference
 
 FIGURES = "figures"
@@ -108,7 +107,7 @@ def kind(path: Path) -> str:
         return "sweep"
     if (path / "scores.csv").exists() and (path / "summary.json").exists():
         return "dptl"
-    if (path / run.METRICS).exists() and (path / run.CONFIG).exists():
+    if (path / rundir.METRICS).exists() and (path / rundir.CONFIG).exists():
         return "run"
     raise ConfigError(f"{path}: not a jaxfer run, sweep or DPTL directory (no metrics.csv + config.yaml, "
                       "area_ratios.csv + curves.csv, or scores.csv + summary.json)")
@@ -121,7 +120,8 @@ def _ci(point: float, low: float, high: float, signed: bool = True) -> str:
 
 def sweep_curves(path: Path) -> tuple[dict, str]:
     """(source, target, mode) -> (env steps, values (seeds, epochs)) from a sweep's curves.csv, and its metric."""
-    rows = files.read_csv(path / "curves.csv", CURVE_COLUMNS, rows=True, numbers=("seed", "epoch", "env_steps", "value"))
+    rows = files.read_csv(path / "curves.csv", CURVE_COLUMNS, rows=True,
+                          numbers=("seed", "epoch", "env_steps", "value"))
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["source"], r["target"], r["mode"]), []).append(r)
@@ -147,9 +147,9 @@ def run_facts(dirs: list[Path]) -> tuple[list[list], dict | None]:
     """One row of speed facts per finished run directory, and the versions/device of the first."""
     rows, first = [], None
     for d in dirs:
-        if not (d / run.RUN_JSON).exists():
+        if not (d / rundir.RUN_JSON).exists():
             continue
-        info = files.read_json(d / run.RUN_JSON)
+        info = files.read_json(d / rundir.RUN_JSON)
         first = first or info
         device = info.get("device", {})
         rows.append([d.name, info.get("config", {}).get("seeds", ""), info.get("steady_env_steps_per_s", ""),
@@ -179,7 +179,7 @@ def read(path: Path, what: str) -> dict:
         runs = sorted(p for sub in ("scratch", "distill", "cells") for p in (path / sub).glob("*"))
         return {"curves": curves, "metric": metric, "cells": cell_statistics(ratios, curves), "facts": run_facts(runs)}
     if what == "run":
-        return {"cfg": files.read_yaml(path / run.CONFIG), "rows": plots.read_metrics(path / run.METRICS),
+        return {"cfg": files.read_yaml(path / rundir.CONFIG), "rows": plots.read_metrics(path / rundir.METRICS),
                 "facts": run_facts([path])}
     summary = files.read_json(path / "summary.json", ("source", "scores"))
     if not isinstance(summary["scores"], list) or not all(

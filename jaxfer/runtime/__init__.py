@@ -1,2 +1,2 @@
-"""The runtime: a run's epochs, seed execution over devices and hosts, the memory budget, files,
-run directories, the backend's code path, tracking."""
+"""The training driver: one run's epochs over the seed mesh (``run``, ``seed_axis``, ``host_loop``), its
+directory (``rundir``, ``files``), memory budget, plots, tracking and the multi-process supervisor."""

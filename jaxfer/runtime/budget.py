@@ -7,8 +7,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxfer.config import ConfigError
-from jaxfer.runtime import seeds
+from jaxfer import mesh
+from jaxfer.errors import ConfigError
 
 
 def tree_bytes(tree) -> int:
@@ -23,7 +23,7 @@ def estimate(agent, env, num_envs: int, num_seeds: int) -> dict:
     obs = jax.ShapeDtypeStruct((num_envs, *env.obs_shape), env.obs_dtype)
     state = jax.eval_shape(lambda k, o: agent.init(k, o, None), jax.random.PRNGKey(0), obs)
     per_seed = {name: tree_bytes(part) for name, part in state._asdict().items()}
-    devices = seeds.device_count()
+    devices = mesh.device_count()
     per_device_seeds = -(-num_seeds // devices)
     one = sum(per_seed.values())
     return {"per_seed": per_seed, "per_seed_total": one, "seeds": num_seeds, "devices": devices,
@@ -41,7 +41,7 @@ def available() -> tuple[int | None, int]:
     devices, the host's MemAvailable once, shared by all of them; for accelerators, the least free memory
     among this process's devices, each its own, from the device's own stats (``bytes_limit`` less
     ``bytes_in_use``). None where an accelerator reports no limit: the host's memory says nothing about it."""
-    local = [seeds.mesh().devices[i] for i in seeds.local_positions()]
+    local = [mesh.mesh().devices[i] for i in mesh.local_positions()]
     if local[0].platform == "cpu":
         return _host_available(), len(local)
     free = []

@@ -18,8 +18,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import yaml
-from jaxfer.errors import JaxferError
 
+from jaxfer.errors import JaxferError
 
 PARTIAL = ".partial-"  # in the name of a file being written; left behind only by a killed writer
 _UMASK = os.umask(0)
@@ -209,6 +209,20 @@ def load_npz(path: Path) -> dict:
     if not arrays:  # every file jaxfer saves holds some
         raise DamagedFile(f"{path} cannot be read (it holds no arrays); delete it to start over")
     return arrays
+
+
+def load_nested(path: Path) -> dict:
+    """The arrays of a .npz written by ``save_tree`` as nested dicts (its keys are pytree paths:
+    params/conv_0/kernel), for a tree whose structure is not known beforehand (a user's checkpoint)."""
+    tree: dict = {}
+    for name, x in load_npz(path).items():
+        if not name.startswith("__"):
+            *parents, leaf = name.split("/")
+            node = tree
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = x
+    return tree
 
 
 def load_tree(path: Path, like):

@@ -17,8 +17,7 @@ from tqdm import tqdm
 
 from jaxfer.errors import ConfigError
 from jaxfer.runtime import files
-
-CHECKPOINT, METRICS = "checkpoint.npz", "metrics.csv"
+from jaxfer.runtime.rundir import CHECKPOINT, METRICS
 
 
 def resume(out: Path, like, rows_per_epoch: int):
@@ -73,6 +72,8 @@ class HostLoop:
         self._writer, self._pending = ThreadPoolExecutor(max_workers=1), None
 
     def __enter__(self) -> "HostLoop":
+        if self.writes and self.start > 0:  # the rows of a resumed run, whole again before its next epoch
+            files.write_csv(self.out / METRICS, self.rows)
         return self
 
     def __iter__(self):

@@ -1,4 +1,5 @@
-"""The host loop: chunks of jitted training, progress, metrics, checkpoints, resume, outputs.
+"""Training one run: ``train(cfg, out)``, the agents' epochs compiled over the seed mesh and driven by
+the host loop (``host_loop``), then params.npz, the learning curve and run.json.
 
 One compiled call advances every seed by one epoch; between calls the host appends the epoch's
 metrics, rewrites ``metrics.csv`` and the checkpoint atomically, and updates the progress bar. A run
@@ -18,15 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import agents, envs
-from jaxfer.config import ConfigError, TrainConfig, to_dict
-from jaxfer.report import plots
-from jaxfer.runtime import budget, files, host_loop, rundir, seeds, tracking
-from jaxfer.runtime.code_path import CodePath
-
-CONFIG = rundir.CLAIM
-CHECKPOINT, METRICS = host_loop.CHECKPOINT, host_loop.METRICS
-RUN_JSON, PARAMS, CURVE = "run.json", "params.npz", "learning_curve.png"
+from jaxfer import agents, envs, mesh
+from jaxfer.code_path import CodePath
+from jaxfer.config import TrainConfig, to_dict
+from jaxfer.errors import ConfigError
+from jaxfer.runtime import budget, files, host_loop, plots, rundir, seed_axis, tracking
+from jaxfer.runtime.rundir import CHECKPOINT, CURVE, PARAMS, RUN_JSON
 
 
 def environment_info() -> dict:
@@ -35,12 +33,12 @@ def environment_info() -> dict:
     return {
         "versions": versions | {"python": platform.python_version()},
         "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count(),
-                   "used": seeds.device_count(), "processes": jax.process_count()},
+                   "used": mesh.device_count(), "processes": jax.process_count()},
         "cpu_count": os.cpu_count(),
     }
 
 
-def check_dir(out: Path, cfg: TrainConfig) -> bool:
+def holds_finished_run(out: Path, cfg: TrainConfig) -> bool:
     """May ``out`` hold this run? True if it already holds a finished run of the same config."""
     if rundir.check_claim(out, to_dict(cfg), "a run"):
         return (out / RUN_JSON).exists()
@@ -61,12 +59,12 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     ``init_params`` (seed axis first) start the agents from given weights, e.g. transferred layers;
     ``freeze`` (a tree of bools without the seed axis) keeps layers fixed; ``meta`` goes to run.json;
     ``track`` also sends the metrics to Weights & Biases.
-    In a multi-process run every process calls this with the same arguments (``seeds.agree`` checks) inside
-    ``seeds.together()``; process 0 writes the files.
+    In a multi-process run every process calls this with the same arguments (``mesh.agree`` checks) inside
+    ``mesh.together()``; process 0 writes the files.
     """
     out = Path(out)
-    seeds.agree("config", {"config": to_dict(cfg), "out": str(out), "devices": seeds.device_count(),
-                           "local_devices": len(seeds.local_positions()), "transferred": init_params is not None})
+    mesh.agree("config", {"config": to_dict(cfg), "out": str(out), "devices": mesh.device_count(),
+                           "local_devices": len(mesh.local_positions()), "transferred": init_params is not None})
     env = envs.make(cfg.env, cfg.obs)
     path = CodePath.from_config(cfg)  # the run's one code path
     agent = agents.make_agent(cfg, env, freeze, path)
@@ -79,18 +77,19 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
 def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict, progress: bool, init_params, meta,
            track: bool) -> dict:
     writes = jax.process_index() == 0
-    if check_dir(out, cfg):
+    if holds_finished_run(out, cfg):
         return io_summary(out)
     progress = progress and writes
     if progress:
         print(budget.describe(needs), file=sys.stderr)
-    trainer = agents.make_train(cfg, env, agent=agent, path=path)
-    state = trainer.init(seeds.seed_keys(cfg.seed, cfg.seeds), init_params)
+    trainer = agents.make_trainer(cfg, env, agent=agent, path=path)
+    state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds), init_params)
     state, start, rows = resume(out, cfg, trainer, state)
-    seeds.agree("checkpoint (every process must see the same --out: a shared file system)", start)
-    epoch_fn, _ = seeds.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
-                                           phase=trainer.phase, path=path)  # checks working memory
-    seeds.barrier()  # no process claims it before all have checked it
+    mesh.agree("checkpoint (every process must see the same --out: a shared file system)", start)
+    epoch_fn, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy,
+                                               sliceable=trainer.pool.checkpointable, phase=trainer.phase,
+                                               path=path)  # checks working memory
+    mesh.barrier()  # no process claims it before all have checked it
     if writes:
         rundir.write_claim(out, to_dict(cfg))
 
@@ -99,7 +98,7 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
                             lambda: epoch_fn.compile_seconds) as loop:
         for epoch in loop:
             state, metrics = epoch_fn(state)
-            metrics, snapshot = seeds.fetch((metrics, trainer.checkpoint(state)), cfg.seeds)  # own copies: the
+            metrics, snapshot = mesh.fetch((metrics, trainer.checkpoint(state)), cfg.seeds)  # own copies: the
             seconds = loop.record(epoch, metric_rows(epoch, metrics), snapshot)  # next epoch donates the buffers
             headline = plots.curve_metric([metrics])  # catch rate on Catch, return elsewhere
             rate = cfg.seeds * cfg.epoch_steps / seconds
@@ -109,9 +108,8 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
 
     rows = loop.rows
     summary = run_summary(cfg, meta, trainer, epoch_fn.compile_seconds, loop.seconds, start, needs, rows)
-    params = seeds.fetch(state.agent.params, cfg.seeds)
+    params = mesh.fetch(state.agent.params, cfg.seeds)
     if writes:
-        files.write_csv(out / METRICS, rows)  # a run resumed after its last epoch has not written it yet
         files.save_tree(out / PARAMS, params)
         label = {"dqn": "Double DQN" if cfg.double else "DQN", "dqv": "DQV", "dqv_max": "DQV-Max",
                  "a2c": "A2C"}[cfg.agent]
@@ -120,13 +118,13 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
         files.write_json(out / RUN_JSON, summary)  # the finished mark: the checkpoint is no longer needed
         if not cfg.keep_checkpoint:
             (out / CHECKPOINT).unlink(missing_ok=True)
-    seeds.barrier()  # no process reads the results before they are there
+    mesh.barrier()  # no process reads the results before they are there
     return summary
 
 
 def resume(out: Path, cfg: TrainConfig, trainer, state):
     """(state, first epoch, metric rows so far): from ``out``'s checkpoint where there is one."""
-    saved, start, rows = host_loop.resume(out, seeds.shapes(trainer.checkpoint(state), cfg.seeds), cfg.seeds)
+    saved, start, rows = host_loop.resume(out, mesh.shapes(trainer.checkpoint(state), cfg.seeds), cfg.seeds)
     return (state if saved is None else trainer.restore(state, saved)), start, rows
 
 
@@ -155,7 +153,7 @@ def init_params(cfg: TrainConfig):
     env = envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env)
     obs = jnp.zeros((cfg.num_envs, *env.obs_shape), env.obs_dtype)  # only its shape matters
-    k_agent = jax.vmap(lambda k: jax.random.split(k, 4)[0])(seeds.seed_keys(cfg.seed, cfg.seeds))
+    k_agent = jax.vmap(lambda k: jax.random.split(k, 4)[0])(mesh.seed_keys(cfg.seed, cfg.seeds))
     return jax.jit(lambda keys: jax.lax.map(lambda k: agent.init(k, obs, None).params, keys))(k_agent)
 
 

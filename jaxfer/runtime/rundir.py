@@ -1,4 +1,5 @@
-"""One writer per run directory: a lock file held while a command writes there.
+"""A run directory: the names of its files, one writer at a time (a lock), the claim that says what it
+holds, and a finished run loaded back (``load_finished``: play, DPTL and sweeps read runs through it).
 
 Two commands on one ``--out`` would otherwise both train and mix their results. The lock is created
 atomically (``O_CREAT | O_EXCL``) and holds the host, pid and start time of its holder, and a heartbeat
@@ -20,12 +21,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import yaml
 
-from jaxfer.config import ConfigError
+from jaxfer import agents, config, envs
+from jaxfer.config import TrainConfig
+from jaxfer.errors import ConfigError
 from jaxfer.runtime import files
 
 LOCK = ".jaxfer.lock"
@@ -37,7 +40,12 @@ _HELD: dict[Path, threading.Event] = {}  # the locks this process holds (each wi
 _WRITING = threading.RLock()  # a heartbeat is never written after its lock was released
 
 
-CLAIM = "config.yaml"  # what a run directory holds: written first, compared on every later start
+# A run directory's files: its config (the claim, written first and compared on every later start), metric
+# rows per epoch and seed, the checkpoint while it runs, then the final params, the learning curve and
+# run.json (written last: the run is finished).
+CONFIG = CLAIM = "config.yaml"
+METRICS, CHECKPOINT = "metrics.csv", "checkpoint.npz"
+PARAMS, CURVE, RUN_JSON = "params.npz", "learning_curve.png", "run.json"
 
 
 def check_claim(out: Path, claim: dict, what: str, name: str = CLAIM) -> bool:
@@ -222,3 +230,46 @@ def check_sweep(out: Path) -> None:
     except Busy as e:
         if e.holder is not None and not e.holder.get("sweep"):  # None: a lock being written this instant
             raise
+
+
+class Finished(NamedTuple):
+    """A finished run, rebuilt from its directory: its config, env, agent and params (seed axis first)."""
+
+    cfg: TrainConfig
+    env: envs.Env
+    agent: agents.Agent
+    params: Any
+
+    @property
+    def num_seeds(self) -> int:
+        return len(jax.tree.leaves(self.params)[0])
+
+
+def load_finished(path: Path, error: type[Exception] = ConfigError) -> Finished:
+    """The run in directory ``path`` (or whose params.npz ``path`` names), for play, DPTL and sweeps: a
+    missing or damaged file, or params of another network than its config names, is one ``error`` line."""
+    run_dir = Path(path)
+    run_dir = run_dir.parent if run_dir.name == PARAMS else run_dir
+    if not (run_dir / PARAMS).is_file() or not (run_dir / CONFIG).is_file():
+        raise error(f"no finished run at '{path}': expected a jaxfer run directory holding {PARAMS} and {CONFIG} "
+                    f"(one written by `jaxfer train`)")
+    try:
+        cfg = config.load(run_dir / CONFIG)
+    except files.DamagedFile:
+        raise
+    except ConfigError as e:
+        raise error(f"{run_dir / CONFIG}: {e}") from None
+    env = envs.make(cfg.env, cfg.obs)
+    agent = agents.make_agent(cfg, env)
+    obs = jax.ShapeDtypeStruct((1, *env.obs_shape), env.obs_dtype)
+    shapes = jax.eval_shape(lambda k, o: agent.init(k, o, None).params, jax.random.PRNGKey(0), obs)
+    num_seeds = len(next(iter(files.load_npz(run_dir / PARAMS).values())))
+    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_seeds, *s.shape), s.dtype), shapes)
+    try:
+        params, _ = files.load_tree(run_dir / PARAMS, like)
+    except (KeyError, ValueError) as e:
+        if isinstance(e, files.DamagedFile):
+            raise
+        raise error(f"{run_dir / PARAMS} does not fit the {cfg.network} network of {cfg.agent} that "
+                    f"{run_dir / CONFIG} names ({e.args[0]})") from None
+    return Finished(cfg, env, agent, params)

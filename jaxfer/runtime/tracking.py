@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxfer.config import ConfigError
+from jaxfer.errors import ConfigError
 
 EVENTS = "tensorboard"  # the run directory's folder of event files: `tensorboard --logdir runs`
 

@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 
 from jaxfer import config, envs
-from jaxfer.config import ConfigError
+from jaxfer.errors import ConfigError, JaxferError
 from jaxfer.segment import labels
-from jaxfer.errors import JaxferError
 
 VARIANTS = ("frozen", "fine_tune", "scratch", "baseline")
 

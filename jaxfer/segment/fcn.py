@@ -20,8 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxfer.code_path import PLAIN, CodePath
 from jaxfer.networks import q_nets
-from jaxfer.runtime.code_path import PLAIN, CodePath
 
 NETWORK = "seg_ddqn"  # the Q-network whose first convs are this FCN's encoder
 ENCODER = q_nets.NETWORKS[NETWORK](1).convs[:3]  # (features, kernel, stride[, pool]) per conv

@@ -20,6 +20,7 @@ import dataclasses
 
 import chex
 import numpy as np
+
 from jaxfer.errors import JaxferError
 
 METHODS = ("channels", "palette")

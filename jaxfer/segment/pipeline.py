@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfer import agents, envs, stats
+from jaxfer import agents, envs, mesh, stats
+from jaxfer.code_path import CodePath
 from jaxfer.dptl import frames
-from jaxfer.runtime import budget, files, host_loop, run, rundir, seeds
-from jaxfer.runtime.code_path import CodePath
+from jaxfer.runtime import budget, files, host_loop, run, rundir
 from jaxfer.segment import export, labels, report
 from jaxfer.segment.config import SegmentConfig, SegmentError, to_dict
 from jaxfer.segment.fcn import FCN
@@ -115,7 +115,7 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
 
     spec = cfg.fcn
     trainer = make_trainer(len(names), obs.shape[1:], spec.lr, spec.batch_size, CodePath.of())
-    keys = seeds.seed_keys(spec.seed, spec.seeds)
+    keys = mesh.seed_keys(spec.seed, spec.seeds)
     state = trainer.init(keys)
     saved, start, rows = host_loop.resume(out, state, spec.seeds)
     state = state if saved is None else jax.tree.map(jnp.asarray, saved)
@@ -178,7 +178,7 @@ def _fcn_like(cfg: SegmentConfig):
     """Shapes of the FCN this config trains, and its meta, before training it (to check early)."""
     obs_shape = envs.make(cfg.env, cfg.obs).obs_shape
     like = jax.eval_shape(lambda: jax.vmap(lambda k: FCN(2).init(k, jnp.zeros((1, *obs_shape), jnp.uint8)))(
-        seeds.seed_keys(cfg.fcn.seed, cfg.fcn.seeds)))
+        mesh.seed_keys(cfg.fcn.seed, cfg.fcn.seeds)))
     meta = {"source": "the FCN of this config", "file": "fcn/fcn.npz", "env": cfg.env, "obs": cfg.obs,
             "obs_shape": tuple(obs_shape)}
     return like, meta

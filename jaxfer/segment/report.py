@@ -11,8 +11,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from jaxfer.report import plots
-from jaxfer.runtime import files, run
+from jaxfer.runtime import files, plots, rundir
 from jaxfer.transfer import area_ratio
 
 # Which variant is compared with which: (variant, reference). The seed compared frozen-FCN-trunk
@@ -54,7 +53,7 @@ def segmentation_grid(path: Path, pictures: np.ndarray, labels: np.ndarray, pred
 def ddqn_results(out: Path, runs: dict[str, Path], env_id: str, window: int | None) -> list[dict]:
     """curves.csv (long form), area_ratios.csv (R with a bootstrap CI over seeds) and
     learning_curves.png of the DDQN variants in ``runs`` (variant -> run directory)."""
-    rows = {v: plots.read_metrics(d / run.METRICS) for v, d in runs.items()}
+    rows = {v: plots.read_metrics(d / rundir.METRICS) for v, d in runs.items()}
     metric = plots.curve_metric(next(iter(rows.values())))
     files.write_csv(out / "curves.csv", [{"variant": v, "seed": r["seed"], "epoch": r["epoch"],
                                        "env_steps": r["env_steps"], "metric": metric, "value": r[metric]}

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxfer.runtime.code_path import PLAIN, CodePath
+from jaxfer.code_path import PLAIN, CodePath
 from jaxfer.segment.fcn import FCN
 
 EVAL_CHUNK = 256  # frames per evaluation step (XLA CPU slows down per item on big batches)

@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from jaxfer.config import ConfigError
-from jaxfer.runtime import backend, rundir
+from jaxfer import backend
+from jaxfer.errors import ConfigError
+from jaxfer.runtime import rundir
 from jaxfer.transfer import sweep
 
 CONNECT_TIMEOUT_S = 5  # how long --ray-address may take to answer before it counts as unreachable

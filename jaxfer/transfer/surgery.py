@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxfer.networks.layers import layer_names
 from jaxfer.errors import JaxferError
+from jaxfer.networks.layers import layer_names
 
 MODES = ("scratch", "fine_tune", "only_head", "first_n", "last_n")
 

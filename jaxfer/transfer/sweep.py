@@ -21,8 +21,8 @@ Cells run one ``run.train`` call each: two Catch cells as one call were not fast
 (benchmarks/results/cell_batching.json), so cells are not batched. Outputs in the
 sweep directory: ``sweep.yaml`` (the resolved sweep, written first: another sweep there is refused),
 ``curves.csv`` (long form: source, target, mode, seed, epoch, env_steps, value),
-``area_ratios.csv`` (R with a bootstrap CI per cell; both tables merged, never replaced), ``area_ratio_<mode>.png`` heatmaps (one row per
-source, students included) and ``curves_<target>.png``.
+``area_ratios.csv`` (R with a bootstrap CI per cell; both tables merged, never replaced),
+``area_ratio_<mode>.png`` heatmaps (one row per source, students included) and ``curves_<target>.png``.
 """
 from __future__ import annotations
 
@@ -30,19 +30,17 @@ import dataclasses
 import math
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxfer import agents, config, envs
+from jaxfer import agents, config, envs, mesh
 from jaxfer.agents import distill
-from jaxfer.config import ConfigError
+from jaxfer.code_path import CodePath
+from jaxfer.errors import ConfigError
 from jaxfer.networks.layers import layer_names
-from jaxfer.report import plots
-from jaxfer.runtime import files, run, rundir, seeds
-from jaxfer.runtime.code_path import CodePath
+from jaxfer.runtime import files, plots, run, rundir
 from jaxfer.transfer import area_ratio, surgery
 from jaxfer.transfer.surgery import TransferError
 
@@ -151,7 +149,7 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
     if cfg.distill and cfg.train.agent != "dqn":
         raise ConfigError(f"distill makes single Q-network students: it needs agent 'dqn', not '{cfg.train.agent}'")
     for env_id in cfg.sources + cfg.targets:
-        _train(cfg, env_id).validate()
+        _train_config(cfg, env_id).validate()
     parsed = [parse_mode(mode) for mode in cfg.modes]
     for i, mode in enumerate(parsed):
         if mode in parsed[:i]:  # first_n:2 and first_n:02
@@ -161,33 +159,25 @@ def load(path: str | Path, overrides=()) -> SweepConfig:
     return cfg
 
 
-def _train(cfg: SweepConfig, env_id: str) -> config.TrainConfig:
+def _train_config(cfg: SweepConfig, env_id: str) -> config.TrainConfig:
     return dataclasses.replace(cfg.train, env=env_id)
 
 
 def load_checkpoint(env_id: str, path: str, num_seeds: int):
     """The first ``num_seeds`` seeds (seed axis first) of a source checkpoint: a run directory or its params.npz."""
-    file = Path(path) / run.PARAMS if Path(path).is_dir() else Path(path)
+    file = Path(path) / rundir.PARAMS if Path(path).is_dir() else Path(path)
     where = f"source checkpoint '{file}' for {env_id}"
     if not file.is_file():
         raise ConfigError(f"{where} does not exist" + (" (an unfinished run?)" if Path(path).is_dir() else ""))
     try:
-        with np.load(file) as data:
-            arrays = {k: data[k] for k in data.files if not k.startswith("__")}
-    except (OSError, ValueError, zipfile.BadZipFile):
+        tree = files.load_nested(file)
+    except files.DamagedFile:
         raise ConfigError(f"{where} is not a .npz file of parameters") from None
-    tree: dict = {}
-    for name, x in arrays.items():  # keys are pytree paths: params/conv_0/kernel
-        *parents, leaf = name.split("/")
-        node = tree
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = x
     try:
         names = layer_names(tree)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):
         names = []
-    held = {x.shape[0] if x.ndim else 0 for x in arrays.values()}
+    held = {x.shape[0] if x.ndim else 0 for x in jax.tree.leaves(tree)}
     if not names or len(held) != 1:
         raise ConfigError(f"{where} is not a jaxfer Q-network's params (layers conv_i, dense_i, head; seed axis first)")
     (num_held,) = held
@@ -200,7 +190,7 @@ def load_checkpoint(env_id: str, path: str, num_seeds: int):
 def check_cells(cfg: SweepConfig, checkpoints: dict) -> None:
     """Fail before any training if a cell's layers cannot be copied (shapes only, nothing computed)."""
     games = dict.fromkeys(cfg.sources + cfg.targets)
-    shapes = {e: jax.eval_shape(lambda e=e: run.init_params(_train(cfg, e))) for e in games}
+    shapes = {e: jax.eval_shape(lambda e=e: run.init_params(_train_config(cfg, e))) for e in games}
     if cfg.distill:  # a teacher from a checkpoint must be the sweep's own network on its game
         for env_id, params in checkpoints.items():
             try:
@@ -267,7 +257,7 @@ def finished(cfg: SweepConfig, out: Path, r: Run) -> bool:
     """Has ``r`` finished in the sweep directory ``out``? A directory of another config is an error."""
     if r.mode is None and r.source is not None:
         return _check_student(out / r.name, _student_claim(cfg, r.source, r.origin))
-    return run.check_dir(out / r.name, _train(cfg, r.env_id))
+    return run.holds_finished_run(out / r.name, _train_config(cfg, r.env_id))
 
 
 def train_run(cfg: SweepConfig, out: Path, r: Run, progress: bool = True) -> bool:
@@ -282,16 +272,16 @@ def train_run(cfg: SweepConfig, out: Path, r: Run, progress: bool = True) -> boo
         if progress:
             print(f"jaxfer: training {r.name}", file=sys.stderr)
         if r.source is None:
-            run.train(_train(cfg, r.env_id), run_dir, progress, meta={"mode": "scratch"})
+            run.train(_train_config(cfg, r.env_id), run_dir, progress, meta={"mode": "scratch"})
         elif r.mode is None:
             distill_student(cfg, r.source, source_params(cfg, out, r.source), r.origin, run_dir, progress)
         else:
             name, n, frozen = parse_mode(r.mode)
-            fresh = run.init_params(_train(cfg, r.env_id))
+            fresh = run.init_params(_train_config(cfg, r.env_id))
             params, freeze = surgery.apply(name, source_params(cfg, out, r.source), fresh, n=n, frozen=frozen)
             meta = {"source": r.source, "mode": r.mode} | (
                 {"source_checkpoint": cfg.source_checkpoints[r.source]} if r.source in cfg.source_checkpoints else {})
-            run.train(_train(cfg, r.env_id), run_dir, progress, init_params=params,
+            run.train(_train_config(cfg, r.env_id), run_dir, progress, init_params=params,
                       freeze=None if freeze is None else jax.tree.map(bool, freeze), meta=meta)
     return True
 
@@ -301,13 +291,13 @@ def source_params(cfg: SweepConfig, out: Path, source: str):
     if source in cfg.source_checkpoints:
         return load_checkpoint(source, cfg.source_checkpoints[source], cfg.train.seeds)
     where = f"distill/{rundir.slug(game(source))}" if source.endswith(DISTILLED) else f"scratch/{rundir.slug(source)}"
-    like = jax.eval_shape(lambda: run.init_params(_train(cfg, game(source))))
+    like = jax.eval_shape(lambda: run.init_params(_train_config(cfg, game(source))))
     try:
-        return files.load_tree(Path(out) / where / run.PARAMS, like)[0]
+        return files.load_tree(Path(out) / where / rundir.PARAMS, like)[0]
     except (KeyError, ValueError) as e:
         if isinstance(e, files.DamagedFile):
             raise
-        raise files.damaged(Path(out) / where / run.PARAMS, f"not the sweep's network on {game(source)}",
+        raise files.damaged(Path(out) / where / rundir.PARAMS, f"not the sweep's network on {game(source)}",
                             f"delete {Path(out) / where} to train it again") from None
 
 
@@ -334,13 +324,13 @@ def results(cfg: SweepConfig, out: Path) -> list[dict]:
 
 def _student_claim(cfg: SweepConfig, env_id: str, teacher_name: str) -> dict:
     """What a student is distilled from and how: its config.yaml."""
-    return {"teacher": teacher_name, "train": config.to_dict(_train(cfg, env_id)),
+    return {"teacher": teacher_name, "train": config.to_dict(_train_config(cfg, env_id)),
             "distill": dataclasses.asdict(cfg.distill)}
 
 
 def _check_student(out: Path, claim: dict) -> bool:
     """True if ``out`` holds this student, finished; an error if it holds another one."""
-    return rundir.check_claim(out, claim, "a student") and (out / run.RUN_JSON).exists()
+    return rundir.check_claim(out, claim, "a student") and (out / rundir.RUN_JSON).exists()
 
 
 def distill_student(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, out: Path, progress: bool = True):
@@ -348,7 +338,7 @@ def distill_student(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, o
 
     ``out`` holds config.yaml (what was distilled: teacher, training config, DistillSpec), params.npz
     and, written last as the finished mark, run.json with each seed's held-out KL before and after."""
-    train_cfg, spec = _train(cfg, env_id), cfg.distill
+    train_cfg, spec = _train_config(cfg, env_id), cfg.distill
     claim = _student_claim(cfg, env_id, teacher_name)
     rundir.write_claim(out, claim)
     if progress:
@@ -356,7 +346,7 @@ def distill_student(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, o
               file=sys.stderr)
     env = envs.make(env_id, train_cfg.obs)
     algo = agents.ALGORITHMS[train_cfg.agent](train_cfg, env.num_actions, CodePath.from_config(train_cfg))
-    keys = jax.vmap(jax.random.fold_in, (0, None))(seeds.seed_keys(train_cfg.seed, train_cfg.seeds), STUDENT_STREAM)
+    keys = jax.vmap(jax.random.fold_in, (0, None))(mesh.seed_keys(train_cfg.seed, train_cfg.seeds), STUDENT_STREAM)
 
     def one(teacher_params, key):
         return distill.student(algo.q_values, algo.init_params, teacher_params, env, key, spec.schedule, spec.states,
@@ -365,9 +355,9 @@ def distill_student(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, o
     start = time.perf_counter()
     params, stats = jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(teacher, keys))
     seconds = time.perf_counter() - start
-    files.save_tree(out / run.PARAMS, params)
+    files.save_tree(out / rundir.PARAMS, params)
     per_pass = stats["loss"].reshape(train_cfg.seeds, len(distill.SCHEDULES[spec.schedule]), -1).mean(-1)
-    files.write_json(out / run.RUN_JSON, claim | run.environment_info() | {
+    files.write_json(out / rundir.RUN_JSON, claim | run.environment_info() | {
         "seconds_with_compile": round(seconds, 2), "held_out_tau": distill.HELD_OUT_TAU,
         "kl_before": stats["kl_before"].tolist(), "kl_after": stats["kl_after"].tolist(),
         "loss_per_pass": per_pass.round(5).tolist()})
@@ -378,7 +368,7 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
 
     def curve(source, target, mode, run_dir):
         """Seed x epoch values of a run; its rows join the long-form table."""
-        rows = plots.read_metrics(run_dir / run.METRICS)
+        rows = plots.read_metrics(run_dir / rundir.METRICS)
         metric = plots.curve_metric(rows)
         long_rows.extend({"source": source, "target": target, "mode": mode, "seed": r["seed"], "epoch": r["epoch"],
                           "env_steps": r["env_steps"], "metric": metric, "value": r[metric]} for r in rows)
@@ -398,7 +388,7 @@ def write_results(cfg: SweepConfig, out: Path, scratch: dict, cells: dict) -> li
                        list(cfg.source_names()), list(cfg.targets), f"area ratio R, {mode}")
     for target in dict.fromkeys(cfg.targets):
         named = {"scratch": scratch[target]} | {f"{s} {m}": d for (s, t, m), d in cells.items() if t == target}
-        named = {label: plots.read_metrics(d / run.METRICS) for label, d in named.items()}
+        named = {label: plots.read_metrics(d / rundir.METRICS) for label, d in named.items()}
         metric = plots.curve_metric(named["scratch"])
         plots.learning_curve(out / f"curves_{rundir.slug(target)}.png",
                               {label: plots.seed_matrix(rows, metric) for label, rows in named.items()},

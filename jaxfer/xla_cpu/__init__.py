@@ -1,2 +1,2 @@
 """XLA-CPU kernels: convolutions and activations written for the CPU backend, selected by
-``jaxfer.runtime.backend`` and nowhere else."""
+``jaxfer.backend`` and nowhere else."""

@@ -2,7 +2,7 @@
 
 XLA CPU's convolution gradients are slow inside ``lax.scan`` and become grouped convolutions under
 ``vmap``; it fuses some patterns badly (see each function, and docs/performance.md for the numbers and
-the commands that measured them). ``jaxfer.runtime.code_path.CodePath`` selects these kernels on the
+the commands that measured them). ``jaxfer.code_path.CodePath`` selects these kernels on the
 XLA-CPU path only; elsewhere the networks use flax's own layers.
 """
 from __future__ import annotations
@@ -15,7 +15,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfer.networks.layers import same_padding
+
+def same_padding(x: jax.Array, kernel: int, stride: int) -> jax.Array:
+    """Zero-pad H and W as XLA's "SAME" does (output size = ceil(input / stride))."""
+    pads = []
+    for size in x.shape[-3:-1]:
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 3) + pads + [(0, 0)])
 
 
 def _patches(x: jax.Array, k: int, s: int) -> jax.Array:

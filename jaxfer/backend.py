@@ -1,6 +1,6 @@
 """Where a run executes: the backend's tuning, the processes, the compilation cache.
 
-``cpu_tuned`` says whether a run takes the XLA-CPU path; ``jaxfer.runtime.code_path.CodePath`` asks
+``cpu_tuned`` says whether a run takes the XLA-CPU path; ``jaxfer.code_path.CodePath`` asks
 it once per run and holds every switch that follows from the answer.
 """
 from __future__ import annotations
@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 import socket
 import time
-from jaxfer.errors import JaxferError
 from pathlib import Path
+
+from jaxfer.errors import BackendError
 
 TUNINGS = ("auto", "cpu", "accelerator")
 CONV_IMPLS = ("auto", "gemm", "xla")
-
-
-class BackendError(JaxferError):
-    """A run the devices or processes at hand cannot execute; the message is one line."""
 
 
 def cpu_tuned(tuning: str = "auto") -> bool:

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfer.code_path import PLAIN, CodePath
 from jaxfer.networks.layers import FRAME_SCALE
 from jaxfer.networks.q_nets import ConvQNet
-from jaxfer.runtime.code_path import PLAIN, CodePath
 from jaxfer.xla_cpu.kernels import GemmConv, max_pool, relu
 
 

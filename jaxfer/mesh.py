@@ -1,22 +1,15 @@
-"""How the seed axis executes: one code path for 1 CPU, many devices or many hosts.
+"""Where seeds live: one code path for 1 CPU, many devices or many hosts (jax and numpy only).
 
 Seeds are independent agents, so they never exchange data. A 1-D mesh holds every device in
 process-major order; the seed axis is padded to a multiple of the device count (padded seeds repeat
 real ones, are computed like them and are dropped before anything is reported, checkpointed or
-plotted); and ``compile_over_seeds`` runs the epoch under ``jax.shard_map``: each device steps its own
-block of seeds and the compiled epoch holds no collective. Metrics cross devices (and processes)
-once per epoch, in ``fetch``.
+plotted); ``over_seeds`` runs a function under ``jax.shard_map``, each device on its own block of
+seeds, with no collective. Values cross devices (and processes) in ``fetch`` only, once per epoch; the
+processes of a multi-process run meet at sync points (``barrier``, ``agree``, ``together``) of jax's
+coordination service.
 
 State layout: every array leaf has the seed axis first, or one row per device for per-device
 resources (an emulator pool's handle); 0-d leaves (the env-step count all seeds share) are replicated.
-
-Within a device, the strategy:
-- "vmap": the device's seeds as one batched program: what wins on accelerators and, with small
-  networks, on this CPU too;
-- "sequential": one seed after another (``one_at_a_time``, inside the same compiled epoch): the
-  baseline the seed-scaling benchmark compares against, and a fallback where vmapped kernels lose;
-- "auto": what the run's code path picks (``jaxfer.runtime.code_path.CodePath.strategy``): vmap,
-  except on the XLA-CPU path with many seeds per device.
 Seed i always starts from ``PRNGKey(seed + i)``, so seed i of any batch is reproducible alone.
 """
 from __future__ import annotations
@@ -26,16 +19,14 @@ import functools
 import hashlib
 import itertools
 import json
-import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxfer.runtime import backend, budget
-from jaxfer.runtime.code_path import PLAIN, CodePath
+from jaxfer.errors import BackendError
 
 AXIS = "seeds"
 SEED_AXIS, REPLICATED = PartitionSpec(AXIS), PartitionSpec()
@@ -54,7 +45,7 @@ def use_devices(count: int | None) -> None:
     global _device_limit
     total, processes = jax.device_count(), jax.process_count()
     if count is not None and not (1 <= count <= total and count % processes == 0):
-        raise backend.BackendError(f"--devices must be a multiple of the process count ({processes}) in "
+        raise BackendError(f"--devices must be a multiple of the process count ({processes}) in "
                                    f"[1, {total}] (the devices here), got {count}")
     _device_limit = count
     mesh.cache_clear()
@@ -145,10 +136,10 @@ def _share(payload: str = "") -> list[str]:
         try:
             found.append(_client().blocking_key_value_get(f"{key}/{i}", BARRIER_TIMEOUT_S * 1000))
         except Exception:  # jax raises its runtime error with a multi-line text
-            raise backend.BackendError(f"process {i} did not reach the same point within {BARRIER_TIMEOUT_S} s; "
+            raise BackendError(f"process {i} did not reach the same point within {BARRIER_TIMEOUT_S} s; "
                                        f"is it still running?") from None
         if found[-1].startswith(_FAILED) and i != me:
-            raise backend.BackendError(f"process {i}: {found[-1][len(_FAILED):]}")
+            raise BackendError(f"process {i}: {found[-1][len(_FAILED):]}")
     return [f[len(_OK):] for f in found]
 
 
@@ -180,13 +171,20 @@ def agree(what: str, value) -> None:
     digests = _share(hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest())
     differ = [i for i, d in enumerate(digests) if d != digests[0]]
     if differ:
-        raise backend.BackendError(f"process {differ[0]} was started with another {what} than process 0; "
+        raise BackendError(f"process {differ[0]} was started with another {what} than process 0; "
                                    f"start every process of a run with the same command and options")
 
 
-@functools.cache
-def _replicate(on: Mesh):
-    return jax.jit(lambda t: t, out_shardings=NamedSharding(on, REPLICATED))
+_GATHERS: dict = {}  # compiled all-gathers by mesh and the layout of what they gather: one per epoch shape
+
+
+def _gather(tree):
+    """The compiled all-gather of ``tree`` onto every device, compiled once per layout."""
+    layout = (mesh(), jax.tree.structure(tree),
+              tuple((x.shape, x.dtype, getattr(x, "sharding", None)) for x in jax.tree.leaves(tree)))
+    if layout not in _GATHERS:
+        _GATHERS[layout] = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh(), REPLICATED)).lower(tree).compile()
+    return _GATHERS[layout]
 
 
 def fetch(tree, num_seeds: int | None = None):
@@ -194,7 +192,7 @@ def fetch(tree, num_seeds: int | None = None):
     all of them, outside any epoch); with ``num_seeds``, the padded seeds are dropped. Copies, because a
     CPU array may share its buffer with numpy and the next epoch donates it."""
     if jax.process_count() > 1:
-        gather = _replicate(mesh()).lower(tree).compile()  # each process compiles at its own pace, then
+        gather = _gather(tree)  # each process compiles at its own pace (the first time), then
         barrier()  # all start the all-gather together
         tree = jax.tree.map(lambda x: x.addressable_data(0), gather(tree))
     tree = jax.tree.map(np.array, tree)
@@ -211,10 +209,6 @@ def shapes(tree, num_seeds: int):
 def host_scalar(x: jax.Array) -> int:
     """A replicated 0-d array's value, read from this process's own copy."""
     return int(np.asarray(x.addressable_data(0)))
-
-
-def resolve(strategy: str, num_seeds: int, path: CodePath) -> str:
-    return path.strategy(strategy, num_seeds / device_count())
 
 
 def one_at_a_time(fn: Callable) -> Callable:
@@ -244,53 +238,3 @@ def one_at_a_time(fn: Callable) -> Callable:
         return jax.tree.unflatten(treedef, new), outs
 
     return run
-
-
-class EpochFn:
-    """A compiled epoch over all seeds: ``state -> (state, per-seed outputs)``, input donated.
-
-    ``phase(state)`` (optional) picks a static variant of the epoch before each call (the value-based
-    warm-up before ``learning_starts`` on accelerators); each variant compiles once, on first use, and
-    ``compile_seconds`` sums them all.
-    """
-
-    def __init__(self, build: Callable[[Any], Any], phase: Callable | None):
-        self._build, self._phase, self._compiled, self.compile_seconds = build, phase, {}, 0.0
-
-    def compiled(self, variant=None):
-        if variant not in self._compiled:
-            start = time.perf_counter()
-            self._compiled[variant] = executable = self._build(variant)
-            budget.check_working(executable)
-            self.compile_seconds += time.perf_counter() - start
-        return self._compiled[variant]
-
-    def __call__(self, state):
-        return self.compiled(None if self._phase is None else self._phase(state))(state)
-
-
-def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: bool = True,
-                       phase: Callable | None = None, path: CodePath = PLAIN) -> tuple[EpochFn, float]:
-    """Returns (the epoch compiled over the seed mesh, compile seconds of its first variant).
-
-    ``fn(state)`` (or ``fn(state, variant)`` with ``phase``) maps one device's block of seeds to
-    ``(state, out)``, every leaf of ``out`` per seed; ``state`` is laid out as the module docstring
-    says (from ``Trainer.init``). A state that cannot be sliced per seed (an emulator pool of all of a
-    device's seeds, ``sliceable=False``) always runs "vmap". ``path``, the run's code path
-    (``Trainer.path``), says what "auto" means.
-    """
-    num_seeds = jax.tree.leaves(state)[0].shape[0]
-    strategy = resolve(strategy, num_seeds, path) if sliceable else "vmap"
-    if strategy not in ("vmap", "sequential"):
-        raise ValueError(f"unknown strategy '{strategy}'")
-    local = fn if strategy == "vmap" else one_at_a_time(fn)
-    specs = jax.tree.map(spec, state)
-
-    def build(variant):
-        body = local if phase is None else (lambda s: local(s, variant))
-        return jax.jit(over_seeds(body, (specs,), (specs, SEED_AXIS)), donate_argnums=0).lower(state).compile()
-
-    epoch = EpochFn(build, phase)
-    epoch.compiled(None if phase is None else phase(state))
-    return epoch, epoch.compile_seconds
-

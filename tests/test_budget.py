@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from jaxfer import agents, config, envs
-from jaxfer.config import ConfigError
-from jaxfer.runtime import budget, seeds
+from jaxfer import agents, config, envs, mesh
+from jaxfer.errors import ConfigError
+from jaxfer.runtime import budget, seed_axis
 
 
 def _allocated(state) -> int:
@@ -24,7 +24,7 @@ def test_estimate_matches_allocated_arrays(frames):
         env = dataclasses.replace(env, frame_stack_fill="zeros")
     agent = agents.make_agent(cfg, env)
     est = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
-    state = agents.make_train(cfg, env, agent=agent).init(seeds.seed_keys(0, cfg.seeds))
+    state = agents.make_trainer(cfg, env, agent=agent).init(mesh.seed_keys(0, cfg.seeds))
     actual = _allocated(state)
     assert abs(est["total"] - actual) <= 0.1 * actual
 
@@ -55,9 +55,9 @@ def test_frame_replay_agent_trains_through_the_loop():
     cfg = config.load(None, ["obs=pixels84", "network=nature_cnn", "buffer_size=400", "seeds=2", "total_steps=200",
                              "epoch_steps=200", "learning_starts=100", "eval_envs=2", "eval_steps=4"])
     env = dataclasses.replace(envs.make(cfg.env, cfg.obs), frame_stack_fill="repeat")
-    trainer = agents.make_train(cfg, env)
-    state = trainer.init(seeds.seed_keys(0, 2))
-    state, metrics = seeds.compile_over_seeds(trainer.epoch, state, phase=trainer.phase)[0](state)
+    trainer = agents.make_trainer(cfg, env)
+    state = trainer.init(mesh.seed_keys(0, 2))
+    state, metrics = seed_axis.compile_over_seeds(trainer.epoch, state, phase=trainer.phase)[0](state)
     # at env steps 100, 104, ..., 200
     assert np.all(np.asarray(metrics["loss"]) > 0) and np.all(np.asarray(state.agent.updates) == 26)
 
@@ -82,9 +82,9 @@ def test_replay_buffer_is_updated_in_place(frames, num_seeds):
         env = envs.make(cfg.env, cfg.obs)
         if frames:
             env = dataclasses.replace(env, frame_stack_fill="zeros")
-        trainer = agents.make_train(cfg, env)
-        state = trainer.init(seeds.seed_keys(0, num_seeds))
-        compiled = seeds.compile_over_seeds(trainer.epoch, state, "vmap")[0].compiled()
+        trainer = agents.make_trainer(cfg, env)
+        state = trainer.init(mesh.seed_keys(0, num_seeds))
+        compiled = seed_axis.compile_over_seeds(trainer.epoch, state, "vmap")[0].compiled()
         return compiled.memory_analysis().temp_size_in_bytes, budget.tree_bytes(state.agent.replay)
 
     (small, _), (large, replay_bytes) = working_bytes(4000), working_bytes(40000)
@@ -97,9 +97,9 @@ def test_sequential_strategy_copies_at_most_one_seeds_buffer():
     def working_bytes(buffer_size):
         cfg = config.load(None, ["network=mlp", f"buffer_size={buffer_size}", "seeds=2", "epoch_steps=40",
                                  "total_steps=40", "learning_starts=40", "eval_envs=1", "eval_steps=1"])
-        trainer = agents.make_train(cfg, envs.make(cfg.env, cfg.obs))
-        state = trainer.init(seeds.seed_keys(0, 2))
-        compiled = seeds.compile_over_seeds(trainer.epoch, state, "sequential")[0].compiled()
+        trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
+        state = trainer.init(mesh.seed_keys(0, 2))
+        compiled = seed_axis.compile_over_seeds(trainer.epoch, state, "sequential")[0].compiled()
         return compiled.memory_analysis().temp_size_in_bytes, budget.tree_bytes(state.agent.replay)
 
     (small, small_replay), (large, large_replay) = working_bytes(4000), working_bytes(40000)

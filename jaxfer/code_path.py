@@ -15,14 +15,28 @@ import dataclasses
 from typing import Callable
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-from jaxfer.networks.layers import Conv
-from jaxfer.runtime import backend
+from jaxfer import backend
 from jaxfer.xla_cpu import kernels, updates
 
-# "auto" runs vmap except on the XLA-CPU path above this many seeds per device, where
-# benchmarks/results/seed_scaling.json measured one seed after another faster.
+# "auto" runs vmap except on the XLA-CPU path above this many seeds per device. In
+# benchmarks/results/seed_scaling.json one seed after another is faster at 64 seeds on one device and at
+# 4 to 256 seeds per device on two, but vmap is faster again at 256 seeds on one device: a first cut.
 CPU_VMAP_MAX_SEEDS = 16
+
+
+class Conv(nn.Conv):
+    """``nn.Conv`` of ``x * input_scale``: takes raw integer frames as ``jaxfer.xla_cpu.kernels.GemmConv`` does,
+    with the same parameters."""
+
+    input_scale: float = 1.0
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        if self.input_scale != 1.0:
+            inputs = inputs.astype(jnp.float32) * self.input_scale
+        return super().__call__(inputs)
 
 
 @dataclasses.dataclass(frozen=True)
