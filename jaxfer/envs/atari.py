@@ -183,7 +183,7 @@ def make_pool(env_id: str, obs: str, num_seeds: int, num_envs: int, seed: int) -
                        f"run on a CPU or GPU host")
     devices = mesh.device_count()
     if num_seeds % devices:
-        raise EnvError(f"{num_seeds} seeds cannot be split over {devices} devices; pad them (runtime.seeds.padded)")
+        raise EnvError(f"{num_seeds} seeds cannot be split over {devices} devices; pad them (jaxfer.mesh.padded)")
     preset, task_id = PRESETS[obs], GAMES[env_id]
     per_device = num_seeds // devices
     n, shape = per_device * num_envs, (per_device, num_envs)
