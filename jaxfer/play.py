@@ -75,7 +75,7 @@ def play(run_dir: Path, game: str | None = None, episodes: int = 10, gif: Path |
     done = scores[~np.isnan(scores)]
     if len(done) == 0:
         raise PlayError(f"no game of {env.id} ended within {MAX_STEPS} steps")
-    low, high = stats.bootstrap_ci(done) if len(done) > 1 else (float(done[0]), float(done[0]))
+    low, high = stats.bootstrap_ci(done)  # one game: low = high = its score
     if gif is not None:
         files.save_gif(Path(gif), [(np.clip(p, 0, 1) * 255).astype(np.uint8) for p in pictures])
     return {"env": env.id, "episodes": len(done), "scores": done.tolist(), "mean": float(done.mean()),

@@ -241,7 +241,7 @@ def run_section(doc: Doc, path: Path, data: dict, tag: str) -> None:
     doc.text(f"{cfg.get('agent')} ({cfg.get('network')}) on {cfg.get('env')}, {values.shape[0]} seeds, "
              f"{values.shape[1]} of {cfg.get('total_steps', 0) // max(cfg.get('epoch_steps', 1), 1)} epochs logged.")
     final = values[:, -1]
-    low, high = stats.bootstrap_ci(final) if len(final) > 1 else (final[0], final[0])
+    low, high = stats.bootstrap_ci(final)  # one seed: low = high = its value
     doc.text(f"Final {metric.replace('_', ' ')}: {_ci(float(final.mean()), low, high, signed=False)} "
              "(seed mean, 95% bootstrap CI).")
     plots.learning_curve(doc.figure(f"{tag}_curve.png", f"{cfg.get('env')}: seed mean, 95% bootstrap CI band"),
