@@ -221,8 +221,7 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
     trainer = agents.make_trainer(cfg, env, agent=agent)
     state = jax.block_until_ready(trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds)))
     init_s = time.perf_counter() - start
-    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
-                                        phase=trainer.phase, path=trainer.path)
+    epoch, _ = seed_axis.compile_trainer(trainer, state, cfg.strategy)
     tick = time.perf_counter()
     state, metrics = epoch(state)
     jax.block_until_ready(metrics)
@@ -231,7 +230,8 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
         state, metrics = epoch(state)
     mesh.fetch(metrics, cfg.seeds)
     steady_s = time.perf_counter() - tick
-    strategy = seed_axis.resolve(cfg.strategy, trainer.num_seeds, trainer.path) if trainer.pool.checkpointable else "vmap"
+    strategy = (seed_axis.resolve(cfg.strategy, trainer.num_seeds, trainer.path) if trainer.pool.checkpointable
+                else "vmap")
     return {"seeds": cfg.seeds, "strategy": strategy, "state_gib_per_device": round(needs["per_device"] / 2**30, 3),
             "init_s": round(init_s, 2), "compile_s": round(epoch.compile_seconds, 2),
             "warmup_epoch_s": round(warmup_s, 2),

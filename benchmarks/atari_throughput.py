@@ -74,8 +74,7 @@ def timed_epochs(cfg, agent=None, epochs: int = 2) -> dict:
     env = envs.make(cfg.env, cfg.obs)
     trainer = agents.make_trainer(cfg, env, agent=agent)
     state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
-    fn, compile_s = seed_axis.compile_over_seeds(trainer.epoch, state, "vmap", sliceable=False,
-                                             phase=trainer.phase)
+    fn, compile_s = seed_axis.compile_trainer(trainer, state, "vmap")
     state, m = fn(state)
     jax.block_until_ready(m)
     start = time.perf_counter()

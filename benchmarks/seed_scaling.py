@@ -49,7 +49,7 @@ def measure(num_seeds: int, strategy: str, extra: list[str], epochs: int) -> dic
     cfg = config.load(None, BASE + extra + [f"seeds={num_seeds}", f"strategy={strategy}"])
     trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(mesh.seed_keys(0, num_seeds))
-    fn, compile_s = seed_axis.compile_over_seeds(trainer.epoch, state, strategy, phase=trainer.phase, path=trainer.path)
+    fn, compile_s = seed_axis.compile_trainer(trainer, state, strategy)
     state, m = fn(state)  # warm-up epoch
     jax.block_until_ready(m)
     start = time.perf_counter()

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxfer import envs, mesh
 from jaxfer.dptl import frames
-from jaxfer.runtime import files, run
+from jaxfer.runtime import files, run, seed_axis
 from jaxfer.segment import config, export, labels
 from jaxfer.segment.fcn import FCN
 from jaxfer.segment.train import make_trainer
@@ -32,15 +32,15 @@ def fcn_images_per_s(cfg: config.SegmentConfig, num_frames: int, epochs: int) ->
     obs = frames.collect(cfg.env, cfg.obs, num_frames, cfg.frames_seed)
     y = labels.channel_labels(obs)
     trainer = make_trainer(int(y.max()) + 1, obs.shape[1:], cfg.fcn.lr, cfg.fcn.batch_size)
-    keys = mesh.seed_keys(0, cfg.fcn.seeds)
-    state, x, yy = trainer.init(keys), jnp.asarray(obs), jnp.asarray(y)
+    state = mesh.place(mesh.pad(trainer.init(mesh.seed_keys(0, cfg.fcn.seeds)), cfg.fcn.seeds))
+    x, yy = mesh.replicate((obs, y))
     start = time.perf_counter()
-    epoch = trainer.epoch.lower(state, keys, x, yy).compile()
+    epoch = seed_axis.compile_seed_map(trainer.epoch, state, x, yy, donate=True)
     compile_s = time.perf_counter() - start
     times = []
-    for e in range(epochs):
+    for _ in range(epochs):
         start = time.perf_counter()
-        state, loss = epoch(state, jax.vmap(jax.random.fold_in, (0, None))(keys, e), x, yy)
+        state, loss = epoch(state, x, yy)
         loss.block_until_ready()
         times.append(time.perf_counter() - start)
     images = cfg.fcn.seeds * (len(x) // cfg.fcn.batch_size) * cfg.fcn.batch_size

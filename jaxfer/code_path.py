@@ -96,7 +96,7 @@ class CodePath:
             return strategy
         return "sequential" if self.cpu and seeds_per_device > CPU_VMAP_MAX_SEEDS else "vmap"
 
-    def chunk(self, cpu: int, accelerator: int = 1024) -> int:
+    def map_batch_size(self, cpu: int, accelerator: int = 1024) -> int:
         """Batch chunk for ``lax.map``: XLA CPU runs small GEMM batches faster per item; accelerators want big ones."""
         return cpu if self.cpu else accelerator
 
@@ -108,9 +108,10 @@ class CodePath:
             return updates.learning_gate(step, learning_starts)
         return lambda env_steps, *args: step(*args)
 
-    def warmup(self, phase: Callable) -> Callable | None:
-        """The epoch's static warm-up split (``phase``), or None where the learning-start gate decides in the graph."""
-        return None if self.cpu else phase
+    def warmup_split(self, warmup_iterations: Callable) -> Callable | None:
+        """The epoch's static warm-up split (``warmup_iterations``), or None where the learning-start gate
+        decides in the graph."""
+        return None if self.cpu else warmup_iterations
 
 
 PLAIN = CodePath()

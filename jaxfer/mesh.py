@@ -96,6 +96,17 @@ def place(tree):
     return jax.tree.map(one, tree)
 
 
+def replicate(tree):
+    """Host arrays (the same on every process) as global arrays that every device holds whole: data all
+    seeds share (an FCN's frames)."""
+
+    def one(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, NamedSharding(mesh(), REPLICATED), lambda index: x[index])
+
+    return jax.tree.map(one, tree)
+
+
 def assemble(blocks: list):
     """Global arrays from one pytree per local device (in ``local_positions`` order), each holding that
     device's rows: state made on the host per device (an emulator pool's), never all on one device."""

@@ -87,6 +87,7 @@ def _alone(i):
     return _run([], 1, seed=i)[1]
 
 
+@pytest.mark.slow  # in the default suite: test_devices.py, seed i of an A2C batch on two devices equals seed i alone
 def test_seed_i_of_a_batch_matches_seed_i_alone():
     _, batch = _run(["strategy=vmap"], 2)
     for i in range(2):
@@ -170,6 +171,7 @@ def test_network_that_cannot_take_the_observations(env_id, network, needle):
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.cli
 def test_cli_end_to_end(cli, tmp_path):
     out = tmp_path / "run"
     proc = cli("train", "configs/minatar_a2c.yaml", "seeds=2", "total_steps=1280", "epoch_steps=640",
@@ -188,7 +190,7 @@ def test_a2c_learns_minatar_breakout():
     cfg = config.load(ROOT / "configs/minatar_a2c.yaml")
     trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
-    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
+    epoch, _ = seed_axis.compile_trainer(trainer, state, cfg.strategy)
     for _ in range(cfg.num_epochs):
         state, metrics = epoch(state)
     returns = mesh.fetch(metrics, cfg.seeds)["train_return"]

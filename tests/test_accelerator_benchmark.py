@@ -25,6 +25,7 @@ def result_of(out_dir: Path) -> dict:
     return json.loads((out_dir / "accelerator_cpu_tiny.json").read_text())
 
 
+@pytest.mark.cli
 def test_tiny_device_check_reports_compile_apart_from_steady_rates(tmp_path):
     # a budget no row can reach: this test checks the rows, and a loaded machine must not budget them out
     proc = subprocess.run(SCRIPT + ["--budget-s", "100000", "--out", str(tmp_path)], cwd=ROOT, env=os.environ.copy(),
@@ -49,6 +50,7 @@ def test_tiny_device_check_reports_compile_apart_from_steady_rates(tmp_path):
     assert [s["what"] for s in result["skipped"]] == ["atari_a2c"]  # left out of --tiny, with the reason
 
 
+@pytest.mark.cli
 def test_a_kill_at_any_moment_leaves_every_finished_row(tmp_path):
     proc = subprocess.Popen(SCRIPT + ["--budget-s", "3000", "--out", str(tmp_path)], cwd=ROOT, env=os.environ.copy(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -68,13 +70,15 @@ def test_a_kill_at_any_moment_leaves_every_finished_row(tmp_path):
     assert result["skipped"] == [{"what": "atari_a2c", "why": printed[0]["why"]}]
 
 
+@pytest.mark.cli
 def test_the_budget_ends_the_check_within_one_row_of_its_prediction(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(SCRIPT + ["--budget-s", "60", "--out", str(tmp_path)], cwd=ROOT, env=os.environ.copy(),
                           capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - start
     todo = accelerator.plan(tiny=True)
-    longest = max([s["first_s"] for s in todo["ladders"].values()] + [todo["conv_s"], todo["envpool_s"], todo["dptl_s"]])
+    longest = max([s["first_s"] for s in todo["ladders"].values()]
+                  + [todo["conv_s"], todo["envpool_s"], todo["dptl_s"]])
     result = result_of(tmp_path)
     predicted = [r["predicted_s"] for name in todo["ladders"] for r in result.get(name, {}).get("rows", [])]
     assert wall <= 60 + max(predicted + [longest]) + 10, (wall, result["skipped"])  # 10 s: interpreter start, exit
@@ -82,9 +86,11 @@ def test_the_budget_ends_the_check_within_one_row_of_its_prediction(tmp_path):
     assert result["finished"] or result["skipped"][-1]["why"].startswith("cut off"), result["skipped"]
 
 
+@pytest.mark.cli
 def test_a_row_past_the_budget_plus_its_prediction_is_cut_off_and_recorded(tmp_path):
     code = ("import sys, time; sys.path.insert(0, 'benchmarks'); import accelerator as a; "
-            f"clock = a.Clock(1.0, time.perf_counter()); rec = a.Record(a.Path({str(tmp_path)!r}) / 'r.json', clock, {{}}); "
+            "clock = a.Clock(1.0, time.perf_counter()); "
+            f"rec = a.Record(a.Path({str(tmp_path)!r}) / 'r.json', clock, {{}}); "
             "rec.put(('done',), 1); a.attempt('slow row', lambda: time.sleep(60), clock, rec, 1.0, 0.5)")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -103,7 +109,8 @@ def test_full_device_check_configs_are_valid():
             config.load(spec["config"], spec["overrides"] + [f"seeds={seeds}"])
     for impl in ("gemm", "xla"):
         config.load(None, todo["conv"] + [f"conv_impl={impl}"])
-    longest = max([s["first_s"] for s in todo["ladders"].values()] + [todo["conv_s"], todo["envpool_s"], todo["dptl_s"]])
+    longest = max([s["first_s"] for s in todo["ladders"].values()]
+                  + [todo["conv_s"], todo["envpool_s"], todo["dptl_s"]])
     assert accelerator.DEFAULT_BUDGET_S + longest <= 420  # the defaults' hard limit: 7 minutes
 
 

@@ -33,6 +33,7 @@ def play(env_id, obs, num_seeds, num_envs, seed, steps):
     return np.asarray(first), jax.tree.map(np.asarray, out), acts
 
 
+@pytest.mark.cli
 def test_registry_lazy_import_and_env_description():
     code = "import sys, jaxfer.envs as e; e.make('catch/v0'); assert 'envpool' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

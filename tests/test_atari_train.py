@@ -32,6 +32,7 @@ def test_frame_replay_rebuilds_observed_atari_stacks_across_lost_lives():
         np.testing.assert_array_equal(got, observed[t], err_msg=f"step {t}")
 
 
+@pytest.mark.cli
 def test_short_dqn_run_on_pong_end_to_end(tmp_path):
     out = tmp_path / "pong"
     res = run_cli("train", ROOT / "configs/atari_dqn.yaml", "seeds=2", "num_envs=2", "total_steps=160",
@@ -44,6 +45,7 @@ def test_short_dqn_run_on_pong_end_to_end(tmp_path):
     assert summary["final"]["mean"]["loss"] > 0 and summary["final"]["mean"]["env_steps"] == 160
 
 
+@pytest.mark.cli
 def test_short_a2c_ea3c_run_on_pong_end_to_end(tmp_path):
     """Two seeds: vmapped LSTM inits (LAPACK QR) once deadlocked XLA CPU here; the loop inits seeds in turn."""
     out = tmp_path / "pong_a2c"
@@ -56,6 +58,7 @@ def test_short_a2c_ea3c_run_on_pong_end_to_end(tmp_path):
     assert summary["final"]["mean"]["env_steps"] == 32 and np.isfinite(summary["final"]["mean"]["value_loss"])
 
 
+@pytest.mark.cli
 def test_killed_atari_run_resumes_its_agents(tmp_path):
     """Emulators cannot be checkpointed: a resumed Atari run restores agents, step counts and metrics
     and plays fresh games; it ends at the configured step count with every epoch recorded once."""

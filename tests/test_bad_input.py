@@ -357,6 +357,7 @@ def _snapshot(root) -> dict:
 
 
 @pytest.mark.parametrize("command, args, needle", CASES, ids=[f"{c}-{' '.join(a)}" for c, a, _ in CASES])
+@pytest.mark.cli
 def test_a_user_mistake_is_one_line_and_changes_nothing(files, command, args, needle, capsys, tmp_path):
     root = next(iter(files.values())).parent
     for name, path in files.items():
@@ -378,6 +379,7 @@ def test_a_user_mistake_is_one_line_and_changes_nothing(files, command, args, ne
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.cli
 def test_help_still_prints_the_usage(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["--help"])

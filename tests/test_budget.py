@@ -38,6 +38,7 @@ def test_frame_replay_stores_each_frame_once():
     assert 7.5 < full / framed < 8.0  # obs + next_obs of 4 frames each vs 1 frame (+ small fields)
 
 
+@pytest.mark.cli
 def test_too_much_memory_is_one_line_error(tmp_path):
     est = {"per_seed": {"replay": 10}, "per_seed_total": 10, "seeds": 3, "total": 30, "devices": 1,
            "seeds_per_device": 3, "per_device": 30}
@@ -57,7 +58,7 @@ def test_frame_replay_agent_trains_through_the_loop():
     env = dataclasses.replace(envs.make(cfg.env, cfg.obs), frame_stack_fill="repeat")
     trainer = agents.make_trainer(cfg, env)
     state = trainer.init(mesh.seed_keys(0, 2))
-    state, metrics = seed_axis.compile_over_seeds(trainer.epoch, state, phase=trainer.phase)[0](state)
+    state, metrics = seed_axis.compile_trainer(trainer, state, "vmap")[0](state)
     # at env steps 100, 104, ..., 200
     assert np.all(np.asarray(metrics["loss"]) > 0) and np.all(np.asarray(state.agent.updates) == 26)
 

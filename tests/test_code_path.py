@@ -96,9 +96,10 @@ def test_the_epoch_compiles_without_a_conditional_off_the_cpu_path(tuning, condi
     cfg = _cfg(tuning, ["seeds=1"])
     trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
     state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
-    epoch, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy, phase=trainer.phase, path=trainer.path)
-    assert (trainer.phase is None) == conditional
-    variants = [None] if trainer.phase is None else [trainer.phase(state), 0]  # crossing, and all learning
+    epoch, _ = seed_axis.compile_trainer(trainer, state, cfg.strategy)
+    assert (trainer.warmup_iterations is None) == conditional
+    # crossing learning_starts, and all learning
+    variants = [None] if trainer.warmup_iterations is None else [trainer.warmup_iterations(state), 0]
     assert variants != [0, 0]
     for variant in variants:
         hlo = epoch.compiled(variant).as_text()
@@ -146,7 +147,8 @@ def test_a2c_on_both_paths_trains_alike():
             np.testing.assert_allclose(a[k], c[k], rtol=1e-4, atol=1e-5, err_msg=f"epoch {e} {k}")
 
 
-@pytest.mark.parametrize("tuning,said", [("cpu", "XLA-CPU, conv_impl gemm"), ("accelerator", "accelerator, conv_impl xla")])
+@pytest.mark.parametrize("tuning,said", [("cpu", "XLA-CPU, conv_impl gemm"),
+                                         ("accelerator", "accelerator, conv_impl xla")])
 def test_the_cli_says_the_runs_code_path(capsys, tmp_path, tuning, said):
     from test_config_cli import _main
 

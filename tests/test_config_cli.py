@@ -56,10 +56,12 @@ def _one_line_error(proc, needle):
     (["train", "env=minatar/Breakout", "obs=pixels84"], "has the observations 'grid', 'grid_common'"),
     (["train", "env=catch/v0", "obs=grid_common"], "unknown obs 'grid_common' for catch/v0"),
 ])
+@pytest.mark.cli
 def test_cli_bad_input(cli, tmp_path, args, needle):
     _one_line_error(cli(*args, "--out", tmp_path / "run"), needle)
 
 
+@pytest.mark.cli
 def test_cli_bad_yaml_type(cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("env: catch/v0\nnum_envs: four\n")
@@ -67,6 +69,7 @@ def test_cli_bad_yaml_type(cli, tmp_path):
 
 
 @pytest.mark.parametrize("command, what", [("train", "config"), ("dptl", "DPTL config"), ("segment", "segment config")])
+@pytest.mark.cli
 def test_unreadable_or_malformed_yaml_is_one_line(cli, tmp_path, command, what):
     _one_line_error(cli(command, tmp_path / "missing.yaml", "--out", tmp_path / "run"), f"cannot read {what}")
     bad = tmp_path / "bad.yaml"
@@ -74,6 +77,7 @@ def test_unreadable_or_malformed_yaml_is_one_line(cli, tmp_path, command, what):
     _one_line_error(cli(command, bad, "--out", tmp_path / "run"), f"{what} '{bad}' is not valid YAML")
 
 
+@pytest.mark.cli
 def test_cli_never_overwrites_other_results(cli, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -99,6 +103,7 @@ def test_every_shipped_config_loads(path):
         config.load(path)
 
 
+@pytest.mark.cli
 def test_network_that_cannot_take_the_observations_is_one_line(cli, tmp_path):
     out = cli("train", "env=minatar/Breakout", "network=nature_cnn", "--out", tmp_path / "run")
     _one_line_error(out, "network 'nature_cnn' cannot take minatar/Breakout's 'grid' observations of shape (10, 10, 4)")
@@ -115,6 +120,7 @@ def _main(capsys, *argv) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.cli
 def test_help_lists_every_config_key_with_type_default_and_comment(capsys):
     text = _main(capsys, "train", "--help")
     for f in dataclasses.fields(config.TrainConfig):
@@ -129,16 +135,19 @@ def test_help_lists_every_config_key_with_type_default_and_comment(capsys):
 @pytest.mark.parametrize("what, entry", [("envs", "atari/Pong  (nature, ea3c, ea3c_stack4)"), ("agents", "dqv_max"),
                                          ("networks", "nature_ac  (a2c)"), ("modes", "first_n:N:frozen"),
                                          ("cams", "eigencam"), ("configs", "configs/catch_dqn.yaml")])
+@pytest.mark.cli
 def test_list_names_what_jaxfer_knows(capsys, what, entry):
     assert entry in _main(capsys, "list", what).splitlines()
 
 
+@pytest.mark.cli
 def test_version(capsys):
     from importlib.metadata import version
 
     assert _main(capsys, "--version").strip() == f"jaxfer {version('jaxfer')}"
 
 
+@pytest.mark.cli
 def test_dry_run_prints_the_config_the_runs_and_memory_and_writes_nothing(capsys, tmp_path):
     text = _main(capsys, "train", "seeds=5", "--dry-run", "--out", tmp_path / "run")
     assert "seeds: 5" in text and "memory:" in text and "dry run: nothing written" in text

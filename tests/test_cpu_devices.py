@@ -28,6 +28,7 @@ def devices_of(out) -> dict:
 
 
 @pytest.mark.parametrize("num_seeds", [2, 1])
+@pytest.mark.cli
 def test_a_cpu_run_gets_one_device_per_core_and_uses_min_of_seeds_and_devices(tmp_path, num_seeds):
     out = tmp_path / "run"
     proc = run_cli("train", f"seeds={num_seeds}", *TINY, "--out", out, env=unset())
@@ -43,6 +44,7 @@ def dry_run_devices(*args, env) -> str:
     return next(line for line in proc.stdout.splitlines() if line.startswith("# code path"))
 
 
+@pytest.mark.cli
 def test_an_explicit_device_count_wins():
     """--dry-run says which devices the run would use, without compiling anything."""
     env = unset()
@@ -54,6 +56,7 @@ def test_an_explicit_device_count_wins():
     assert "2 seeds on 1 device(s)" in dry_run_devices("train", "seeds=2", env=env | {"JAX_NUM_CPU_DEVICES": "1"})
 
 
+@pytest.mark.cli
 def test_the_memory_check_counts_the_hosts_ram_once_for_all_cpu_devices():
     code = """
 import json

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import ROOT, forced_devices
-from seed_mesh_probe import probe
+from seed_mesh_probe import fcn_probe, probe
 
 from jaxfer import agents, config, envs
 from jaxfer.agents.loop import Rollout
@@ -38,19 +38,36 @@ def two_devices():
     return dict(zip(RUNS, json.loads(out.stdout.strip().splitlines()[-1])))
 
 
+@pytest.mark.cli
 def test_compiled_epoch_holds_no_collective(two_devices):
     for name, result in two_devices.items():
         assert result["devices"] == 2
         assert result["collectives"] == [], name
 
 
+@pytest.mark.cli
 def test_five_seeds_use_both_devices_and_report_five(two_devices):
     catch = two_devices["catch"]
     assert catch["seeds_per_device"] == {"0": 3, "1": 3}  # 5 real seeds + 1 padded
     assert all(len(values) == 5 for epoch in catch["history"] for values in epoch.values())
 
 
+@pytest.mark.cli
+def test_fcn_training_over_two_devices_holds_no_collective_and_seed_i_equals_seed_i_alone():
+    out = subprocess.run([sys.executable, "tests/seed_mesh_probe.py", "--fcn", "3"], cwd=ROOT, env=forced_devices(2),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    together = json.loads(out.stdout.strip().splitlines()[-1])
+    assert together["devices"] == 2 and together["collectives"] == []
+    assert len(together["losses"][0]) == 3  # 3 real seeds of 4 (padded)
+    for i in (0, 2):  # seed 2 shares device 1 with a padded seed
+        alone = fcn_probe(1, first_seed=i)
+        np.testing.assert_allclose(np.array(together["losses"])[:, i], np.array(alone["losses"])[:, 0], rtol=1e-5)
+        np.testing.assert_allclose(together["kernel"][i], alone["kernel"][0], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name,seeds", [("catch", [0, 4]), ("a2c_lstm", [0, 1]), ("pong", [0, 1])])
+@pytest.mark.cli
 def test_seed_i_on_two_devices_equals_seed_i_alone(two_devices, name, seeds):
     path, overrides = RUNS[name]
     for i in seeds:  # seed 4 of the Catch run shares device 1 with a padded seed

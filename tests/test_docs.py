@@ -13,6 +13,7 @@ BLOCKS = [(md.relative_to(ROOT), i, code) for md in [ROOT / "README.md", *sorted
 
 @pytest.mark.cli
 @pytest.mark.parametrize("where, index, code", BLOCKS, ids=[f"{w}-{i}" for w, i, _ in BLOCKS])
+@pytest.mark.cli
 def test_a_python_block_of_the_docs_runs(where, index, code):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{where}, Python block {index + 1}:\n{done.stderr[-3000:]}"

@@ -43,6 +43,7 @@ def write_config(path, **spec):
     return path
 
 
+@pytest.mark.cli
 def test_dptl_end_to_end(source, tmp_path):
     targets = ["catch/v0", "catch/v2", "catch/v3"]
     cfg = write_config(tmp_path / "dptl.yaml", source=str(source), targets=targets, source_seed="all",
@@ -87,6 +88,7 @@ def test_dptl_end_to_end(source, tmp_path):
     assert files.read_csv(tmp_path / "again" / "scores.csv") == rows
 
 
+@pytest.mark.cli
 def test_frames_played_by_a_given_agent(source, tmp_path):
     cfg = write_config(tmp_path / "dptl.yaml", source=str(source), targets=["catch/v1"], frames=16,
                        policy=str(source), cache=str(tmp_path / "cache"), bootstrap={"samples": 100})
@@ -96,10 +98,12 @@ def test_frames_played_by_a_given_agent(source, tmp_path):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"catch_v1__grid__n16__seed0__{tag}.npz"]
 
 
+@pytest.mark.cli
 def test_gradcam_strip_and_gif(source, tmp_path):
     from PIL import Image
 
-    assert cli.main(["gradcam", str(source / rundir.PARAMS), "catch/v1", "--out", str(tmp_path), "--seed-index", "1"]) == 0
+    assert cli.main(["gradcam", str(source / rundir.PARAMS), "catch/v1", "--out", str(tmp_path),
+                     "--seed-index", "1"]) == 0
     strip, gif = tmp_path / "catch_run__catch_v1.png", tmp_path / "catch_run__catch_v1.gif"
     assert strip.stat().st_size > 0
     with Image.open(gif) as im:
@@ -130,6 +134,7 @@ def mismatched(tmp_path_factory):
     ({"frame": 10}, "unknown keys ['frame']"),
     ({"size": 8}, "size must be an integer >= 11, got 8"),
 ])
+@pytest.mark.cli
 def test_dptl_errors_are_one_line(source, mismatched, tmp_path, capsys, spec, needle):
     spec = {"source": str(source), "targets": ["catch/v0"], "frames": 8, "cache": str(tmp_path / "cache")} | spec
     spec["source"] = str(mismatched) if spec["source"] == "MISMATCHED" else spec["source"]
@@ -145,6 +150,7 @@ def test_dptl_errors_are_one_line(source, mismatched, tmp_path, capsys, spec, ne
      "layer 'dense_0' is not a conv layer of catch_cnn; available: conv_0, conv_1"),
     ("nowhere/params.npz", "catch/v0", [], "no finished run at 'nowhere/params.npz'"),
 ])
+@pytest.mark.cli
 def test_gradcam_errors_are_one_line(source, tmp_path, capsys, checkpoint, game, extra, needle):
     assert cli.main(["gradcam", checkpoint or str(source), game, "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err
@@ -157,6 +163,7 @@ def test_shipped_catch_config_loads():
     assert cfg.threshold == pipeline.Threshold() and cfg.bootstrap == pipeline.Bootstrap()
 
 
+@pytest.mark.cli
 def test_shipped_demonattack_source_scores_an_atari_target(tmp_path):
     """The shipped A2C source (float16 on disk) loads as float32, acts, and scores atari/Pong frames."""
     pytest.importorskip("envpool")

@@ -49,6 +49,7 @@ def two_workers(config, tmp_path_factory):
     return out, [err for _, err in logs]
 
 
+@pytest.mark.cli
 def test_two_workers_on_one_sweep_train_every_run_exactly_once(two_workers):
     out, logs = two_workers
     trained = [_trained(err) for err in logs]
@@ -59,6 +60,7 @@ def test_two_workers_on_one_sweep_train_every_run_exactly_once(two_workers):
     assert len(files.read_csv(out / "area_ratios.csv")) == 2
 
 
+@pytest.mark.cli
 def test_ray_driver_killed_and_restarted_redoes_no_run_and_matches_the_local_executor(config, two_workers,
                                                                                       tmp_path):
     """On a local Ray cluster of 2 CPUs: the driver is SIGKILLed once a run has finished; the restarted
@@ -84,6 +86,7 @@ def test_ray_driver_killed_and_restarted_redoes_no_run_and_matches_the_local_exe
         assert files.read_csv(out / name) == files.read_csv(local / name), name
 
 
+@pytest.mark.cli
 def test_one_run_at_a_time_for_a_scheduler(config, tmp_path):
     """--run trains one run once the runs it needs have finished; --list-runs shows where the sweep stands."""
     out = tmp_path / "sweep"
@@ -108,6 +111,7 @@ def test_one_run_at_a_time_for_a_scheduler(config, tmp_path):
     (["--executor", "ray", "--ray-address", "127.0.0.1:1", "--ray-cpus", "2"], False, "--ray-cpus sizes a cluster"),
     (["--executor", "ray"], True, "--executor ray needs Ray: pip install 'jaxfer[ray]'"),
 ])
+@pytest.mark.cli
 def test_executor_mistakes_are_one_line(config, tmp_path, args, fake_ray, needle):
     env = {}
     if fake_ray:  # a Ray that is not installed

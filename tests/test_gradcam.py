@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from jaxfer.dptl import gradcam
+from jaxfer.networks.layers import ConvSpec
 from jaxfer.networks.q_nets import ConvQNet, make_network
 
-NET = ConvQNet(3, convs=((6, 3, 1), (4, 2, 1)), dense=(8,))
+NET = ConvQNet(3, convs=(ConvSpec(6, 3, 1), ConvSpec(4, 2, 1)), dense=(8,))
 OBS = jax.random.randint(jax.random.PRNGKey(0), (8, 8, 2), 0, 256).astype(jnp.uint8)
 PARAMS = NET.init(jax.random.PRNGKey(1), OBS[None])
 

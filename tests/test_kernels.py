@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxfer.code_path import PLAIN, CodePath
-from jaxfer.networks.layers import FRAME_SCALE
+from jaxfer.networks.layers import FRAME_SCALE, ConvSpec
 from jaxfer.networks.q_nets import ConvQNet
 from jaxfer.xla_cpu.kernels import GemmConv, max_pool, relu
 
@@ -28,7 +28,8 @@ def test_max_pool_matches_flax_and_drops_odd_border():
 
 def test_pooled_same_net_has_same_params_for_both_conv_impls():
     x = jax.random.randint(jax.random.PRNGKey(0), (2, 10, 10, 4), 0, 256).astype(jnp.uint8)
-    net = ConvQNet(3, convs=((16, 3, 1, 2), (32, 3, 1)), dense=(8,), padding="SAME", path=CodePath(True, "gemm"))
+    net = ConvQNet(3, convs=(ConvSpec(16, 3, 1, "SAME", 2), ConvSpec(32, 3, 1, "SAME")), dense=(8,),
+                   path=CodePath(True, "gemm"))
     params = net.init(jax.random.PRNGKey(1), x)
     assert params["params"]["dense_0"]["kernel"].shape == (5 * 5 * 32, 8)
     np.testing.assert_allclose(net.apply(params, x), net.clone(path=PLAIN).apply(params, x), rtol=1e-5, atol=1e-5)

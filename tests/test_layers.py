@@ -4,9 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 
+@pytest.mark.cli
 def test_the_import_contract_holds():
     done = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
@@ -28,6 +30,7 @@ sys.exit(1 if failed else 0)
 """
 
 
+@pytest.mark.cli
 def test_every_module_imports_alone_in_any_order():
     modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
                      for p in (ROOT / "jaxfer").rglob("*.py"))

@@ -19,6 +19,7 @@ RUN = ["train", "total_steps=1000", "epoch_steps=200", "learning_starts=100", "b
        "eval_envs=2", "eval_steps=12", "tensorboard=false", "--no-progress"]
 
 
+@pytest.mark.cli
 def test_two_sweeps_with_different_files_on_one_out_one_is_refused_and_nothing_is_lost(tmp_path):
     out, procs = tmp_path / "sweep", {}
     for target in ("catch/v1", "catch/v2"):
@@ -55,6 +56,7 @@ def test_a_results_table_is_merged_never_replaced(tmp_path):
     assert [(r["source"], r["area_ratio"]) for r in files.read_csv(table)] == [("a", "0.7"), ("c", "0.1")]
 
 
+@pytest.mark.cli
 def test_a_report_goes_into_its_own_directory_only(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main([a.replace("total_steps=1000", "total_steps=400") for a in RUN] + ["--out", str(run)]) == 0
@@ -96,6 +98,7 @@ def _full_disk_at_second_checkpoint(monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["header", "mid-row", "deleted", "intact"])
+@pytest.mark.cli
 def test_full_disk_is_one_line_and_resume_rebuilds_every_metric_row(uninterrupted, damage, tmp_path, monkeypatch,
                                                                     capsys):
     out = tmp_path / "run"

@@ -19,6 +19,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["dqn", "a2c_lstm"])
+@pytest.mark.cli
 def test_a_finished_run_plays_games_and_writes_a_gif(runs, name, capsys, tmp_path):
     gif = tmp_path / "game.gif"
     capsys.readouterr()
@@ -32,6 +33,7 @@ def test_a_finished_run_plays_games_and_writes_a_gif(runs, name, capsys, tmp_pat
 @pytest.mark.parametrize("args, needle", [(["minatar/Breakout"], "cannot play minatar/Breakout"),
                                           (["--episodes", "0"], "--episodes must be >= 1"),
                                           (["--seed-index", "2"], "holds 2 seeds")])
+@pytest.mark.cli
 def test_play_mistakes_are_one_line(runs, args, needle, capsys):
     assert cli.main(["play", str(runs["dqn"]), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -58,6 +58,7 @@ def _assert_same(a: list[dict], b: list[dict], epochs: int, what: str) -> None:
 
 
 @pytest.mark.stack  # on the accelerator host's stack too (.ci/run)
+@pytest.mark.cli
 def test_two_processes_equal_one_process_and_one_device(tmp_path):
     """Two processes of 2 forced host devices each (gloo) = 1 process of 4 devices = 1 device, over 2
     epochs (other layouts round differently; RL amplifies that over long runs, as README says)."""
@@ -77,7 +78,9 @@ def two_processes_uninterrupted(tmp_path_factory) -> list[dict]:
     return _metrics(out)
 
 
-@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+# SIGTERM's one line and exit 143 in one process: tests/test_rundir.py; here the harder stop, SIGKILL
+@pytest.mark.parametrize("sig", ["SIGKILL", pytest.param("SIGTERM", marks=pytest.mark.slow)])
+@pytest.mark.cli
 def test_two_processes_stopped_after_a_checkpoint_resume_to_the_same_end(tmp_path, two_processes_uninterrupted, sig):
     """Both processes SIGKILLed (a crash) or SIGTERMed (a scheduler's stop, a preemption: one line and exit
     143 from each) once a checkpoint is on disk, then restarted with the same command: the same metrics as
@@ -103,6 +106,7 @@ def test_two_processes_stopped_after_a_checkpoint_resume_to_the_same_end(tmp_pat
 
 
 @pytest.mark.parametrize("other", [["lr=0.002"], ["--devices", "2"]])
+@pytest.mark.cli
 def test_processes_started_for_different_runs_all_end_in_one_line(tmp_path, other):
     """Process 1 with another config or seed layout than process 0: every process ends with the same one
     line and exit 2 before any collective (which would mix two runs or abort in gloo), nothing written."""
@@ -116,6 +120,7 @@ def test_processes_started_for_different_runs_all_end_in_one_line(tmp_path, othe
 
 
 @pytest.mark.stack  # on the accelerator host's stack too (.ci/run)
+@pytest.mark.cli
 def test_an_error_on_one_process_ends_every_process_in_one_line(tmp_path):
     """Process 1 alone given a bad value: it says so, and process 0 says which process failed and why,
     instead of waiting for it at the first collective."""
@@ -128,6 +133,7 @@ def test_an_error_on_one_process_ends_every_process_in_one_line(tmp_path):
 
 
 @pytest.mark.stack  # on the accelerator host's stack too (.ci/run)
+@pytest.mark.cli
 def test_bad_process_flags_are_one_line_errors(tmp_path):
     res = run_cli("--coordinator", "127.0.0.1:1", "--num-processes", 2, "--process-id", 2, "train", "--out", tmp_path)
     assert res.returncode == 2 and res.stderr.strip().splitlines() == ["jaxfer: error: --process-id must be in [0, 2), "
@@ -146,6 +152,7 @@ def test_bad_process_flags_are_one_line_errors(tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--devices must be" in res.stderr
 
 
+@pytest.mark.cli
 def test_two_processes_with_one_process_id_end_in_one_line_each(tmp_path):
     """jax's runtime aborts from C++ on a process id taken twice: each process still ends with one line and
     exit 2, the runtime's reason in it, no stack."""

@@ -33,6 +33,7 @@ def tiny_sweep(tmp_path_factory):
     return tmp / "sweep"
 
 
+@pytest.mark.cli
 def test_report_of_a_sweep_a_run_and_dptl(tiny_sweep, tmp_path):
     other = tmp_path / "dqn_again"
     shutil.copytree(tiny_sweep, other)  # a second sweep to set beside the first
@@ -49,7 +50,8 @@ def test_report_of_a_sweep_a_run_and_dptl(tiny_sweep, tmp_path):
     def areas(mode):
         rows = [r for r in curves if r["mode"] == mode and r["target"] == "catch/v0"]
         seeds = sorted({r["seed"] for r in rows})
-        return np.array([area_ratio.area_under_curve([float(r["value"]) for r in rows if r["seed"] == s]) for s in seeds])
+        return np.array([area_ratio.area_under_curve([float(r["value"]) for r in rows if r["seed"] == s])
+                         for s in seeds])
 
     assert f"{stats.probability_of_improvement(areas('fine_tune'), areas('scratch')):.3f} [" in row
     assert "published R" in md and "| catch/v3 | catch/v0 | fine_tune |" in md
@@ -72,6 +74,7 @@ def test_report_of_a_sweep_a_run_and_dptl(tiny_sweep, tmp_path):
     (["no/such/dir"], "no/such/dir: no such directory"),
     ([str(ROOT / "configs")], "not a jaxfer run, sweep or DPTL directory"),
 ])
+@pytest.mark.cli
 def test_report_bad_input_is_one_line(args, needle, tmp_path):
     proc = run_cli("report", *args, "--out", tmp_path / "r")
     assert proc.returncode == 2
@@ -80,6 +83,7 @@ def test_report_bad_input_is_one_line(args, needle, tmp_path):
     assert not (tmp_path / "r" / "report.html").exists()
 
 
+@pytest.mark.cli
 def test_report_renders_in_headless_chromium(tiny_sweep, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:

@@ -1,12 +1,14 @@
 """A run killed after a checkpoint and restarted with the same command ends with the same numbers."""
 import json
 
+import pytest
 from conftest import kill_after_first_checkpoint, run_cli
 
 ARGS = ["train", "total_steps=6000", "epoch_steps=200", "learning_starts=100", "buffer_size=1000",
         "eval_envs=4", "eval_steps=12", "--seeds", "2", "--no-progress"]
 
 
+@pytest.mark.cli
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     full = run_cli(*ARGS, "--out", tmp_path / "full")
     assert full.returncode == 0, full.stderr

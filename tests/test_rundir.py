@@ -25,6 +25,7 @@ def _lock(out, pid: int, host: str | None = None, heartbeat: float | None = None
                                                "started": "2026-11-30 00:00:00", "heartbeat": heartbeat}))
 
 
+@pytest.mark.cli
 def test_a_second_command_on_a_held_directory_is_refused_and_changes_nothing(tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "jaxfer.cli", *RUN, "--out", str(out)], cwd=ROOT,
@@ -44,6 +45,7 @@ def test_a_second_command_on_a_held_directory_is_refused_and_changes_nothing(tmp
     assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
 
 
+@pytest.mark.cli
 def test_a_lock_whose_process_is_gone_is_taken_over_and_its_temp_files_removed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -57,6 +59,7 @@ def test_a_lock_whose_process_is_gone_is_taken_over_and_its_temp_files_removed(t
     assert not list(out.glob(".*"))  # the temp file is gone too
 
 
+@pytest.mark.cli
 def test_a_lock_held_elsewhere_is_refused_for_every_writing_command(tmp_path):
     out = tmp_path / "sweep"
     _lock(out, 1, host="another-host")
@@ -68,6 +71,7 @@ def test_a_lock_held_elsewhere_is_refused_for_every_writing_command(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == before
 
 
+@pytest.mark.cli
 def test_a_lock_from_another_host_is_taken_over_once_its_heartbeat_is_stale(tmp_path):
     """A job requeued on another node finds its old lock: fresh heartbeat, refused; stale, taken over."""
     out = tmp_path / "run"
@@ -105,6 +109,7 @@ def _inode(path: Path) -> int | None:
         return None
 
 
+@pytest.mark.cli
 def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_the_run_resumes(tmp_path):
     """SIGINT (Ctrl-C) or SIGTERM (a scheduler's stop, a preemption) as soon as the CLI handles them (jax
     still importing), while the run is set up and compiled, and after a checkpoint: exit 128 + signal,
@@ -142,6 +147,7 @@ def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_the_run_resumes(tmp_pat
 
 
 @pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.cli
 def test_a_finished_run_drops_its_checkpoint_unless_asked_to_keep_it(tmp_path, keep):
     out = tmp_path / "run"
     res = run_cli(*SHORT, f"keep_checkpoint={str(keep).lower()}", "--out", out)
@@ -170,6 +176,7 @@ def _scalars(events_dir) -> dict:
     return found
 
 
+@pytest.mark.cli
 def test_every_run_writes_tensorboard_events_per_seed_and_mean(tmp_path):
     out = tmp_path / "run"
     res = run_cli(*SHORT, "--out", out)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from jaxfer import config
+from jaxfer import config, mesh
 from jaxfer.errors import JaxferError
 from jaxfer.networks import layers, q_nets
-from jaxfer.runtime import files, run, rundir
+from jaxfer.runtime import files, run, rundir, seed_axis
 from jaxfer.segment import config as seg_config
 from jaxfer.segment import export, labels, pipeline
 from jaxfer.segment.fcn import FCN
@@ -126,14 +126,17 @@ def test_scores_accuracy_and_iou():
 def test_fcn_training_learns_and_seeds_differ():
     frames, truth, _ = _synthetic_game(n=96)
     trainer = make_trainer(3, frames.shape[1:], 3e-3, 16)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(2))
-    state = trainer.init(keys)
-    before = scores(np.asarray(trainer.confusion(state.params, frames, truth))[0])["pixel_accuracy"]
+    state = mesh.place(mesh.pad(trainer.init(mesh.seed_keys(0, 2)), 2))
+    data = mesh.replicate((frames, truth))
+    epoch, confusion = (seed_axis.compile_seed_map(trainer.epoch, state, *data, donate=True),
+                        seed_axis.compile_seed_map(trainer.confusion, state.params, *data))
+    before = scores(mesh.fetch(confusion(state.params, *data))[0])["pixel_accuracy"]
     losses = []
-    for epoch in range(8):
-        state, loss = trainer.epoch(state, jax.vmap(jax.random.fold_in, (0, None))(keys, epoch), frames, truth)
-        losses.append(np.asarray(loss))
-    conf = np.asarray(trainer.confusion(state.params, frames, truth))
+    for _ in range(8):
+        state, loss = epoch(state, *data)
+        losses.append(mesh.fetch(loss))
+    assert int(mesh.fetch(state.epoch)) == 8
+    conf = mesh.fetch(confusion(state.params, *data))
     assert conf.shape == (2, 3, 3) and conf.sum() == 2 * truth.size
     assert (losses[-1] < 0.5 * losses[0]).all()
     assert scores(conf[0])["pixel_accuracy"] > max(before, 0.9)
@@ -199,6 +202,7 @@ def _write(path, text):
     return path
 
 
+@pytest.mark.cli
 def test_cli_game_without_label_method(tmp_path, cli):
     cfg = _write(tmp_path / "seg.yaml", "env: catch/v0\n")
     done = cli("segment", cfg, "--out", tmp_path / "out")
@@ -208,6 +212,7 @@ def test_cli_game_without_label_method(tmp_path, cli):
          "(labels need MinAtar object channels or Atari pixels)")]
 
 
+@pytest.mark.cli
 def test_cli_fcn_checkpoint_of_another_input_shape(tmp_path, cli):
     fcn = jax.vmap(lambda k: FCN(5).init(k, jnp.zeros((1, 10, 10, 4), jnp.uint8)))(
         jax.random.split(jax.random.PRNGKey(0), 2))

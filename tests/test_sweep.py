@@ -25,6 +25,7 @@ def _config(tmp_path, **over):
     return path
 
 
+@pytest.mark.cli
 def test_sweep_outputs_surgery_and_resume(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("transfer", _config(tmp_path), "--out", out, "--no-progress")
@@ -72,6 +73,7 @@ def test_sweep_config_errors(tmp_path, over, needle):
         sweep.load(_config(tmp_path, **over))
 
 
+@pytest.mark.cli
 def test_layer_count_too_large_is_one_line_from_the_cli(tmp_path):
     proc = run_cli("transfer", _config(tmp_path, modes=["first_n:9"]), "--out", tmp_path / "o", "--no-progress")
     assert proc.returncode == 2 and "1 <= n <= 4" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
@@ -84,6 +86,7 @@ def _checkpoint(path, **over):
     return path
 
 
+@pytest.mark.cli
 def test_source_checkpoint_replaces_the_source_run(tmp_path):
     """Seed i of the cell starts from seed i of the checkpoint (3 seeds held, the first 2 used); the
     checkpointed source is not trained."""
@@ -111,6 +114,7 @@ def test_source_checkpoint_replaces_the_source_run(tmp_path):
     ({}, "halfway", "unknown transfer mode 'halfway'"),
     ({}, "last_n:5:frozen", "last_n needs 1 <= n <= 4"),
 ])
+@pytest.mark.cli
 def test_bad_sources_and_modes_are_one_line_from_the_cli(tmp_path, checkpoint, mode, needle):
     """Each mistake ends the CLI with one line and exit 2, before anything is trained."""
     path = tmp_path / "missing.npz"
@@ -127,6 +131,7 @@ def test_bad_sources_and_modes_are_one_line_from_the_cli(tmp_path, checkpoint, m
     assert not out.exists()
 
 
+@pytest.mark.cli
 def test_distilled_students_are_sources(tmp_path):
     """Each source's student (varying schedule, seeds vmapped) is a source named '<game>+distill': its
     held-out KL to the teacher drops for every seed (measured 0.047 -> 0.032 and 0.053 -> 0.038: a
@@ -155,7 +160,9 @@ def test_distilled_students_are_sources(tmp_path):
     assert (out / "distill/catch_v0/params.npz").stat().st_mtime == mtime
 
 
-@pytest.mark.parametrize("agent", ["dqv", "dqv_max"])
+# DQV-Max copies and freezes the same two networks as DQV: slow
+@pytest.mark.parametrize("agent", ["dqv", pytest.param("dqv_max", marks=pytest.mark.slow)])
+@pytest.mark.cli
 def test_dqv_sweeps_copy_and_freeze_both_networks(tmp_path, agent):
     """DQV's agent holds two networks (q and v): each gets the same surgery. only_head copies and freezes
     every layer but the heads, so after training the cell's bodies still equal the source's."""

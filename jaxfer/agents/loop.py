@@ -7,7 +7,7 @@ inside one vmapped per-seed function. Pure-JAX pools are vmaps themselves, so fo
 same computation as vmapping a whole per-seed loop. Every ``rollout_len`` vector steps the agent
 stores the rollout and updates from it (1 for replay-based agents, n for n-step actor-critic); before
 ``learning_starts`` it only stores. That split is static: an epoch that crosses ``learning_starts``
-is a collecting scan then an updating scan, each compiled once (``Trainer.phase``), except on the
+is a collecting scan then an updating scan, each compiled once (``Trainer.warmup_iterations``), except on the
 XLA-CPU path, whose agents gate their update in the graph (``jaxfer.code_path``).
 
 ``make_loop(cfg, env, agent, path) -> Trainer``: ``init(keys (S,), params=None)`` builds the state
@@ -81,7 +81,8 @@ class Trainer(NamedTuple):
     pool: Pool
     checkpoint: Callable  # state -> the tree a checkpoint holds (of its real seeds: ``mesh.fetch(tree, num)``)
     restore: Callable  # (state, loaded checkpoint tree of the real seeds) -> state, padded and placed
-    phase: Callable | None  # state -> the epoch's static variant (warm-up iterations); None: one variant
+    # state -> the epoch's iterations before learning_starts (its static variant); None: one variant
+    warmup_iterations: Callable | None
     path: CodePath  # the run's code path
     num_seeds: int  # the padded seed count the state holds (jaxfer.mesh.padded)
 
@@ -172,7 +173,7 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent, path: CodePath) -> Train
             learn_stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return state._replace(agent=agents), (jax.tree.map(lambda x: x.sum(0), stats), learn_stats)
 
-    def phase(state: LoopState) -> int:
+    def warmup_iterations(state: LoopState) -> int:
         """Iterations of this epoch before ``learning_starts`` (read from the host's copy of the step count)."""
         done = mesh.host_scalar(state.env_steps)
         step = n_env * horizon  # iteration k learns iff done + (k + 1) * step >= learning_starts
@@ -220,4 +221,4 @@ def make_loop(cfg: TrainConfig, env: Env, agent: Agent, path: CodePath) -> Train
         metrics |= jax.vmap(agent.report)(state.agent, learn_stats)
         return state, metrics | {"env_steps": jnp.broadcast_to(state.env_steps, state.key.shape[:1])}
 
-    return Trainer(init, epoch, agent, pool, checkpoint, restore, path.warmup(phase), path, num)
+    return Trainer(init, epoch, agent, pool, checkpoint, restore, path.warmup_split(warmup_iterations), path, num)

@@ -62,7 +62,7 @@ def _activations(net, params, obs, layer: str):
         _, sown = net.apply(params, o[None], mutable=["activations"])
         return sown["activations"][f"{layer}_relu"][0][0].ravel()
 
-    return jax.lax.map(one, obs, batch_size=net.path.chunk(32))  # the network's code path's chunk
+    return jax.lax.map(one, obs, batch_size=net.path.map_batch_size(32))  # the network's code path's batch
 
 
 def activations(net, params, obs, layer: str) -> np.ndarray:

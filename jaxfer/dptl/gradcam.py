@@ -97,7 +97,7 @@ def cams(net, params, obs_batch, layer: str | None = None, actions=None, method:
     """
     layer = resolve_layer(params, layer)
     check_method(method)
-    return _cams(net, params, obs_batch, actions, layer, method, chunk or net.path.chunk(32),
+    return _cams(net, params, obs_batch, actions, layer, method, chunk or net.path.map_batch_size(32),
                  None if size is None else tuple(size))
 
 

@@ -102,7 +102,7 @@ def cam_mask_ssim(cams, frames, block_size: int = 35, method: str = "gaussian", 
     """Per-frame SSIM(CAM, threshold mask), in chunks of ``path.chunk``: XLA CPU runs these GEMMs
     faster per frame on a few frames at a time than on a thousand."""
     one = lambda x: ssim(x[0], threshold_mask(x[1], block_size, method, offset))  # noqa: E731
-    return jax.lax.map(one, (cams, frames), batch_size=path.chunk(25))
+    return jax.lax.map(one, (cams, frames), batch_size=path.map_batch_size(25))
 
 
 _cam_mask_ssim = jax.jit(cam_mask_ssim, static_argnums=(2, 3, 5))

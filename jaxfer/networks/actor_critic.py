@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxfer.code_path import PLAIN, CodePath
+from jaxfer.networks.layers import ConvSpec, conv_layers, conv_trunk
 
-# (features, kernel, stride, padding, pool): pool 1 = none
-EA3C_CONVS = ((32, 5, 1, 2, 2), (32, 5, 1, 1, 2), (64, 4, 1, 1, 2), (64, 3, 1, 1, 2))
-NATURE_CONVS = ((32, 8, 4, 0, 1), (64, 4, 2, 0, 1), (64, 3, 1, 0, 1))
-MINATAR_CONVS = ((16, 3, 1, 0, 1),)
+EA3C_CONVS = (ConvSpec(32, 5, 1, 2, 2), ConvSpec(32, 5, 1, 1, 2), ConvSpec(64, 4, 1, 1, 2), ConvSpec(64, 3, 1, 1, 2))
+NATURE_CONVS = (ConvSpec(32, 8, 4), ConvSpec(64, 4, 2), ConvSpec(64, 3, 1))
+MINATAR_CONVS = (ConvSpec(16, 3, 1),)
 CORES = ("lstm", "dense")
 
 
@@ -53,15 +53,15 @@ class ActorCritic(nn.Module):
     """
 
     num_actions: int
-    convs: Sequence[tuple[int, int, int, int, int]]
+    convs: Sequence[ConvSpec]
     hidden: int
     core: str = "dense"
     width: float = 1.0
     path: CodePath = PLAIN
 
     def setup(self):
-        for i, (features, kernel, stride, pad, _) in enumerate(self.convs):
-            setattr(self, f"conv_{i}", self.path.conv(max(1, round(features * self.width)), kernel, stride, pad))
+        for i, conv in enumerate(conv_layers(self.convs, self.path, self.width)):
+            setattr(self, f"conv_{i}", conv)
         self.dense_0 = nn.OptimizedLSTMCell(self.hidden) if self.core == "lstm" else nn.Dense(self.hidden)
         self.head = nn.Dense(self.num_actions + 1, kernel_init=_head_init(self.num_actions))
 
@@ -73,19 +73,8 @@ class ActorCritic(nn.Module):
 
     def torso(self, obs: jax.Array, replace=None) -> jax.Array:
         """(..., H, W, C) uint8 frames -> (..., F) features."""
-        x = obs.astype(jnp.float32) / 255.0
-        for i, (_, kernel, _, pad, pool) in enumerate(self.convs):
-            if x.shape[-3] + 2 * pad < kernel or x.shape[-2] + 2 * pad < kernel:
-                raise ValueError(f"it shrinks below conv_{i}'s {kernel}x{kernel} kernel")
-            x = nn.relu(getattr(self, f"conv_{i}")(x))
-            if pool > 1:  # max-pool commutes with the ReLU
-                if min(x.shape[-3:-1]) < pool:
-                    raise ValueError(f"it shrinks below conv_{i}'s {pool}x{pool} max-pool")
-                x = self.path.max_pool(x, pool)
-            if not self.is_initializing():  # keep activations out of the parameter tree
-                self.sow("activations", f"conv_{i}_relu", x)
-            if replace is not None and replace[0] == i:
-                x = replace[1]
+        layers = [getattr(self, f"conv_{i}") for i in range(len(self.convs))]
+        x = conv_trunk(self, layers, self.convs, obs, nn.relu, self.path, replace)
         return x.reshape(x.shape[:-3] + (-1,))
 
     def unroll(self, memory, obs: jax.Array, first: jax.Array):

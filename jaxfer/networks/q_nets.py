@@ -5,10 +5,9 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from jaxfer.code_path import PLAIN, CodePath
-from jaxfer.networks.layers import FRAME_SCALE
+from jaxfer.networks.layers import ConvSpec, conv_layers, conv_trunk, unit_frames
 
 
 class ConvQNet(nn.Module):
@@ -17,49 +16,40 @@ class ConvQNet(nn.Module):
     are the same on both."""
 
     num_actions: int
-    convs: Sequence[tuple[int, ...]]  # (features, kernel, stride) or (features, kernel, stride, pool)
+    convs: Sequence[ConvSpec]
     dense: Sequence[int]
-    padding: str = "VALID"  # of every conv: "VALID" or "SAME"
     path: CodePath = PLAIN
 
     @nn.compact
     def __call__(self, obs: jax.Array, replace: tuple[int, jax.Array] | None = None) -> jax.Array:
-        """Q-values. Each conv activation is sown into the "activations" collection, and
-        ``replace=(i, a)`` continues from ``a`` in place of conv_i's activation: together they give
-        Grad-CAM the activation and the gradient of a Q-value with respect to it (sown as conv_i_relu)."""
-        activation = self.path.relu
-        x = obs if self.convs else obs.astype(jnp.float32) * FRAME_SCALE  # conv_0 scales the frames itself
-        for i, (features, kernel, stride, *pool) in enumerate(self.convs):
-            conv = self.path.conv(features, kernel, stride, self.padding, FRAME_SCALE if i == 0 else 1.0,
-                                  name=f"conv_{i}")
-            x = activation(conv(x))
-            if pool:  # non-overlapping max-pool (commutes with the ReLU)
-                x = self.path.max_pool(x, pool[0])
-            if not self.is_initializing():  # keep activations out of the parameter tree
-                self.sow("activations", f"conv_{i}_relu", x)
-            if replace is not None and replace[0] == i:
-                x = replace[1]
+        """Q-values of raw frames; ``replace`` as ``jaxfer.networks.layers.conv_trunk``'s (Grad-CAM)."""
+        if self.convs:
+            x = conv_trunk(self, conv_layers(self.convs, self.path, named=True), self.convs, obs, self.path.relu,
+                           self.path, replace)
+        else:
+            x = unit_frames(obs)
         x = x.reshape(x.shape[:-3] + (-1,))
         for i, features in enumerate(self.dense):
-            x = activation(nn.Dense(features, name=f"dense_{i}")(x))
+            x = self.path.relu(nn.Dense(features, name=f"dense_{i}")(x))
         return nn.Dense(self.num_actions, name="head")(x)
 
 
 NETWORKS: dict[str, Callable[[int], nn.Module]] = {
     # Mnih et al. 2015, for 84x84x4 frames.
-    "nature_cnn": lambda n: ConvQNet(n, convs=((32, 8, 4), (64, 4, 2), (64, 3, 1)), dense=(512,)),
+    "nature_cnn": lambda n: ConvQNet(n, convs=(ConvSpec(32, 8, 4), ConvSpec(64, 4, 2), ConvSpec(64, 3, 1)),
+                                     dense=(512,)),
     # For the native 21x21x4 Catch grid: strided convs, much faster than a stride-1 first conv and
     # still learning Catch (docs/performance.md).
-    "catch_cnn": lambda n: ConvQNet(n, convs=((16, 3, 2), (32, 3, 2)), dense=(64,)),
+    "catch_cnn": lambda n: ConvQNet(n, convs=(ConvSpec(16, 3, 2), ConvSpec(32, 3, 2)), dense=(64,)),
     # The MinAtar baseline network (Young & Tian 2019): one 3x3 conv, 128 hidden units.
-    "minatar_cnn": lambda n: ConvQNet(n, convs=((16, 3, 1),), dense=(128,)),
+    "minatar_cnn": lambda n: ConvQNet(n, convs=(ConvSpec(16, 3, 1),), dense=(128,)),
     # No convolution at all: the fastest option for vmapped seeds on a CPU.
     "mlp": lambda n: ConvQNet(n, convs=(), dense=(256,)),
     # Bélignon's segmentation-pretrained Double DQN: the FCN encoder fcn_f16-k3_s2_f32-k3_f32-k3_s2
     # (conv_0..conv_2 with their max-pools, jaxfer.segment.fcn), one more conv (64@3x3, as Nature's
     # last), dense 512, head. "SAME" convs, so MinAtar's 10x10 fits (10 -> 5 -> 2 after the pools).
-    "seg_ddqn": lambda n: ConvQNet(n, convs=((16, 3, 1, 2), (32, 3, 1), (32, 3, 1, 2), (64, 3, 1)), dense=(512,),
-                                   padding="SAME"),
+    "seg_ddqn": lambda n: ConvQNet(n, convs=(ConvSpec(16, 3, 1, "SAME", 2), ConvSpec(32, 3, 1, "SAME"),
+                                             ConvSpec(32, 3, 1, "SAME", 2), ConvSpec(64, 3, 1, "SAME")), dense=(512,)),
 }
 
 

@@ -86,9 +86,7 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
     state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds), init_params)
     state, start, rows = resume(out, cfg, trainer, state)
     mesh.agree("checkpoint (every process must see the same --out: a shared file system)", start)
-    epoch_fn, _ = seed_axis.compile_over_seeds(trainer.epoch, state, cfg.strategy,
-                                               sliceable=trainer.pool.checkpointable, phase=trainer.phase,
-                                               path=path)  # checks working memory
+    epoch_fn, _ = seed_axis.compile_trainer(trainer, state, cfg.strategy)  # checks working memory
     mesh.barrier()  # no process claims it before all have checked it
     if writes:
         rundir.write_claim(out, to_dict(cfg))

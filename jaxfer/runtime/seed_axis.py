@@ -27,13 +27,13 @@ def resolve(strategy: str, num_seeds: int, path: CodePath) -> str:
 class EpochFn:
     """A compiled epoch over all seeds: ``state -> (state, per-seed outputs)``, input donated.
 
-    ``phase(state)`` (optional) picks a static variant of the epoch before each call (the value-based
+    ``variant_of(state)`` (optional) picks a static variant of the epoch before each call (the value-based
     warm-up before ``learning_starts`` on accelerators); each variant compiles once, on first use, and
     ``compile_seconds`` sums them all.
     """
 
-    def __init__(self, build: Callable[[Any], Any], phase: Callable | None):
-        self._build, self._phase, self._compiled, self.compile_seconds = build, phase, {}, 0.0
+    def __init__(self, build: Callable[[Any], Any], variant_of: Callable | None):
+        self._build, self._variant_of, self._compiled, self.compile_seconds = build, variant_of, {}, 0.0
 
     def compiled(self, variant=None):
         if variant not in self._compiled:
@@ -44,14 +44,14 @@ class EpochFn:
         return self._compiled[variant]
 
     def __call__(self, state):
-        return self.compiled(None if self._phase is None else self._phase(state))(state)
+        return self.compiled(None if self._variant_of is None else self._variant_of(state))(state)
 
 
 def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: bool = True,
-                       phase: Callable | None = None, path: CodePath = PLAIN) -> tuple[EpochFn, float]:
+                       variant_of: Callable | None = None, path: CodePath = PLAIN) -> tuple[EpochFn, float]:
     """Returns (the epoch compiled over the seed mesh, compile seconds of its first variant).
 
-    ``fn(state)`` (or ``fn(state, variant)`` with ``phase``) maps one device's block of seeds to
+    ``fn(state)`` (or ``fn(state, variant)`` with ``variant_of``) maps one device's block of seeds to
     ``(state, out)``, every leaf of ``out`` per seed; ``state`` is laid out as the module docstring
     says (from ``Trainer.init``). A state that cannot be sliced per seed (an emulator pool of all of a
     device's seeds, ``sliceable=False``) always runs "vmap". ``path``, the run's code path
@@ -62,14 +62,29 @@ def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: b
     if strategy not in ("vmap", "sequential"):
         raise ValueError(f"unknown strategy '{strategy}'")
     local = fn if strategy == "vmap" else mesh.one_at_a_time(fn)
-    specs = jax.tree.map(mesh.spec, state)
 
     def build(variant):
-        body = local if phase is None else (lambda s: local(s, variant))
-        epoch = jax.jit(mesh.over_seeds(body, (specs,), (specs, mesh.SEED_AXIS)), donate_argnums=0)
-        return epoch.lower(state).compile()
-
-    epoch = EpochFn(build, phase)
-    epoch.compiled(None if phase is None else phase(state))
+        body = local if variant_of is None else (lambda s: local(s, variant))
+        return compile_seed_map(body, state, out_specs=(jax.tree.map(mesh.spec, state), mesh.SEED_AXIS), donate=True)
+    epoch = EpochFn(build, variant_of)
+    epoch.compiled(None if variant_of is None else variant_of(state))
     return epoch, epoch.compile_seconds
 
+
+
+def compile_seed_map(fn: Callable, per_seed, *shared, out_specs=None, donate: bool = False):
+    """``fn(one device's block of per_seed, *shared)`` compiled over the seed mesh: ``per_seed`` laid out as a
+    run's state (``mesh.place(mesh.pad(...))``: seed axis first, 0-d leaves replicated), ``shared`` whole on
+    every device (``mesh.replicate``), outputs laid out the same way unless ``out_specs`` says otherwise.
+    ``donate``: ``per_seed``'s buffers. The one way a computation over seeds is compiled here."""
+    in_specs = (jax.tree.map(mesh.spec, per_seed), *(mesh.REPLICATED,) * len(shared))
+    if out_specs is None:
+        out_specs = jax.tree.map(mesh.spec, jax.eval_shape(fn, per_seed, *shared))
+    body = mesh.over_seeds(fn, in_specs, out_specs)
+    return jax.jit(body, donate_argnums=0 if donate else ()).lower(per_seed, *shared).compile()
+
+
+def compile_trainer(trainer, state, strategy: str = "auto") -> tuple[EpochFn, float]:
+    """``compile_over_seeds`` of a ``Trainer``'s epoch, with the trainer's own pool, warm-up split and code path."""
+    return compile_over_seeds(trainer.epoch, state, strategy, sliceable=trainer.pool.checkpointable,
+                              variant_of=trainer.warmup_iterations, path=trainer.path)

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 import chex
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from jaxfer.code_path import PLAIN, CodePath
 from jaxfer.networks import q_nets
+from jaxfer.networks.layers import ConvSpec, conv_layers, conv_trunk
 
 NETWORK = "seg_ddqn"  # the Q-network whose first convs are this FCN's encoder
-ENCODER = q_nets.NETWORKS[NETWORK](1).convs[:3]  # (features, kernel, stride[, pool]) per conv
+ENCODER = q_nets.NETWORKS[NETWORK](1).convs[:3]
 DECODER_KERNEL = 8  # the seed's "d8"
 
 
@@ -32,19 +32,15 @@ class FCN(nn.Module):
     """Per-pixel class logits (..., H, W, num_classes) of uint8 observations (..., H, W, C)."""
 
     num_classes: int
-    convs: Sequence[tuple[int, ...]] = ENCODER
+    convs: Sequence[ConvSpec] = ENCODER
     kernel: int = DECODER_KERNEL
     path: CodePath = PLAIN
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         height, width = obs.shape[-3:-1]
-        x = obs.astype(jnp.float32) / 255.0  # the input scaling of jaxfer.networks.q_nets.ConvQNet
-        for i, (features, kernel, stride, *pool) in enumerate(self.convs):
-            x = nn.relu(self.path.conv(features, kernel, stride, "SAME", name=f"conv_{i}")(x))
-            if pool:
-                x = self.path.max_pool(x, pool[0])
-        stride = math.prod(c[2] * (c[3] if len(c) > 3 else 1) for c in self.convs)
+        x = conv_trunk(self, conv_layers(self.convs, self.path, named=True), self.convs, obs, nn.relu, self.path)
+        stride = math.prod(c.stride * c.pool for c in self.convs)
         y = self.path.conv_transpose(self.num_classes, self.kernel, stride, name="head")(x)
         off = (self.kernel - stride) // 2
         if y.shape[-3] < off + height or y.shape[-2] < off + width:

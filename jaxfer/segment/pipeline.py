@@ -32,7 +32,7 @@ import numpy as np
 from jaxfer import agents, envs, mesh, stats
 from jaxfer.code_path import CodePath
 from jaxfer.dptl import frames
-from jaxfer.runtime import budget, files, host_loop, run, rundir
+from jaxfer.runtime import budget, files, host_loop, run, rundir, seed_axis
 from jaxfer.segment import export, labels, report
 from jaxfer.segment.config import SegmentConfig, SegmentError, to_dict
 from jaxfer.segment.fcn import FCN
@@ -115,29 +115,32 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
 
     spec = cfg.fcn
     trainer = make_trainer(len(names), obs.shape[1:], spec.lr, spec.batch_size, CodePath.of())
-    keys = mesh.seed_keys(spec.seed, spec.seeds)
-    state = trainer.init(keys)
+    state = trainer.init(mesh.seed_keys(spec.seed, spec.seeds))
     saved, start, rows = host_loop.resume(out, state, spec.seeds)
-    state = state if saved is None else jax.tree.map(jnp.asarray, saved)
-    x, yy = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
+    state = mesh.place(mesh.pad(state if saved is None else saved, spec.seeds))
+    x, y_train = mesh.replicate((data.train_x, data.train_y))
+    test = mesh.replicate((data.test_x, data.test_y))
     tick = time.perf_counter()
-    epoch_fn = trainer.epoch.lower(state, keys, x, yy).compile() if start < spec.epochs else None
+    epoch_fn = seed_axis.compile_seed_map(trainer.epoch, state, x, y_train, donate=True)
+    confusion = seed_axis.compile_seed_map(trainer.confusion, state.params, *test)
     compile_s = time.perf_counter() - tick
     images = spec.seeds * (len(x) // spec.batch_size) * spec.batch_size
+    train_seconds = []  # the epochs' own time, without the test-set evaluation and the copies
     with host_loop.HostLoop(out, start, spec.epochs, rows, f"FCN x{spec.seeds}", progress) as loop:
         for epoch in loop:
-            state, loss = epoch_fn(state, jax.vmap(jax.random.fold_in, (0, None))(keys, epoch), x, yy)
-            loss = np.asarray(loss)
-            per_seed = [scores(c) for c in np.asarray(trainer.confusion(state.params, data.test_x, data.test_y))]
-            seconds = loop.record(epoch, [{"epoch": epoch, "seed": s, "train_loss": float(loss[s]),
-                                           "test_pixel_accuracy": p["pixel_accuracy"], "test_mean_iou": p["mean_iou"]}
-                                          for s, p in enumerate(per_seed)], jax.tree.map(np.array, state))
-            loop.show(**{"images/s": f"{images / seconds:.0f}", "loss": f"{loss.mean():.4f}",
+            tick = time.perf_counter()
+            state, loss = epoch_fn(state, x, y_train)
+            loss = mesh.fetch(loss, spec.seeds)
+            train_seconds.append(time.perf_counter() - tick)
+            per_seed = [scores(c) for c in mesh.fetch(confusion(state.params, *test), spec.seeds)]
+            loop.record(epoch, [{"epoch": epoch, "seed": s, "train_loss": float(loss[s]),
+                                 "test_pixel_accuracy": p["pixel_accuracy"], "test_mean_iou": p["mean_iou"]}
+                                for s, p in enumerate(per_seed)], mesh.fetch(state, spec.seeds))
+            loop.show(**{"images/s": f"{images / train_seconds[-1]:.0f}", "loss": f"{loss.mean():.4f}",
                          "test acc": f"{np.mean([p['pixel_accuracy'] for p in per_seed]):.4f}"})
-    seconds = loop.seconds
 
-    params = state.params
-    conf = np.asarray(trainer.confusion(params, data.test_x, data.test_y))
+    conf = mesh.fetch(confusion(state.params, *test), spec.seeds)
+    params = mesh.fetch(state.params, spec.seeds)
     per_seed = [scores(c) for c in conf]
     export.save(out / export.FILE, params, cfg.env, cfg.obs, obs.shape[1:], len(names))
     _grid(out / "segmentation_grid.png", cfg, trainer.net, params, data, names)
@@ -146,8 +149,9 @@ def train_fcn(cfg: SegmentConfig, out: Path, progress: bool = True) -> tuple[dic
         "test_frames": len(data.test_x), **_summary(per_seed, names),
         "per_seed": per_seed, "test_confusion_seed_sum": conf.sum(0).astype(int).tolist(),
         "compile_seconds": round(compile_s, 2),
-        "train_images_per_s": round(images * len(seconds) / sum(seconds), 1) if seconds else None,
-        "epochs_timed": len(seconds), "resumed_from_epoch": start, **run.environment_info()})
+        "train_images_per_s": round(images * len(train_seconds) / sum(train_seconds), 1) if train_seconds else None,
+        "epoch_seconds_with_evaluation": round(float(np.mean(loop.seconds)), 3) if loop.seconds else None,
+        "epochs_timed": len(train_seconds), "resumed_from_epoch": start, **run.environment_info()})
     return export.load(out / export.FILE)
 
 

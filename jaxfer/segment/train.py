@@ -1,10 +1,10 @@
 """Train S FCNs at once on labelled frames, and measure them on held-out frames.
 
-One jitted call runs one epoch of every seed: ``jax.vmap`` over the seed axis of a per-seed epoch
-that shuffles with its own key and ``lax.scan``s Adam steps over minibatches (the FCN has no conv
-op, so its backward pass stays fast inside the scan on XLA CPU). The frames are shared by all seeds,
-not copied per seed. Evaluation is a confusion matrix per seed, from which pixel accuracy and
-per-class IoU follow.
+One compiled call runs one epoch of every seed over the seed mesh, as the agents' epochs run
+(``jaxfer.runtime.seed_axis.compile_seed_map``): each device vmaps a per-seed epoch over its block of
+seeds, which shuffles with its own key and ``lax.scan``s Adam steps over minibatches. The frames are
+shared by all seeds (whole on every device), not copied per seed. Evaluation is a confusion matrix per
+seed, from which pixel accuracy and per-class IoU follow.
 """
 from __future__ import annotations
 
@@ -46,13 +46,20 @@ def split(frames: np.ndarray, labels: np.ndarray, test_fraction: float) -> Datas
 class FCNState(NamedTuple):
     params: dict
     opt_state: optax.OptState
+    key: jax.Array  # this seed's own: epoch e shuffles with fold_in(key, e)
+    epoch: jax.Array  # () int32, the same for all seeds: epochs done
+
+
+_PER_SEED = FCNState(0, 0, 0, None)  # vmap axes: every leaf per seed but the epoch count
 
 
 class FCNTrainer(NamedTuple):
+    """Per-block functions for ``seed_axis.compile_seed_map`` (a block: one device's seeds)."""
+
     net: FCN
-    init: Callable  # keys (S,) -> FCNState with a seed axis
-    epoch: Callable  # (FCNState, keys (S,), x (N, ...), y (N, H, W)) -> (FCNState, mean loss (S,))
-    confusion: Callable  # (params (S, ...), x (N, ...), y (N, H, W)) -> (S, K, K) counts [label, prediction]
+    init: Callable  # keys (S,) -> FCNState, seed axis first
+    epoch: Callable  # (FCNState block, x (N, ...), y (N, H, W)) -> (FCNState, mean loss per seed)
+    confusion: Callable  # (params block, x (N, ...), y (N, H, W)) -> (seeds, K, K) counts [label, prediction]
 
 
 def make_trainer(num_classes: int, obs_shape: tuple, lr: float, batch_size: int,
@@ -63,24 +70,29 @@ def make_trainer(num_classes: int, obs_shape: tuple, lr: float, batch_size: int,
 
     def init_one(key):
         params = net.init(key, jnp.zeros((1, *obs_shape), jnp.uint8))
-        return FCNState(params, tx.init(params))
+        return FCNState(params, tx.init(params), key, None)
+
+    def init(keys):
+        return jax.vmap(init_one, out_axes=_PER_SEED)(keys)._replace(epoch=jnp.zeros((), jnp.int32))
 
     def loss_fn(params, x, y):
         logits = net.apply(params, x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    def epoch_one(state: FCNState, key, x, y):
+    def epoch_one(state: FCNState, x, y):
         chex.assert_equal_shape_prefix((x, y), 3)
         num_batches = len(x) // batch_size  # the remainder is left out this epoch (the shuffle varies it)
+        key = jax.random.fold_in(state.key, state.epoch)
         order = jax.random.permutation(key, len(x))[: num_batches * batch_size].reshape(num_batches, batch_size)
 
-        def step(state, idx):
-            loss, grads = jax.value_and_grad(loss_fn)(state.params, x[idx], y[idx])
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            return FCNState(optax.apply_updates(state.params, updates), opt_state), loss
+        def step(carry, idx):
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
 
-        state, losses = jax.lax.scan(step, state, order)
-        return state, losses.mean()
+        (params, opt_state), losses = jax.lax.scan(step, (state.params, state.opt_state), order)
+        return FCNState(params, opt_state, state.key, state.epoch + 1), losses.mean()
 
     def confusion_one(params, x, y):
         """Counts over chunks; padded frames carry label -1, whose one-hot row is all zeros."""
@@ -96,9 +108,9 @@ def make_trainer(num_classes: int, obs_shape: tuple, lr: float, batch_size: int,
 
     return FCNTrainer(
         net=net,
-        init=jax.jit(jax.vmap(init_one)),
-        epoch=jax.jit(jax.vmap(epoch_one, in_axes=(0, 0, None, None)), donate_argnums=0),
-        confusion=jax.jit(jax.vmap(confusion_one, in_axes=(0, None, None))),
+        init=jax.jit(init),
+        epoch=jax.vmap(epoch_one, in_axes=(_PER_SEED, None, None), out_axes=(_PER_SEED, 0)),
+        confusion=jax.vmap(confusion_one, in_axes=(0, None, None)),
     )
 
 

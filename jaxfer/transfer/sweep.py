@@ -33,14 +33,13 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from jaxfer import agents, config, envs, mesh
 from jaxfer.agents import distill
 from jaxfer.code_path import CodePath
 from jaxfer.errors import ConfigError
 from jaxfer.networks.layers import layer_names
-from jaxfer.runtime import files, plots, run, rundir
+from jaxfer.runtime import files, plots, run, rundir, seed_axis
 from jaxfer.transfer import area_ratio, surgery
 from jaxfer.transfer.surgery import TransferError
 
@@ -353,7 +352,9 @@ def distill_student(cfg: SweepConfig, env_id: str, teacher, teacher_name: str, o
                                spec.held_out, spec.batch_size, spec.lr, spec.epsilon)
 
     start = time.perf_counter()
-    params, stats = jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(teacher, keys))
+    per_seed = mesh.place(mesh.pad((teacher, keys), train_cfg.seeds))
+    students = seed_axis.compile_seed_map(lambda block: jax.vmap(one)(*block), per_seed)
+    params, stats = mesh.fetch(students(per_seed), train_cfg.seeds)
     seconds = time.perf_counter() - start
     files.save_tree(out / rundir.PARAMS, params)
     per_pass = stats["loss"].reshape(train_cfg.seeds, len(distill.SCHEDULES[spec.schedule]), -1).mean(-1)
