@@ -1,5 +1,5 @@
 """Statistics of a handful of runs: percentile bootstrap CIs, the interquartile mean, the probability of
-improvement, rank correlations and their CIs, seed-mean bands.
+improvement, rank correlations and their CIs, seed-mean bands, Holm's correction of several p-values.
 
 Numpy and scipy only, no JAX and no other jaxfer module: these run after training on a few logged numbers,
 on any machine. Every bootstrap is ``scipy.stats.bootstrap``'s percentile interval (no normality assumption,
@@ -14,7 +14,7 @@ import numpy as np
 import scipy.stats
 
 __all__ = ["bootstrap_ci", "two_sample_ci", "iqm", "probability_of_improvement", "mean_band", "spearman",
-           "kendall_tau", "rank_correlation_ci"]
+           "kendall_tau", "rank_correlation_ci", "holm"]
 
 
 def _percentile_ci(samples, statistic: Callable, n_boot: int, alpha: float, seed: int, axis: int = -1,
@@ -164,3 +164,17 @@ def rank_correlation_ci(scores, transfer_areas, scratch_areas, statistic: Callab
     pairs, seeds = np.arange(t.shape[0]), np.arange(t.shape[1])
     low, high = _percentile_ci((pairs, seeds), values, n_boot, alpha, seed, drop_nan=True)
     return float(value(pairs, seeds)), float(low), float(high)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the input's order: the family-wise error rate of several
+    predictors tested on the same data, with no assumption on how the tests depend on each other (scipy's
+    ``false_discovery_control`` is Benjamini-Hochberg: the false discovery rate only). Reject where <= alpha."""
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1 or np.isnan(p).any() or ((p < 0) | (p > 1)).any():
+        raise ValueError(f"holm needs a 1-D array of p-values in [0, 1], got {p}")
+    order = np.argsort(p)
+    stepped = np.minimum(1.0, np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]))
+    adjusted = np.empty_like(p)
+    adjusted[order] = stepped
+    return adjusted
