@@ -46,6 +46,8 @@ PEERS_DIR = Path(__file__).resolve().parent / "peers"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxfer" / "peers"
 PEERS = ("rejax", "cleanrl", "sb3")
+JAX_PEERS = ("rejax", "cleanrl")  # on an accelerator these get jaxfer's own jax and its plugins (below)
+ACCELERATOR_PACKAGES = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu", "nvidia-")
 NO_DEPS = "# no-deps"
 BUILT = ".built"  # written last into a finished venv: a folder without it is rebuilt
 
@@ -137,8 +139,9 @@ def rejax_rows(seeds: list[int], quick: bool, steps: int | None = None) -> list[
             [f"seeds={s}", f"total_steps={total}", f"epoch_steps={epoch}", "eval_envs=1", "eval_steps=1"],
             ["algorithm: jaxfer has A2C, not PPO; rejax's PPO runs 1 epoch of 1 minibatch per 64 x 5 rollout "
              "(one gradient step per rollout, as A2C) with its clipped surrogate loss: the closest like-for-like",
-             "network: jaxfer's minatar_ac (conv 16@3x3, dense 128, one shared policy+value head) vs rejax's "
-             "separate actor and critic MLPs of one hidden layer of 128, ReLU (rejax's PPO has no conv trunk)",
+             "network: jaxfer's minatar_ac (conv 16@3x3 valid, dense 128, one shared policy+value head: ~190k "
+             "multiply-adds per frame) vs rejax's own separate actor and critic MLPs of one hidden layer of 128, "
+             "ReLU (~103k): jaxfer has no MLP actor-critic, rejax's PPO no conv trunk; jaxfer computes ~1.8x more",
              "timed span: rejax's whole run, jaxfer's epochs 2..",
              "gymnax: 0.0.9 (rejax) vs 1.0.1 (jaxfer)"],
             "A2C vs PPO: the closest pair (jaxfer has no PPO)"))
@@ -225,9 +228,31 @@ def read_requirements(path: Path) -> tuple[list[str], list[str]]:
     return reqs, no_deps
 
 
-def venv_dir(cache: Path, peer: str, requirements: Path) -> Path:
-    digest = hashlib.sha256(requirements.read_bytes() + platform.python_version().encode()).hexdigest()[:12]
-    return cache / f"{peer}-{digest}"
+def venv_dir(cache: Path, peer: str, requirements: Path, pins: tuple = ()) -> Path:
+    text = requirements.read_bytes() + platform.python_version().encode() + "\n".join(pins).encode()
+    return cache / f"{peer}-{hashlib.sha256(text).hexdigest()[:12]}"
+
+
+def package_name(requirement: str) -> str:
+    name = requirement.split(";")[0]
+    for sep in "=<>!~[ ":
+        name = name.split(sep)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def with_pins(reqs: list[str], pins: tuple) -> list[str]:
+    """``reqs`` with each pinned package's line replaced by its pin, the other pins added."""
+    pinned = {package_name(p) for p in pins}
+    return [r for r in reqs if package_name(r) not in pinned] + list(pins)
+
+
+def accelerator_pins(device: dict, versions: dict) -> tuple:
+    """On an accelerator, a JAX peer runs jaxfer's own jax, jaxlib and accelerator plugins (the same XLA, and
+    wheels that see the device); on a CPU, its file's pins alone."""
+    if not device or device.get("platform", "cpu") == "cpu":
+        return ()
+    return tuple(sorted(f"{n}=={v}" for n, v in versions.items()
+                        if package_name(n) in ("jax", "jaxlib") or package_name(n).startswith(ACCELERATOR_PACKAGES)))
 
 
 def error_line(text: str, fallback: str) -> str:
@@ -241,14 +266,15 @@ def venv_python(path: Path) -> Path:
     return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def build_venv(peer: str, requirements: Path, cache: Path, log=print) -> dict:
-    """The peer's side venv, built once per requirements file (and Python): {"python", "versions", ...} or
-    {"error": one line}."""
+def build_venv(peer: str, requirements: Path, cache: Path, pins: tuple = (), log=print) -> dict:
+    """The peer's side venv, built once per requirements file, Python and ``pins`` (accelerator_pins):
+    {"python", "versions", ...} or {"error": one line}."""
     if not requirements.exists():
         return {"error": f"no requirements file {requirements}"}
-    path = venv_dir(cache, peer, requirements)
-    info = {"venv": str(path), "requirements": requirements.read_text().splitlines()}
+    path = venv_dir(cache, peer, requirements, pins)
+    info = {"venv": str(path), "requirements": requirements.read_text().splitlines(), "pins_from_jaxfer": list(pins)}
     reqs, no_deps = read_requirements(requirements)
+    reqs = with_pins(reqs, pins)
     reused = (path / BUILT).exists()
     start = time.perf_counter()
     if not reused:
@@ -377,7 +403,8 @@ def chart(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
-    labels = [f"{r['peer']} {r['peer_algorithm'].split(' ')[0]}\n{r['env'].split(' ')[-1]} x{r['seeds']}" for r in rows]
+    labels = [f"{r['peer']} {r['peer_algorithm'].split(' ')[0]}\n{r['env'].split(' ')[-1]}, {r['seeds']} seed(s)"
+              for r in rows]
     peer = [r["median_env_steps_per_s"]["peer"] or 0 for r in rows]
     ours = [r["median_env_steps_per_s"]["jaxfer"] or 0 for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows) + 2), 4))
@@ -466,9 +493,13 @@ def run(args, argv: list[str]) -> dict:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = plan_rows(args.peers, args.seeds, args.quick, args.steps)
+    dev = device_info()
+    device = dev.get("device", dev)
+    versions = own_versions()
     venvs = {}
     for peer in args.peers:
-        venvs[peer] = build_venv(peer, PEERS_DIR / f"{peer}.txt", args.cache)
+        pins = accelerator_pins(device, versions) if peer in JAX_PEERS else ()
+        venvs[peer] = build_venv(peer, PEERS_DIR / f"{peer}.txt", args.cache, pins)
         brief = {k: v for k, v in venvs[peer].items() if k not in ("versions", "requirements")}
         print(json.dumps({"peer": peer, **brief}), flush=True)
     readings = {row.id: [] for row in rows}
@@ -498,8 +529,7 @@ def run(args, argv: list[str]) -> dict:
         "wall_note": "this command's measured wall time, venv builds (or reuse) included",
         "peers_selected": args.peers, "seeds": args.seeds, "repeats": args.repeats, "jaxfer_devices": args.devices,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average_1min_at_start": load},
-        "device": (dev := device_info()).get("device", dev), "jaxfer": {"python": platform.python_version(),
-                                                                        "versions": own_versions()},
+        "device": device, "jaxfer": {"python": platform.python_version(), "versions": versions},
         "venvs": venvs, "order": order, "rows": out_rows,
         "method": "each reading its own subprocess; per row peer and jaxfer alternate; medians per side; "
                   "ratio = jaxfer median / peer median",

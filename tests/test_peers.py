@@ -189,3 +189,15 @@ def test_rejax_end_to_end_one_seed_few_steps(tmp_path):
         peer, ours = row["readings"]
         assert peer["compile_s"] > 0 and ours["compile_s"] > 0
     assert out.with_suffix(".md").exists() and out.with_suffix(".png").exists()
+
+
+def test_jax_peers_get_jaxfer_own_jax_on_an_accelerator_only(tmp_path):
+    versions = {"jax": "0.11.2", "jaxlib": "0.11.2", "jax-cuda12-plugin": "0.11.2", "nvidia-cublas-cu12": "12.9",
+                "numpy": "2.3"}
+    assert peers.accelerator_pins({"platform": "cpu"}, versions) == ()
+    pins = peers.accelerator_pins({"platform": "gpu"}, versions)
+    assert pins == ("jax-cuda12-plugin==0.11.2", "jax==0.11.2", "jaxlib==0.11.2", "nvidia-cublas-cu12==12.9")
+    assert peers.with_pins(["rejax==0.1.3", "jax==0.10.2", "jaxlib==0.10.2"], pins) == ["rejax==0.1.3", *pins]
+    req = tmp_path / "r.txt"
+    req.write_text("jax==0.10.2\n")
+    assert peers.venv_dir(tmp_path, "p", req) != peers.venv_dir(tmp_path, "p", req, pins)

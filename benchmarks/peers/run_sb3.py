@@ -4,7 +4,8 @@ Run by the sb3 side venv's Python: ``python run_sb3.py '<json spec>'``. ``make_a
 max-and-skip 4, episodic life, fire reset, 84x84 grey, clipped rewards) over ``{game}NoFrameskip-v4``
 (ale-py's, registered with gymnasium by ``gym_shim.apply()``), 4 stacked frames, "CnnPolicy" (the Nature
 CNN). ``learn`` runs ``warmup_steps`` (past DQN's learning start), then ``steady_steps`` more are timed in a
-second ``learn`` call. PyTorch runs eagerly: there is no compile step to leave out. Prints one JSON line.
+second ``learn`` call. PyTorch runs eagerly (on the GPU where torch sees one, SB3's "auto"): there is no compile step
+to leave out. Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def main() -> None:
     if spec["algo"] == "a2c":
         model = A2C("CnnPolicy", env, n_steps=spec["n_steps"], learning_rate=spec["lr"], ent_coef=spec["ent_coef"],
                     vf_coef=spec["vf_coef"], max_grad_norm=spec["max_grad_norm"], gamma=spec["gamma"],
-                    seed=spec.get("seed", 0), device="cpu", verbose=0)
+                    seed=spec.get("seed", 0), device=spec.get("device", "auto"), verbose=0)
     elif spec["algo"] == "dqn":
         # train_freq 1 (vector step) with num_envs envs: one update per num_envs env steps, as jaxfer's one
         # update per vector step; SB3 counts target_update_interval in env steps
@@ -42,7 +43,7 @@ def main() -> None:
                     exploration_initial_eps=spec["eps_start"], exploration_final_eps=spec["eps_end"],
                     exploration_fraction=decay,
                     optimize_memory_usage=True, replay_buffer_kwargs={"handle_timeout_termination": False},
-                    seed=spec.get("seed", 0), device="cpu", verbose=0)
+                    seed=spec.get("seed", 0), device=spec.get("device", "auto"), verbose=0)
     else:
         raise SystemExit(f"run_sb3.py: unknown algo {spec['algo']!r} (a2c or dqn)")
     start = time.perf_counter()
@@ -53,7 +54,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
     print(json.dumps({"env_steps_per_s": round(spec["steady_steps"] / seconds, 1), "compile_s": None,
                       "warmup_s": round(warmup_s, 2), "seconds": round(seconds, 2), "env_steps": spec["steady_steps"],
-                      "device": {"platform": "cpu", "kind": "torch cpu", "torch_threads": torch.get_num_threads()},
+                      "device": {"platform": model.device.type, "kind": f"torch {model.device}",
+                                 "torch_threads": torch.get_num_threads()},
                       "timed": f"a second model.learn of {spec['steady_steps']} env steps after "
                                f"{spec['warmup_steps']} (past the learning start)"}))
 
