@@ -100,9 +100,12 @@ def steps_plan(seeds: int, quick: bool, kind: str, steps: int | None = None) -> 
     if kind == "dqn":  # 4 envs per seed: epochs of whole vector steps, each >= the 1,000-step learning start
         total = (8_000 if quick else 40_000) if seeds < 64 else (4_000 if quick else 10_000)
         return total, total // 4 if quick else (total // 8 if seeds < 64 else total // 5)
-    # A2C: 64 envs x 5 steps = 320 env steps per update; epochs of whole updates
-    total = (20_480 if quick else 81_920) if seeds < 64 else (5_120 if quick else 20_480)
-    return total, total // 4 if quick else total // 8
+    # A2C / PPO: 64 envs x 5 steps = 320 env steps per update; epochs of whole updates
+    if quick:
+        total = 20_480 if seeds < 64 else 5_120
+        return total, total // 4
+    total = 81_920 if seeds == 1 else 40_960 if seeds < 64 else 10_240
+    return total, total // 8
 
 
 def rejax_rows(seeds: list[int], quick: bool, steps: int | None = None) -> list[Row]:
@@ -393,7 +396,9 @@ def table(result: dict) -> str:
     meta = result["machine"]
     lines.append("")
     lines.append(f"Medians of alternated runs; {meta['cpu_count']} cores, device {result['device'].get('kind')} "
-                 f"({result['device'].get('platform')}); `{result['command']}`, {result['wall_s']:.0f} s in all.")
+                 f"({result['device'].get('platform')}); `{result['command']}`, {result['wall_s']:.0f} s in all"
+                 + ("." if result.get("finished", True) else f" so far (unfinished: {len(result.get('order', []))} "
+                                                             "readings done)."))
     return "\n".join(lines) + "\n"
 
 
@@ -461,8 +466,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--out", type=Path, default=RESULTS / "peers.json",
                    help="the JSON (its .md table and .png chart beside)")
     p.add_argument("--steps", type=int, default=None,
-                   help="env steps per seed of the MinAtar rows (rounded to 4 epochs; default: 40k, 10k at 64 "
-                        "seeds; --quick 8k / 4k; PPO/A2C about twice as many)")
+                   help="env steps per seed of the MinAtar rows (rounded to 4 epochs; default DQN 40k, 10k at 64 "
+                        "seeds, PPO/A2C 82k / 41k / 10k at 1 / 8 / 64 seeds; --quick about a quarter)")
     p.add_argument("--devices", type=int, default=1, help="jaxfer's --devices (default 1: one device, as the peers)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before one reading is stopped (default 1800)")
     args = p.parse_args(argv)
@@ -504,6 +509,28 @@ def run(args, argv: list[str]) -> dict:
         print(json.dumps({"peer": peer, **brief}), flush=True)
     readings = {row.id: [] for row in rows}
     order = []
+
+    def result(finished: bool) -> dict:
+        out_rows = []
+        for row in rows:
+            done = min(sum(1 for r in readings[row.id] if r["side"] == side and "env_steps_per_s" in r)
+                       for side in ("peer", "jaxfer"))
+            out_rows.append(dataclasses.asdict(row) | {"readings": readings[row.id], "repeats_done": done}
+                            | summarize(row, readings[row.id]))
+        return {
+            "benchmark": "peers", "command": " ".join(["python benchmarks/peers.py", *argv]), "quick": args.quick,
+            "finished": finished, "started_utc": started, "wall_s": round(time.perf_counter() - start, 1),
+            "wall_note": "this command's measured wall time, venv builds (or reuse) included",
+            "peers_selected": args.peers, "seeds": args.seeds, "repeats": args.repeats,
+            "jaxfer_devices": args.devices,
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "load_average_1min_at_start": load},
+            "device": device, "jaxfer": {"python": platform.python_version(), "versions": versions},
+            "venvs": venvs, "order": order, "rows": out_rows,
+            "method": "each reading its own subprocess; per row peer and jaxfer alternate; medians per side; "
+                      "ratio = jaxfer median / peer median",
+        }
+
     for row, repeat, side in alternation(rows, args.repeats):
         venv = venvs[row.peer]
         if "error" in venv:
@@ -518,29 +545,18 @@ def run(args, argv: list[str]) -> dict:
         order.append(f"{row.id}:{side}:{repeat}")
         print(json.dumps({"row": row.id} | {k: reading.get(k) for k in ("side", "repeat", "env_steps_per_s",
                                                                            "compile_s", "error")}), flush=True)
-    out_rows = []
-    for row in rows:
-        out_rows.append(dataclasses.asdict(row) | {"readings": readings[row.id], "repeats_done": min(
-            sum(1 for r in readings[row.id] if r["side"] == s and "env_steps_per_s" in r) for s in ("peer", "jaxfer"))}
-            | summarize(row, readings[row.id]))
-    return {
-        "benchmark": "peers", "command": " ".join(["python benchmarks/peers.py", *argv]), "quick": args.quick,
-        "started_utc": started, "wall_s": round(time.perf_counter() - start, 1),
-        "wall_note": "this command's measured wall time, venv builds (or reuse) included",
-        "peers_selected": args.peers, "seeds": args.seeds, "repeats": args.repeats, "jaxfer_devices": args.devices,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "load_average_1min_at_start": load},
-        "device": device, "jaxfer": {"python": platform.python_version(), "versions": versions},
-        "venvs": venvs, "order": order, "rows": out_rows,
-        "method": "each reading its own subprocess; per row peer and jaxfer alternate; medians per side; "
-                  "ratio = jaxfer median / peer median",
-    }
+        write(result(False), args.out, with_chart=False)  # what is done so far survives a stop
+    return result(True)
 
 
-def write(result: dict, out: Path) -> None:
+def write(result: dict, out: Path, with_chart: bool = True) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out)
     out.with_suffix(".md").write_text(table(result))
-    chart(result, out.with_suffix(".png"))
+    if with_chart:
+        chart(result, out.with_suffix(".png"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,7 +108,7 @@ def test_a_peer_that_cannot_be_built_is_reported(tmp_path, monkeypatch):
     result = json.loads(out.read_text())
     for key in ("benchmark", "command", "wall_s", "machine", "device", "jaxfer", "venvs", "order", "rows", "repeats"):
         assert key in result
-    assert result["machine"]["cpu_count"] >= 1 and "jax" in result["jaxfer"]["versions"]
+    assert result["finished"] is True and result["machine"]["cpu_count"] >= 1 and "jax" in result["jaxfer"]["versions"]
     venv = result["venvs"]["rejax"]
     assert venv["error"].startswith("venv not built") and "rejax" in venv["error"]
     assert not Path(venv["venv"]).exists()
@@ -132,7 +132,8 @@ def test_table_has_a_line_per_row_with_medians_and_ratio():
                         "errors": []}]}
     text = peers.table(result)
     assert "| rejax | DQN (rejax) vs DQN (jaxfer) | MinAtar Breakout | 8 | 6,909 | 8,124 | 1.18x | 3 |" in text
-    assert text.splitlines()[0].startswith("| peer |") and "2 cores" in text
+    assert text.splitlines()[0].startswith("| peer |") and "2 cores" in text and "12 s in all." in text
+    assert "unfinished: 0 readings" in peers.table(result | {"finished": False})
 
 
 def test_summary_medians_and_ratios():

@@ -68,6 +68,7 @@ def main() -> None:
             str(spec["learning_starts"]), "--buffer-size", str(spec["buffer_size"]), "--train-frequency",
             str(spec["train_frequency"]), "--target-network-frequency", str(spec["target_network_frequency"]),
             "--batch-size", str(spec["batch_size"]), "--learning-rate", str(spec["lr"])]
+    os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = "0.7"  # what the script sets, before jax starts here
     import jax
 
     dev = jax.devices()[0]
