@@ -355,7 +355,10 @@ def run_jaxfer(row: Row, devices: int | None, timeout: float) -> dict:
             return {"error": f"jaxfer train: {error_line(out.stderr + out.stdout, f'exit {out.returncode}')}",
                     "wall_s": wall}
         summary = json.loads((out_dir / "run.json").read_text())
+    shown = ["python -m jaxfer.cli", *cmd[3:]]
+    shown[shown.index("--out") + 1] = "DIR"
     return {"env_steps_per_s": summary["steady_env_steps_per_s"], "compile_s": summary["compile_seconds"],
+            "command": " ".join(shown),
             "epochs_timed": summary["epochs_timed"], "device": summary.get("device"),
             "code_path": summary.get("code_path"), "wall_s": wall,
             "timed": "run.json's steady_env_steps_per_s: epochs 2.. of the host loop (metrics fetch and checkpoint "
