@@ -151,11 +151,13 @@ def rejax_rows(seeds: list[int], quick: bool, steps: int | None = None) -> list[
     return rows
 
 
-def atari_rows(peers: list[str], quick: bool) -> list[Row]:
+def atari_rows(peers: list[str], quick: bool, steps: int | None = None) -> list[Row]:
+    """The Atari rows; ``steps`` (``--steps``) sets the env steps timed (DQN: after the learning start)."""
     rows = []
-    steady = 3_000 if quick else 30_000
+    steady = steps or (3_000 if quick else 30_000)
+    skip = 2 if steady < 3_000 else 10  # CleanRL's progress lines left out after learning starts
     if "cleanrl" in peers or "sb3" in peers:
-        epochs = 3 if quick else 6
+        epochs = 3 if quick or steps else 6
         epoch = -(-steady // (epochs * 100)) * 100
         dqn = ATARI | {"buffer_size": 100_000, "learning_starts": epoch, "batch_size": 32, "optimizer": "Adam",
                        "lr": 1e-4, "gamma": 0.99, "updates_per_env_step": 0.25, "target_sync_env_steps": 1_000,
@@ -168,7 +170,7 @@ def atari_rows(peers: list[str], quick: bool) -> list[Row]:
                 "cleanrl_dqn_atari_pong", "cleanrl", "DQN (CleanRL dqn_atari_jax.py)", "DQN (jaxfer)", "Atari Pong", 1,
                 dqn, {"env_id": "PongNoFrameskip-v4", "learning_starts": epoch, "buffer_size": 100_000,
                       "train_frequency": 4, "target_network_frequency": 1_000, "batch_size": 32, "lr": 1e-4,
-                      "steady_steps": epoch * epochs, "skip": 10},
+                      "steady_steps": epoch * epochs, "skip": skip},
                 "configs/atari_dqn.yaml", jaxfer,
                 ["envs: jaxfer steps 4 envs at a time (envpool, one update per vector step), CleanRL's script 1 "
                  "(gymnasium + SB3's Atari wrappers, one update per 4 env steps): the same updates per env step",
@@ -187,8 +189,8 @@ def atari_rows(peers: list[str], quick: bool) -> list[Row]:
                  "SB3's window starts 400 env steps after its learning start, jaxfer's at it",
                  "jaxfer writes a checkpoint every epoch, SB3 none"]))
     if "sb3" in peers:
-        epoch = 320 * (10 if quick else 40)
-        epochs = 3 if quick else 4
+        epoch = 320 * (max(1, steps // 960) if steps else 10 if quick else 40)
+        epochs = 3 if quick or steps else 4
         a2c = ATARI | {"num_envs": 16, "n_steps": 5, "optimizer": "RMSProp", "lr": 7e-4, "gamma": 0.99,
                        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "core": "dense 512", "seeds": 1,
                        "steady_env_steps": epoch * epochs}
@@ -211,7 +213,7 @@ def atari_rows(peers: list[str], quick: bool) -> list[Row]:
 
 def plan_rows(peers: list[str], seeds: list[int], quick: bool, steps: int | None = None) -> list[Row]:
     rows = rejax_rows(seeds, quick, steps) if "rejax" in peers else []
-    return rows + atari_rows([p for p in peers if p != "rejax"], quick)
+    return rows + atari_rows([p for p in peers if p != "rejax"], quick, steps)
 
 
 def alternation(rows: list[Row], repeats: int) -> list[tuple[Row, int, str]]:
@@ -470,7 +472,8 @@ def parse_args(argv: list[str] | None):
                    help="the JSON (its .md table and .png chart beside)")
     p.add_argument("--steps", type=int, default=None,
                    help="env steps per seed of the MinAtar rows (rounded to 4 epochs; default DQN 40k, 10k at 64 "
-                        "seeds, PPO/A2C 82k / 41k / 10k at 1 / 8 / 64 seeds; --quick about a quarter)")
+                        "seeds, PPO/A2C 82k / 41k / 10k at 1 / 8 / 64 seeds; --quick about a quarter) and "
+                        "env steps timed of the Atari rows (default 30k; --quick 3k)")
     p.add_argument("--devices", type=int, default=1, help="jaxfer's --devices (default 1: one device, as the peers)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before one reading is stopped (default 1800)")
     args = p.parse_args(argv)

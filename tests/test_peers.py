@@ -40,10 +40,10 @@ def test_rows_cover_every_peer_and_seed_count():
     assert "A2C vs PPO" in ppo.note and any("jaxfer has A2C, not PPO" in u for u in ppo.unmatched)
 
 
-@pytest.mark.parametrize("quick", [True, False])
-def test_jaxfer_side_matches_the_peer_settings(quick):
+@pytest.mark.parametrize("quick, steps", [(True, None), (False, None), (False, 600), (True, 5000)])
+def test_jaxfer_side_matches_the_peer_settings(quick, steps):
     """Each row's jaxfer config loads (validated) and carries the settings the peer runs with."""
-    for row in peers.plan_rows(list(peers.PEERS), [1, 8, 64], quick=quick):
+    for row in peers.plan_rows(list(peers.PEERS), [1, 8, 64], quick=quick, steps=steps):
         cfg = config.load(ROOT / row.jaxfer_config, row.jaxfer_overrides)
         spec = row.peer_spec
         assert cfg.seeds == row.seeds == spec.get("seeds", 1)
