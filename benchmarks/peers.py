@@ -20,6 +20,11 @@ jaxfer ...) ``--repeats`` times per row. Writes ``--out`` (JSON: versions of eve
 device, cores, every setting and reading, medians, jaxfer/peer ratios, wall time), a Markdown table and a
 bar chart beside it.
 
+On an accelerator host the JAX peers' venvs get jaxfer's own jax, jaxlib and accelerator plugins (the same XLA,
+wheels that see the device) in place of their files' jax pins, and SB3 takes the GPU where its torch sees one;
+the device of every reading is recorded. Where that host cannot reach PyPI, pip's own settings apply to the
+builds (e.g. ``PIP_NO_INDEX=1 PIP_FIND_LINKS=/path/to/wheels``), or point ``--cache`` at venvs built before.
+
     python benchmarks/peers.py --quick                  # rejax only, few steps, 1 repeat (~10 min, fresh cache)
     python benchmarks/peers.py --peers rejax            # the MinAtar rows, 3 repeats
     python benchmarks/peers.py                          # every peer and row
@@ -445,6 +450,14 @@ def device_info() -> dict:
     return last_json(out.stdout) or {"error": error_line(out.stderr, "environment_info failed")}
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
+
+
 def own_versions() -> dict:
     from importlib import metadata
     return {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]}
@@ -529,7 +542,7 @@ def run(args, argv: list[str]) -> dict:
             "wall_note": "this command's measured wall time, venv builds (or reuse) included",
             "peers_selected": args.peers, "seeds": args.seeds, "repeats": args.repeats,
             "jaxfer_devices": args.devices,
-            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
                         "load_average_1min_at_start": load},
             "device": device, "jaxfer": {"python": platform.python_version(), "versions": versions},
             "venvs": venvs, "order": order, "rows": out_rows,
