@@ -553,13 +553,14 @@ def run(args, argv: list[str]) -> dict:
 
     for row, repeat, side in alternation(rows, args.repeats):
         venv = venvs[row.peer]
+        load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # others' work skews it
         if "error" in venv:
             reading = {"error": f"not run: {row.peer}'s {venv['error']}"}
         elif side == "peer":
             reading = run_peer(venv["python"], row, args.timeout)
         else:
             reading = run_jaxfer(row, args.devices, args.timeout)
-        reading = {"side": side, "repeat": repeat, "order": len(order),
+        reading = {"side": side, "repeat": repeat, "order": len(order), "load_1min_before": load_before,
                    "utc": datetime.now(timezone.utc).isoformat(timespec="seconds")} | reading
         readings[row.id].append(reading)
         order.append(f"{row.id}:{side}:{repeat}")
