@@ -64,6 +64,7 @@ def fake_script(tmp_path, lines, then=0.0):
     return script
 
 
+@pytest.mark.cli
 def test_cleanrl_timing_reads_a_window_of_env_steps_and_stops_the_script(tmp_path):
     # 1,000 steps = 10 gaps between lines after 3 skipped lines: 14 lines needed of the 100 it would print,
     # after which it would sleep for a minute; the harness stops it at the 14th
@@ -78,6 +79,7 @@ def test_cleanrl_timing_reads_a_window_of_env_steps_and_stops_the_script(tmp_pat
                      "--train-frequency": "4", "--target-network-frequency": "1000"}
 
 
+@pytest.mark.cli
 def test_cleanrl_timing_counts_lines_of_the_update_steps(tmp_path):
     # one update per 3 env steps: it prints at multiples of 300, so 1,000 steps take 4 gaps (1,200 steps)
     out = cleanrl_dqn(sys.executable, fake_script(tmp_path, lines=20), "Pong", learning_starts=900,
@@ -85,6 +87,7 @@ def test_cleanrl_timing_counts_lines_of_the_update_steps(tmp_path):
     assert out["steps_timed"] == 1200 and out["steady_window_env_steps"] == [1500, 2700]
 
 
+@pytest.mark.cli
 def test_cleanrl_timing_reports_a_window_it_did_not_finish(tmp_path):
     out = cleanrl_dqn(sys.executable, fake_script(tmp_path, lines=8), "Pong", learning_starts=0,
                       steady_steps=1000, skip=2)
@@ -92,6 +95,7 @@ def test_cleanrl_timing_reports_a_window_it_did_not_finish(tmp_path):
     assert out["partial_env_steps_per_s"] > 0
 
 
+@pytest.mark.cli
 def test_cleanrl_watchdog_kills_a_stalled_script(tmp_path):
     script = fake_script(tmp_path, lines=3, then=60)
     start = time.perf_counter()
@@ -100,6 +104,7 @@ def test_cleanrl_watchdog_kills_a_stalled_script(tmp_path):
     assert "watchdog stopped it after 1 s at 3 of 12" in out["skipped"] and "env_steps_per_s" not in out
 
 
+@pytest.mark.cli
 def test_cleanrl_timing_skips_a_script_that_fails(tmp_path):
     script = tmp_path / "broken.py"
     script.write_text("raise SystemExit('no module named ale_py')\n")
