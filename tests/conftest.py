@@ -14,18 +14,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(CACHE))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-# The suite's programs are tiny, so XLA's compile time is most of the suite's time: tests check what
-# programs compute, not how fast, so XLA CPU compiles them without LLVM's optimisations (about half the
-# suite's time; IEEE arithmetic either way: XLA CPU does not use fast math).
-COMPILE_FAST = "--xla_backend_optimization_level=0"
 # One CPU device per test process and per CLI subprocess (the CLI's default is one per core): the two
 # xdist workers already keep both cores busy. Tests of that default, and of forced devices, set their own.
-_flags = os.environ.get("XLA_FLAGS", "")
-if "xla_backend_optimization_level" not in _flags:
-    _flags = f"{_flags} {COMPILE_FAST}"
-if "xla_force_host_platform_device_count" not in _flags:
-    _flags = f"{_flags} --xla_force_host_platform_device_count=1"
-os.environ["XLA_FLAGS"] = _flags.strip()
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1".strip()
 
 
 # Every test that starts Python or a program of this environment (jaxfer, lint-imports, ray) carries the
@@ -56,7 +48,7 @@ subprocess.Popen.__init__ = _popen_init_of_cli_tests_only(subprocess.Popen.__ini
 
 def forced_devices(n: int) -> dict:
     """This environment with ``n`` forced host CPU devices (for a subprocess: jax reads it at start)."""
-    return os.environ | {"XLA_FLAGS": f"{COMPILE_FAST} --xla_force_host_platform_device_count={n}"}
+    return os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
