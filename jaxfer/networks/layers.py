@@ -52,7 +52,7 @@ class ConvSpec(NamedTuple):
     pool: int = 1
 
 
-def conv_layers(convs: Sequence[ConvSpec], path: CodePath, width: float = 1.0, **named) -> list[nn.Module]:
+def conv_layers(convs: Sequence[ConvSpec], path: CodePath, width: float = 1.0, named: bool = False) -> list[nn.Module]:
     """The convs of ``convs`` on ``path``, channels times ``width``; the first scales raw frames
     (``FRAME_SCALE``). ``named=True`` names them ``conv_i`` (inside ``nn.compact``; ``setup`` names
     them by attribute)."""

@@ -66,10 +66,10 @@ def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: b
     def build(variant):
         body = local if variant_of is None else (lambda s: local(s, variant))
         return compile_seed_map(body, state, out_specs=(jax.tree.map(mesh.spec, state), mesh.SEED_AXIS), donate=True)
+
     epoch = EpochFn(build, variant_of)
     epoch.compiled(None if variant_of is None else variant_of(state))
     return epoch, epoch.compile_seconds
-
 
 
 def compile_seed_map(fn: Callable, per_seed, *shared, out_specs=None, donate: bool = False):
