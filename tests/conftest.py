@@ -18,6 +18,28 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 # xdist workers already keep both cores busy. Tests of that default, and of forced devices, set their own.
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1".strip()
+# The suite's time is mostly XLA compiling small runs, which its CPU backend does about twice as fast at
+# LLVM -O0; -O0 also runs fused loops several times slower, so a test whose time is training carries the
+# ``optimised`` marker and compiles at XLA's default level (-O3), in this process and in its subprocesses.
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+DEFAULT_LEVEL = {"xla_backend_optimization_level": 3}
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += f" {FAST_COMPILE}"
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimisation_level(request, monkeypatch):
+    if request.node.get_closest_marker("optimised") is None:
+        return
+    monkeypatch.setenv("XLA_FLAGS", " ".join(f for f in os.environ["XLA_FLAGS"].split() if f != FAST_COMPILE))
+    # In this process every compilation's options pass through jax's (private) get_compile_options; where a
+    # jax lacks it, the test still runs, only at -O0.
+    from jax._src import compiler
+    options_of = getattr(compiler, "get_compile_options", None)
+    if options_of is not None:
+        def at_default_level(*args, env_options_overrides=None, **kwargs):
+            return options_of(*args, env_options_overrides=DEFAULT_LEVEL | (env_options_overrides or {}), **kwargs)
+        monkeypatch.setattr(compiler, "get_compile_options", at_default_level)
 
 
 # Every test that starts Python or a program of this environment (jaxfer, lint-imports, ray) carries the
@@ -48,7 +70,8 @@ subprocess.Popen.__init__ = _popen_init_of_cli_tests_only(subprocess.Popen.__ini
 
 def forced_devices(n: int) -> dict:
     """This environment with ``n`` forced host CPU devices (for a subprocess: jax reads it at start)."""
-    return os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+    flags = [f for f in os.environ["XLA_FLAGS"].split() if "xla_force_host_platform_device_count" not in f]
+    return os.environ | {"XLA_FLAGS": " ".join([f"--xla_force_host_platform_device_count={n}", *flags])}
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600):

@@ -58,6 +58,7 @@ def test_short_a2c_ea3c_run_on_pong_end_to_end(tmp_path):
     assert summary["final"]["mean"]["env_steps"] == 32 and np.isfinite(summary["final"]["mean"]["value_loss"])
 
 
+@pytest.mark.optimised
 @pytest.mark.cli
 def test_killed_atari_run_resumes_its_agents(tmp_path):
     """Emulators cannot be checkpointed: a resumed Atari run restores agents, step counts and metrics

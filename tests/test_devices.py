@@ -108,6 +108,7 @@ def test_cpu_and_accelerator_code_paths_give_equal_losses_and_gradients(network,
         assert np.linalg.norm(g_acc - g_cpu) <= 1e-2 * np.linalg.norm(g_cpu), (g_acc, g_cpu)
 
 
+@pytest.mark.optimised
 def test_cpu_and_accelerator_code_paths_train_alike():
     """The accelerator path splits epoch 0 at learning_starts into a collecting and a learning scan."""
     cpu, acc = (probe(None, SHORT + ["seeds=2", f"tuning={t}"])["history"] for t in ("cpu", "accelerator"))

@@ -17,6 +17,7 @@ def test_kl_by_hand():
     assert float(distill.kl_loss(q_t, q_t * 10, 0.1)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.optimised
 @pytest.mark.parametrize("schedule", ["fixed", "varying"])
 def test_distillation_lowers_held_out_kl(schedule):
     """Budget: 2,560 teacher states (one pass "fixed", five "varying"); threshold: the held-out KL at

@@ -32,6 +32,7 @@ def _train_example(overrides: dict, seeds: int) -> np.ndarray:
     return np.asarray(rates)
 
 
+@pytest.mark.optimised
 def test_the_example_runs_and_keeps_jaxfer_hyper_parameters():
     example = _example()
     cfg = config.load(ROOT / "configs" / "catch_dqn.yaml")

@@ -13,6 +13,7 @@ from jaxfer import config
 from jaxfer.runtime import plots, run, rundir
 
 
+@pytest.mark.optimised
 @pytest.mark.stack  # the one learning test .ci/run also runs on the accelerator host's stack
 def test_dqn_learns_catch_v0_with_four_seeds(tmp_path):
     cfg = config.load(ROOT / "configs/catch_dqn.yaml")

@@ -123,6 +123,7 @@ def test_scores_accuracy_and_iou():
     assert s["iou"][2] is None and s["mean_iou"] == pytest.approx((8 / 11 + 0.5) / 2)
 
 
+@pytest.mark.optimised
 def test_fcn_training_learns_and_seeds_differ():
     frames, truth, _ = _synthetic_game(n=96)
     trainer = make_trainer(3, frames.shape[1:], 3e-3, 16)
