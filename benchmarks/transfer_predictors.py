@@ -42,21 +42,21 @@ def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.P
     """Every predictor of every ordered pair, from <sweep>/scratch/<source>; cached per pair."""
     rows = []
     for source in games:
-        loaded = None
-        for target in games:
-            if target == source:
-                continue
-            cache = sweep_dir / "predictors" / f"{rundir.slug(source)}__{rundir.slug(target)}.json"
-            if cache.exists() and json.loads(cache.read_text())["config"] == dataclasses.asdict(pcfg):
-                rows.append(json.loads(cache.read_text()))
-                continue
-            loaded = loaded or predictors.load_source(sweep_dir / "scratch" / rundir.slug(source), mode)
-            row = {"source": source, "target": target, "source_seeds": loaded.seeds,
-                   "config": dataclasses.asdict(pcfg)} | predictors.predict(loaded, target, pcfg)
-            files.write_json(cache, row)
-            print(f"{source} -> {target}: " + ", ".join(f"{k} {row[k]:+.3f}" for k in predictors.PREDICTORS),
-                  flush=True)
-            rows.append(row)
+        def cache(target, source=source):
+            return sweep_dir / "predictors" / f"{rundir.slug(source)}__{rundir.slug(target)}.json"
+
+        kept = {t: json.loads(cache(t).read_text()) for t in games if t != source and cache(t).exists()}
+        kept = {t: r for t, r in kept.items() if r["config"] == dataclasses.asdict(pcfg)}
+        missing = [t for t in games if t != source and t not in kept]
+        if missing:
+            loaded = predictors.load_source(sweep_dir / "scratch" / rundir.slug(source), mode)
+            for r in predictors.predict(loaded, missing, pcfg):
+                kept[r["target"]] = {"source": source, "source_seeds": loaded.seeds,
+                                     "config": dataclasses.asdict(pcfg)} | r
+                files.write_json(cache(r["target"]), kept[r["target"]])
+                print(f"{source} -> {r['target']}: " + ", ".join(f"{k} {r[k]:+.3f}" for k in predictors.PREDICTORS),
+                      flush=True)
+        rows += [kept[t] for t in games if t != source]
     return rows
 
 
@@ -113,7 +113,7 @@ def main() -> None:
     everything = committed | new | {name: reference(ratios) for name, (_, reference) in REFERENCES.items()}
     stats = score(everything, ratios, args)
     seconds = {name: float(np.median([r["seconds"][name] for r in rows])) for name in NEW}
-    compile_seconds = {k: float(np.median([r["compile_seconds"][k] for r in rows])) for k in rows[0]["compile_seconds"]}
+    compile_seconds = {k: float(np.max([r["compile_seconds"][k] for r in rows])) for k in rows[0]["compile_seconds"]}
     labels = LABELS | NEW | {k: v[0] for k, v in REFERENCES.items()}
     stem = args.out / f"{args.domain}_predictors"
     summary = {
@@ -127,7 +127,9 @@ def main() -> None:
         "seconds_per_pair": seconds | {"note": "median over pairs, compiled, all source seeds batched; grad_norm "
                                                "comes with trainability, feature_rank with dormant, probe_return "
                                                "with probe_reward (one pass each)"},
-        "compile_seconds_per_pair": compile_seconds,
+        "compile_seconds_first_pair": compile_seconds | {
+            "note": "most over pairs: a source compiles its probes once per target action count; the jumpstart "
+                    "rollout compiles per target (its dynamics)"},
         "holm_family": "all predictors listed (committed DPTL and baselines, the new ones, the two references)",
         "tests": f"one-sided; *_p: {args.perm} permutations within each target (source); *_p_games: every "
                  f"relabelling of the games; pooled Spearman CI: {args.boot} game resamples",

@@ -177,7 +177,7 @@ def _predict(args) -> int:
     source = predictors.load_source(args.source, args.mode)
     given = {"transitions": args.transitions, "sgd_steps": args.sgd_steps}
     pcfg = predictors.PredictConfig(**{k: v for k, v in given.items() if v is not None})
-    rows = [{"target": t} | predictors.predict(source, t, pcfg) for t in dict.fromkeys(args.targets)]
+    rows = predictors.predict(source, args.targets, pcfg)
     _say(f"{args.source} ({args.mode}, {source.seeds} seeds), {rows[0]['layer']}; seconds per pair after compiling")
     _say(f"  {'target':<24}" + "".join(f"{k:>14}" for k in predictors.PREDICTORS))
     for r in rows:

@@ -2,7 +2,7 @@
 
 Each is a pure function of (source model, target game), batched over the source's seeds and jitted:
 
-- ``trainability``: the relative drop of the TD loss (a value-based agent's own loss; an actor-critic's critic
+- ``trainability``: the drop log(L_0 / L_K) of the TD loss (a value-based agent's own loss; an actor-critic's critic
   loss, the A2C loss being what its steps minimise) over ``sgd_steps`` gradient steps on random-policy target
   transitions, measured on held-out ones, from the transferred parameters (frozen as the mode says) minus the
   same from the fresh initialisation that transfer run started from (seed i of the sweep: paired);
@@ -211,15 +211,15 @@ def stop_frozen_grads(grads, freeze):
 
 
 def trainability(probe_transfer: Probe, probe_fresh: Probe, transferred, fresh, steps: int) -> dict:
-    """Per model (unbatched params): the relative drop 1 - L_K / L_0 of the held-out loss after ``steps`` steps,
+    """Per model (unbatched params): the drop log(L_0 / L_K) of the held-out loss over ``steps`` steps,
     transferred (its probe keeps the frozen layers) and fresh (trains every layer), and the gradient norm at the
     start on the layers the transfer trains, of both."""
     def drop(probe, params):
         state, _ = jax.lax.scan(lambda s, k: (probe.step(s, k)[0], None), probe.init(params), jnp.arange(steps))
-        return 1 - probe.loss(probe.params(state)) / probe.loss(params)
+        return jnp.log(probe.loss(params) / probe.loss(probe.params(state)))
 
     norm = lambda p: probe_transfer.step(probe_transfer.init(p), 0)[1]  # noqa: E731
-    return {"drop_transfer": drop(probe_transfer, transferred), "drop_fresh": drop(probe_fresh, fresh),
+    return {"log_drop_transfer": drop(probe_transfer, transferred), "log_drop_fresh": drop(probe_fresh, fresh),
             "grad_norm_transfer": norm(transferred), "grad_norm_fresh": norm(fresh)}
 
 
@@ -316,18 +316,30 @@ def _net(cfg: TrainConfig, num_actions: int):
             else q_nets.make_network(cfg.network, num_actions, path))
 
 
-def predict(source: Source, target: str, pcfg: PredictConfig = PredictConfig()) -> dict:
-    """Every predictor of (source, target), each the mean over the source's seeds, with the seconds each took
-    (``seconds``: per predictor, after compiling; ``compile_seconds``: the first call's extra)."""
-    cfg = dataclasses.replace(source.cfg, env=target)
+def _target_env(source: Source, target: str) -> envs.Env:
     try:
-        env = envs.make(target, cfg.obs)
+        env = envs.make(target, source.cfg.obs)
     except envs.EnvError as e:
         raise PredictError(f"target '{target}': {e}") from None
     if env.obs_shape != source.env.obs_shape:
-        raise PredictError(f"target '{target}' gives observations of shape {env.obs_shape} ({cfg.obs}), the source "
-                           f"network takes {source.env.obs_shape}")
+        raise PredictError(f"target '{target}' gives observations of shape {env.obs_shape} ({source.cfg.obs}), the "
+                           f"source network takes {source.env.obs_shape}")
+    return env
+
+
+def predict(source: Source, targets, pcfg: PredictConfig = PredictConfig()) -> list[dict]:
+    """Every predictor of (source, target) for each target, each the mean over the source's seeds, with the
+    seconds each took (``seconds``: after compiling; ``compile_seconds``: the first call's extra, paid once per
+    action count: the probes do not depend on the target's dynamics, only the data do). Every target is checked
+    before any is scored."""
+    target_envs = {t: _target_env(source, t) for t in dict.fromkeys(targets)}
+    compiled: dict = {}
+    return [{"target": t} | _predict_one(source, t, env, pcfg, compiled) for t, env in target_envs.items()]
+
+
+def _predict_one(source: Source, target: str, env: envs.Env, pcfg: PredictConfig, compiled: dict) -> dict:
     from jaxfer.runtime import run
+    cfg = dataclasses.replace(source.cfg, env=target)
     name, n, frozen = sweep.parse_mode(source.mode)
     fresh = run.init_params(dataclasses.replace(cfg, seeds=source.seeds))  # what transfer seed i starts from
     transferred, freeze = surgery.apply(name, source.params, fresh, n=n, frozen=frozen)
@@ -339,6 +351,9 @@ def predict(source: Source, target: str, pcfg: PredictConfig = PredictConfig()) 
     if cfg.agent == "a2c":
         steps = max(steps // cfg.n_steps, 1) * cfg.n_steps
     fit, test = (collect(env, steps, cfg.num_envs, pcfg.seed + k) for k in (0, 1))
+    if env.num_actions not in compiled:
+        compiled[env.num_actions] = _compile(source, cfg, env, freeze, layer, pcfg)
+    train, feature_stats, probes_r2 = compiled[env.num_actions]
     out, seconds, compile_seconds = {}, {}, {}
 
     def timed(key, fn, *args):
@@ -351,38 +366,24 @@ def predict(source: Source, target: str, pcfg: PredictConfig = PredictConfig()) 
         compile_seconds[key] = max(first - seconds[key], 0.0)
         return value
 
-    probes = [make_probe(cfg, env, fit, test, f, pcfg.seed) for f in (freeze, None)]
-    train = jax.jit(jax.vmap(lambda t, f: trainability(*probes, t, f, pcfg.sgd_steps)))
-    t = timed("trainability", train, transferred, fresh)
-    out["trainability"] = float(jnp.mean(t["drop_transfer"] - t["drop_fresh"]))
+    t = timed("trainability", train, transferred, fresh, fit, test)
+    out["trainability"] = float(jnp.mean(t["log_drop_transfer"] - t["log_drop_fresh"]))
     out["grad_norm"] = float(jnp.mean(jnp.log(t["grad_norm_transfer"] / t["grad_norm_fresh"])))
     seconds["grad_norm"] = seconds["trainability"]  # one pass computes both
 
-    net = _net(source.cfg, source.env.num_actions)
     acting = _acting(source.cfg, source.params)
     obs = [d.obs.reshape(-1, *env.obs_shape) for d in (fit, test)]
-
-    @jax.jit
-    def feature_stats(params):
-        a = features(net, params, obs[0], layer)
-        return dormant_fraction(a, pcfg.dormant_tau), srank(a.reshape(len(a), -1), pcfg.rank_delta)
-
-    dormant, rank = timed("dormant", jax.vmap(feature_stats), acting)
+    dormant, rank = timed("dormant", feature_stats, acting, obs[0])
     out["dormant"], out["feature_rank"] = -float(dormant.mean()), float(rank.astype(float).mean())
     seconds["feature_rank"] = seconds["dormant"]
 
     returns, valid = zip(*(mc_returns(d.reward, d.done, cfg.gamma) for d in (fit, test)))
-
-    @jax.jit
-    def probes_r2(params):  # rewards and returns on the rows whose return is known (its episode ends in view)
-        x = [features(net, params, o, layer).reshape(len(o), -1) for o in obs]
-        y = [jnp.stack([d.reward.ravel(), r.ravel()], -1) for d, r in zip((fit, test), returns)]
-        return ridge_r2(x[0], y[0], valid[0].ravel(), x[1], y[1], valid[1].ravel(), pcfg.penalties)
-
-    r2 = timed("probe_reward", jax.vmap(probes_r2), acting)
+    y = [jnp.stack([d.reward.ravel(), r.ravel()], -1) for d, r in zip((fit, test), returns)]
+    r2 = timed("probe_reward", probes_r2, acting, obs, y, [v.ravel() for v in valid])
     out["probe_reward"], out["probe_return"] = (float(v) for v in r2.mean(axis=0))
     seconds["probe_return"] = seconds["probe_reward"]
 
+    net = _net(source.cfg, source.env.num_actions)
     mapping = action_map(source.cfg.env, target, source.env.num_actions, env.num_actions)
     play = jax.jit(jax.vmap(lambda p: policy_return(env, greedy(lambda o: net.apply(p, o), mapping),
                                                     cfg.eval_steps, cfg.eval_envs, pcfg.seed)))
@@ -392,3 +393,26 @@ def predict(source: Source, target: str, pcfg: PredictConfig = PredictConfig()) 
     out["jumpstart"] = float(jnp.nanmean(zero_shot) - floor)
     return out | {"layer": layer, "seconds": seconds, "compile_seconds": compile_seconds,
                   "transitions": int(steps * cfg.num_envs)}
+
+
+def _compile(source: Source, cfg: TrainConfig, env: envs.Env, freeze, layer: str, pcfg: PredictConfig):
+    """The jitted trainability, feature and probe passes, batched over the source's seeds. The data are
+    arguments, not constants (XLA would fold them at length), so one compilation serves every target of the
+    same action count."""
+    @jax.jit
+    def train(transferred, fresh, fit, test):
+        probes = [make_probe(cfg, env, fit, test, f, pcfg.seed) for f in (freeze, None)]
+        return jax.vmap(lambda t, f: trainability(*probes, t, f, pcfg.sgd_steps))(transferred, fresh)
+
+    net = _net(source.cfg, source.env.num_actions)
+
+    def feature_stats(params, obs):
+        a = features(net, params, obs, layer)
+        return dormant_fraction(a, pcfg.dormant_tau), srank(a.reshape(len(a), -1), pcfg.rank_delta)
+
+    def probes_r2(params, obs, y, w):  # rewards and returns on the rows whose return is known (episode ends)
+        x = [features(net, params, o, layer).reshape(len(o), -1) for o in obs]
+        return ridge_r2(x[0], y[0], w[0], x[1], y[1], w[1], pcfg.penalties)
+
+    return (train, jax.jit(jax.vmap(feature_stats, (0, None))),
+            jax.jit(jax.vmap(probes_r2, (0, None, None, None))))
