@@ -109,13 +109,20 @@ def test_minatar_actions_keep_their_meaning():
         P.action_map("catch/v0", "minatar/Breakout", 3, 4)
 
 
+def test_bad_sources_modes_and_targets_are_predict_errors(tmp_path):
+    run = make_run_dir(tmp_path / "catch_run")
+    for path, mode, needle in [(tmp_path / "nothing", "first_n:2:frozen", "no finished run"),
+                               (run, "sideways:1", "unknown transfer mode"),
+                               (run, "last_n:1", "copies no conv layer")]:
+        with pytest.raises(P.PredictError, match=needle):
+            P.load_source(path, mode)
+    source = P.load_source(run, "first_n:2:frozen")
+    with pytest.raises(P.PredictError, match="observations of shape"):  # checked before catch/v1 is scored
+        P.predict(source, ["catch/v1", "minatar/Breakout"])
+
+
 @pytest.mark.cli
 def test_predict_bad_input_is_one_line(tmp_path):
-    run = make_run_dir(tmp_path / "catch_run")
-    for args, needle in [((tmp_path / "nothing", "catch/v1", "--mode", "first_n:2:frozen"), "no finished run"),
-                         ((run, "catch/v1", "--mode", "sideways:1"), "unknown transfer mode"),
-                         ((run, "catch/v1", "--mode", "last_n:1"), "copies no conv layer"),
-                         ((run, "minatar/Breakout", "--mode", "first_n:2:frozen"), "observations of shape")]:
-        r = run_cli("predict", *args)
-        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+    r = run_cli("predict", make_run_dir(tmp_path / "catch_run"), "catch/v1", "--mode", "last_n:1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "copies no conv layer" in r.stderr, r.stderr
