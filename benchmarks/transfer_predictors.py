@@ -38,8 +38,10 @@ NEW = {"trainability": "trainability (TD-loss drop, transferred - fresh)",
        "probe_return": "ridge R^2 of returns", "jumpstart": "jumpstart (zero-shot - random return)"}
 
 
-def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.PredictConfig) -> list[dict]:
-    """Every predictor of every ordered pair, from <sweep>/scratch/<source>; cached per pair."""
+def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.PredictConfig,
+                cached_only: bool = False) -> list[dict]:
+    """Every predictor of every ordered pair, from <sweep>/scratch/<source>; cached per pair (``cached_only``:
+    only the pairs computed already)."""
     rows = []
     for source in games:
         def cache(target, source=source):
@@ -48,7 +50,7 @@ def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.P
         kept = {t: json.loads(cache(t).read_text()) for t in games if t != source and cache(t).exists()}
         kept = {t: r for t, r in kept.items() if r["config"] == dataclasses.asdict(pcfg)}
         missing = [t for t in games if t != source and t not in kept]
-        if missing:
+        if missing and not cached_only:
             loaded = predictors.load_source(sweep_dir / "scratch" / rundir.slug(source), mode)
             for r in predictors.predict(loaded, missing, pcfg):
                 kept[r["target"]] = {"source": source, "source_seeds": loaded.seeds,
@@ -56,7 +58,7 @@ def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.P
                 files.write_json(cache(r["target"]), kept[r["target"]])
                 print(f"{source} -> {r['target']}: " + ", ".join(f"{k} {r[k]:+.3f}" for k in predictors.PREDICTORS),
                       flush=True)
-        rows += [kept[t] for t in games if t != source]
+        rows += [kept[t] for t in games if t in kept]
     return rows
 
 
@@ -99,6 +101,8 @@ def main() -> None:
     p.add_argument("--sweep", type=Path, help="the sweep directory holding scratch/ (default: runs/<config name>)")
     p.add_argument("--perm", type=int, default=10000, help="permutations of each within-target / source test")
     p.add_argument("--boot", type=int, default=2000, help="game resamples of the pooled Spearman's CI")
+    p.add_argument("--cached-only", action="store_true",
+                   help="score only the pairs computed already (an interrupted scoring); the others stay NaN")
     p.add_argument("--out", type=Path, default=RESULTS / "predictability")
     args = p.parse_args()
     domain = DOMAINS[args.domain]
@@ -107,7 +111,7 @@ def main() -> None:
     games, transfer, scratch, curves_path = areas(domain)
     ratios = pred.ratio_matrix(transfer, scratch)
     pcfg = predictors.PredictConfig()
-    rows = pair_values(sweep_dir, games, domain.mode, pcfg)
+    rows = pair_values(sweep_dir, games, domain.mode, pcfg, args.cached_only)
     new = {name: matrix(rows, games, name) for name in NEW}
     committed, _ = committed_scores(RESULTS / "dptl" / f"{domain.out}.csv", games)
     everything = committed | new | {name: reference(ratios) for name, (_, reference) in REFERENCES.items()}
@@ -117,7 +121,7 @@ def main() -> None:
     labels = LABELS | NEW | {k: v[0] for k, v in REFERENCES.items()}
     stem = args.out / f"{args.domain}_predictors"
     summary = {
-        "domain": args.domain, "games": games, "mode": domain.mode, "curves": curves_path,
+        "domain": args.domain, "games": games, "pairs_scored": len(rows), "mode": domain.mode, "curves": curves_path,
         "source_models": f"{sweep_dir.relative_to(ROOT) if sweep_dir.is_relative_to(ROOT) else sweep_dir}/scratch, "
                          f"{rows[0]['source_seeds']} seeds each, retrained with the sweep's config (the sweep's own "
                          "checkpoints were not kept): the same recipe and seeds, not the same weights",
