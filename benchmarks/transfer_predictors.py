@@ -48,7 +48,7 @@ def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.P
             return sweep_dir / "predictors" / f"{rundir.slug(source)}__{rundir.slug(target)}.json"
 
         kept = {t: json.loads(cache(t).read_text()) for t in games if t != source and cache(t).exists()}
-        kept = {t: r for t, r in kept.items() if r["config"] == dataclasses.asdict(pcfg)}
+        kept = {t: r for t, r in kept.items() if r["config"] == json.loads(json.dumps(dataclasses.asdict(pcfg)))}
         missing = [t for t in games if t != source and t not in kept]
         if missing and not cached_only:
             loaded = predictors.load_source(sweep_dir / "scratch" / rundir.slug(source), mode)
