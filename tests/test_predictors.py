@@ -38,6 +38,8 @@ def test_ridge_probe_ignores_rows_of_weight_zero():
     clean = P.ridge_r2(x[keep], y[keep], keep[keep], x_test, y_test, np.ones(200, bool), PENALTIES)
     weighted = P.ridge_r2(spoiled_x, spoiled_y, keep, x_test, y_test, np.ones(200, bool), PENALTIES)
     np.testing.assert_allclose(weighted, clean, atol=1e-4)
+    constant = P.ridge_r2(x, y, np.ones(200, bool), x_test, np.zeros_like(y_test), np.ones(200, bool), PENALTIES)
+    assert np.isnan(constant).all()  # no reward in the held-out rows: nothing to explain, not a perfect fit
 
 
 def test_srank_and_dormant_channels():

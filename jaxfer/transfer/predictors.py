@@ -120,7 +120,7 @@ def ridge_r2(x_fit, y_fit, w_fit, x_test, y_test, w_test, penalties) -> jax.Arra
     """Held-out R^2 (K,) of ridge regressions of each column of y (N, K) on x (N, D). Rows weigh w (0 or 1:
     which rows count); features standardised on the fit set; each column's penalty (times the mean squared
     singular value) chosen by exact leave-one-out on the fit set. 1: y is linear in x; 0: no better than the
-    fit set's mean of y."""
+    fit set's mean of y; NaN where the held-out y is constant."""
     chex.assert_rank([x_fit, y_fit, w_fit, x_test, y_test, w_test], [2, 2, 1, 2, 2, 1])
     w_fit, w_test = w_fit.astype(jnp.float32), w_test.astype(jnp.float32)
     n = jnp.maximum(w_fit.sum(), 1.0)
@@ -146,7 +146,8 @@ def ridge_r2(x_fit, y_fit, w_fit, x_test, y_test, w_test, penalties) -> jax.Arra
     m = jnp.maximum(w_test.sum(), 1.0)
     w = w_test[:, None]
     total = (w * (y_test - (w * y_test).sum(0) / m) ** 2).sum(0)
-    return 1 - (w * (y_test - predicted) ** 2).sum(0) / jnp.maximum(total, 1e-12)
+    return jnp.where(total > 1e-12, 1 - (w * (y_test - predicted) ** 2).sum(0) / jnp.maximum(total, 1e-12),
+                     jnp.nan)  # a constant y (no reward seen) has nothing to explain
 
 
 # ---------------------------------------------------------------- trainability
