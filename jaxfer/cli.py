@@ -136,12 +136,20 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     pl.add_argument("--episodes", type=int, default=10, help="games played (default 10)")
     pl.add_argument("--gif", type=Path, help="write the first game as an animated GIF here")
     pl.add_argument("--seed-index", type=int, default=0, help="which seed's agent of the run (default 0)")
+    pr = sub.add_parser("predict", help="model-based transfer predictors of one source run on target games")
+    pr.add_argument("source", help="a finished jaxfer run directory (the source model, all its seeds)")
+    pr.add_argument("targets", nargs="+", metavar="TARGET", help="env ids, played in the source's observation mode")
+    pr.add_argument("--mode", required=True, help="the transfer mode, as a sweep names it (e.g. first_n:2:frozen)")
+    pr.add_argument("--transitions", type=_count, help="random-policy target transitions per fit / held-out set "
+                    "(default 2048)")
+    pr.add_argument("--sgd-steps", type=_count, help="gradient steps of the trainability probe (default 200)")
+    pr.add_argument("--out", type=Path, help="also write the rows here as JSON")
     rp = sub.add_parser("report", help="report.md + self-contained report.html of run, sweep and DPTL directories")
     rp.add_argument("dirs", nargs="+", metavar="DIR", help="run, sweep or DPTL directories (several: side by side)")
     rp.add_argument("--out", type=Path, default=Path("report"), help="where the report goes (default: report/)")
     lst = sub.add_parser("list", help="what jaxfer knows: " + ", ".join(LISTS))
     lst.add_argument("what", choices=LISTS)
-    for each in (t, x, d, g, s, pl, rp):
+    for each in (t, x, d, g, s, pl, pr, rp):
         _add_distributed(each, argparse.SUPPRESS)  # also accepted after the subcommand
     return p
 
@@ -159,6 +167,24 @@ def _dptl(args) -> int:
     _say(f"  {'rank':>4}  {'target':<24} {'score':>6}  95% CI")
     for r in sorted(rows, key=lambda r: r["rank"]):
         _say(f"  {r['rank']:>4}  {r['target']:<24} {r['score']:6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+    return 0
+
+
+def _predict(args) -> int:
+    from jaxfer.runtime import files
+    from jaxfer.transfer import predictors
+    _devices_for(args, 1)  # the target's envs run as one seed; the source's seeds are vmapped
+    source = predictors.load_source(args.source, args.mode)
+    given = {"transitions": args.transitions, "sgd_steps": args.sgd_steps}
+    pcfg = predictors.PredictConfig(**{k: v for k, v in given.items() if v is not None})
+    rows = predictors.predict(source, args.targets, pcfg)
+    _say(f"{args.source} ({args.mode}, {source.seeds} seeds), {rows[0]['layer']}; seconds per pair after compiling")
+    _say(f"  {'target':<24}" + "".join(f"{k:>14}" for k in predictors.PREDICTORS))
+    for r in rows:
+        _say(f"  {r['target']:<24}" + "".join(f"{r[k]:>+14.4f}" for k in predictors.PREDICTORS))
+        _say(f"  {'  seconds':<24}" + "".join(f"{r['seconds'][k]:>14.2f}" for k in predictors.PREDICTORS))
+    if args.out:
+        files.write_json(args.out, {"source": args.source, "mode": args.mode, "rows": rows})
     return 0
 
 
@@ -382,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides += extra
     commands = {"train": _train, "transfer": _transfer, "dptl": _dptl, "gradcam": _gradcam, "segment": _segment,
-                "play": _play, "report": _report, "list": _list}
+                "predict": _predict, "play": _play, "report": _report, "list": _list}
     if _joins(args) and not supervisor.is_child():
         return supervisor.run(argv)  # a process of a multi-process run works in a child it watches
     # Ctrl-C and SIGTERM (a scheduler's stop, a preemption) end the process at once from a handler of ours:

@@ -1,0 +1,162 @@
+"""Do the model-based predictors of ``jaxfer.transfer.predictors`` rank FC-only transfer? Each (source, target)
+pair of the committed Catch or MinAtar FC-only sweep scored by every predictor (``jaxfer predict``'s function)
+from the sweep's scratch runs (the source models), then scored against the committed R with the statistics of
+``benchmarks/transfer_predictability.py`` (within-target tau and its tests, Holm over every predictor listed,
+DPTL, its three baselines and the two references of R included).
+
+The source models are not committed (params.npz files); train them first, as the sweep did:
+
+    jaxfer transfer configs/catch_fc_only_transfer.yaml --run scratch/catch_v0 seeds=2   # each game
+    python benchmarks/transfer_predictors.py catch|minatar [--sweep DIR]   # -> benchmarks/results/predictability/
+
+Each pair's values are kept under <sweep>/predictors/ so that an interrupted scoring resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from dptl_validation import DOMAINS, LABELS, RESULTS, ROOT  # noqa: E402
+from transfer_predictability import REFERENCES, areas, committed_scores, score  # noqa: E402
+
+from jaxfer.runtime import files, rundir  # noqa: E402
+from jaxfer.runtime.run import environment_info  # noqa: E402
+from jaxfer.transfer import predictability as pred  # noqa: E402
+from jaxfer.transfer import predictors  # noqa: E402
+
+NEW = {"trainability": "trainability (TD-loss drop, transferred - fresh)",
+       "grad_norm": "log gradient norm, transferred / fresh", "dormant": "- dormant channel fraction",
+       "feature_rank": "feature srank", "probe_reward": "ridge R^2 of rewards",
+       "probe_return": "ridge R^2 of returns", "jumpstart": "jumpstart (zero-shot - random return)"}
+
+
+def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.PredictConfig,
+                cached_only: bool = False) -> list[dict]:
+    """Every predictor of every ordered pair, from <sweep>/scratch/<source>; cached per pair (``cached_only``:
+    only the pairs computed already)."""
+    rows = []
+    for source in games:
+        def cache(target, source=source):
+            return sweep_dir / "predictors" / f"{rundir.slug(source)}__{rundir.slug(target)}.json"
+
+        kept = {t: json.loads(cache(t).read_text()) for t in games if t != source and cache(t).exists()}
+        kept = {t: r for t, r in kept.items() if r["config"] == json.loads(json.dumps(dataclasses.asdict(pcfg)))}
+        missing = [t for t in games if t != source and t not in kept]
+        if missing and not cached_only:
+            loaded = predictors.load_source(sweep_dir / "scratch" / rundir.slug(source), mode)
+            for r in predictors.predict(loaded, missing, pcfg):
+                kept[r["target"]] = {"source": source, "source_seeds": loaded.seeds,
+                                     "config": dataclasses.asdict(pcfg)} | r
+                files.write_json(cache(r["target"]), kept[r["target"]])
+                print(f"{source} -> {r['target']}: " + ", ".join(f"{k} {r[k]:+.3f}" for k in predictors.PREDICTORS),
+                      flush=True)
+        rows += [kept[t] for t in games if t in kept]
+    return rows
+
+
+def matrix(rows: list[dict], games: list[str], key: str) -> np.ndarray:
+    index = {g: i for i, g in enumerate(games)}
+    out = np.full((len(games), len(games)), np.nan)
+    for r in rows:
+        out[index[r["source"]], index[r["target"]]] = r[key]
+    return out
+
+
+def figure(path: Path, games: list[str], ratios: np.ndarray, scores: dict, stats: dict, title: str) -> None:
+    """One panel per new predictor: its score against R, one colour per target (the within-target ranking is
+    what the primary statistic judges), with its within-target tau and Holm-adjusted p."""
+    fig, axes = plt.subplots(1, len(NEW), figsize=(3.3 * len(NEW), 3.6), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes[0], NEW):
+        for j, target in enumerate(games):
+            x, y = scores[name][:, j], ratios[:, j]
+            keep = ~np.isnan(x) & ~np.isnan(y)
+            order = np.argsort(x[keep])
+            ax.plot(x[keep][order], y[keep][order], "o-", ms=4, lw=0.7, color=colours[j % len(colours)],
+                    label=f"into {target.split('/')[1]}")
+        s = stats[name]
+        ax.set_title(f"{NEW[name]}\ntau {s['within_target_tau']:+.2f} (Holm p {s['within_target_p_holm']:.2f})",
+                     fontsize=8)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("area ratio R")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    files.save_figure(fig, path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("domain", choices=sorted(DOMAINS))
+    p.add_argument("--sweep", type=Path, help="the sweep directory holding scratch/ (default: runs/<config name>)")
+    p.add_argument("--perm", type=int, default=10000, help="permutations of each within-target / source test")
+    p.add_argument("--boot", type=int, default=2000, help="game resamples of the pooled Spearman's CI")
+    p.add_argument("--cached-only", action="store_true",
+                   help="score only the pairs computed already (an interrupted scoring); the others stay NaN")
+    p.add_argument("--out", type=Path, default=RESULTS / "predictability")
+    args = p.parse_args()
+    domain = DOMAINS[args.domain]
+    command = " ".join(["python", "benchmarks/transfer_predictors.py", *sys.argv[1:]])
+    sweep_dir = args.sweep or ROOT / "runs" / domain.config.stem
+    games, transfer, scratch, curves_path = areas(domain)
+    ratios = pred.ratio_matrix(transfer, scratch)
+    pcfg = predictors.PredictConfig()
+    rows = pair_values(sweep_dir, games, domain.mode, pcfg, args.cached_only)
+    new = {name: matrix(rows, games, name) for name in NEW}
+    committed, _ = committed_scores(RESULTS / "dptl" / f"{domain.out}.csv", games)
+    everything = committed | new | {name: reference(ratios) for name, (_, reference) in REFERENCES.items()}
+    stats = score(everything, ratios, args)
+    seconds = {name: float(np.median([r["seconds"][name] for r in rows])) for name in NEW}
+    compile_seconds = {k: float(np.max([r["compile_seconds"][k] for r in rows])) for k in rows[0]["compile_seconds"]}
+    labels = LABELS | NEW | {k: v[0] for k, v in REFERENCES.items()}
+    stem = args.out / f"{args.domain}_predictors"
+    summary = {
+        "domain": args.domain, "games": games, "pairs_scored": len(rows), "mode": domain.mode, "curves": curves_path,
+        "source_models": f"{sweep_dir.relative_to(ROOT) if sweep_dir.is_relative_to(ROOT) else sweep_dir}/scratch, "
+                         f"{rows[0]['source_seeds']} seeds each, retrained with the sweep's config (the sweep's own "
+                         "checkpoints were not kept): the same recipe and seeds, not the same weights",
+        "predict_config": dataclasses.asdict(pcfg), "layer": rows[0]["layer"],
+        "transitions_per_set": rows[0]["transitions"],
+        "predictors": {name: {"label": labels[name]} | s for name, s in stats.items()},
+        "seconds_per_pair": seconds | {"note": "median over pairs, compiled, all source seeds batched; grad_norm "
+                                               "comes with trainability, feature_rank with dormant, probe_return "
+                                               "with probe_reward (one pass each)"},
+        "compile_seconds_first_pair": compile_seconds | {
+            "note": "most over pairs: a source compiles its probes once per target action count; the jumpstart "
+                    "rollout compiles per target (its dynamics)"},
+        "holm_family": "all predictors listed (committed DPTL and baselines, the new ones, the two references)",
+        "tests": f"one-sided; *_p: {args.perm} permutations within each target (source); *_p_games: every "
+                 f"relabelling of the games; pooled Spearman CI: {args.boot} game resamples",
+        "commands": {f"{stem.relative_to(ROOT)}.{ext}": command for ext in ("json", "csv", "png")},
+    } | environment_info()
+    files.write_json(stem.with_suffix(".json"), summary)
+    index = {g: i for i, g in enumerate(games)}
+    files.write_csv(stem.with_suffix(".csv"), [
+        {"source": r["source"], "target": r["target"],
+         "area_ratio": round(float(ratios[index[r["source"]], index[r["target"]]]), 4)}
+        | {k: round(float(r[k]), 4) for k in NEW} | {f"seconds_{k}": round(r["seconds"][k], 3) for k in NEW}
+        for r in rows])
+    figure(stem.with_suffix(".png"), games, ratios, new, stats,
+           f"{args.domain}: model-based predictors vs FC-only R ({domain.mode}), {len(rows)} pairs")
+    print(f"{'predictor':<16} {'tau_t':>6} {'p':>6} {'holm':>6} {'games':>6} {'tau_s':>6} {'p':>6} "
+          f"{'spearman [game CI]':>22} {'regret':>7} {'auroc':>6} {'s/pair':>7}")
+    for name, s in stats.items():
+        print(f"{name:<16} {s['within_target_tau']:+6.2f} {s['within_target_p']:6.3f} "
+              f"{s['within_target_p_holm']:6.3f} {s['within_target_p_games']:6.3f} {s['within_source_tau']:+6.2f} "
+              f"{s['within_source_p']:6.3f} {s['pooled_spearman']:+6.2f} [{s['pooled_spearman_ci'][0]:+.2f}, "
+              f"{s['pooled_spearman_ci'][1]:+.2f}] {s['top1_regret']:7.3f} {s['auroc_transfer_helps']:6.2f} "
+              f"{seconds.get(name, float('nan')):7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The model-based transfer predictors on hand-made inputs: a probe of features that contain the reward, a
+trainability probe whose source already holds the features that solve the task, known ranks and dormant
+channels, returns by hand, MinAtar's action meanings; and `jaxfer predict`'s one-line errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import run_cli
+from test_dptl_cli import make_run_dir
+
+from jaxfer.transfer import predictors as P
+
+PENALTIES = P.PredictConfig.penalties
+
+
+@pytest.mark.parametrize("n, d", [(300, 40), (60, 200)])  # the primal and the dual (n <= d) branch
+def test_ridge_probe_finds_a_reward_the_features_contain(n, d):
+    """Features as a network's are: many units driven by a few factors, one of which is the reward."""
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(8, d))
+    z, z_test = rng.normal(size=(2, n, 8))
+    x, x_test = (f @ mixing + 0.1 * rng.normal(size=(n, d)) for f in (z, z_test))
+    y, y_test = (np.stack([f[:, 0] - 0.5 * f[:, 3], rng.normal(size=n)], -1) for f in (z, z_test))
+    everywhere = np.ones(n, bool)
+    r2 = np.asarray(P.ridge_r2(*(np.float32(a) for a in (x, y)), everywhere, *(np.float32(a) for a in (x_test, y_test)),
+                               everywhere, PENALTIES))
+    assert r2[0] > 0.9  # the reward column
+    assert -0.2 < r2[1] < 0.1  # a column the features lack: leave-one-out picks a large penalty, not an overfit
+
+
+def test_ridge_probe_ignores_rows_of_weight_zero():
+    rng = np.random.default_rng(1)
+    x, x_test = rng.normal(size=(2, 200, 10)).astype(np.float32)
+    y, y_test = (x @ np.arange(10.0, dtype=np.float32))[:, None], (x_test @ np.arange(10.0, dtype=np.float32))[:, None]
+    keep = np.arange(200) < 150
+    spoiled_y, spoiled_x = np.where(keep[:, None], y, 1e3), np.where(keep[:, None], x, -50.0)
+    clean = P.ridge_r2(x[keep], y[keep], keep[keep], x_test, y_test, np.ones(200, bool), PENALTIES)
+    weighted = P.ridge_r2(spoiled_x, spoiled_y, keep, x_test, y_test, np.ones(200, bool), PENALTIES)
+    np.testing.assert_allclose(weighted, clean, atol=1e-4)
+    constant = P.ridge_r2(x, y, np.ones(200, bool), x_test, np.zeros_like(y_test), np.ones(200, bool), PENALTIES)
+    assert np.isnan(constant).all()  # no reward in the held-out rows: nothing to explain, not a perfect fit
+
+
+def test_srank_and_dormant_channels():
+    rng = np.random.default_rng(2)
+    low_rank = rng.normal(size=(100, 3)) @ rng.normal(size=(3, 40))
+    assert int(P.srank(jnp.asarray(low_rank, jnp.float32), 0.01)) == 3
+    assert int(P.srank(jnp.eye(30), 0.01)) == 30  # equal singular values: all are needed
+    acts = np.abs(rng.normal(size=(50, 4, 4, 8))).astype(np.float32)
+    acts[..., [1, 6]] = 0.0  # two dead channels
+    acts[..., 3] *= 1e-4  # one nearly dead: below tau of the mean
+    assert float(P.dormant_fraction(acts, 0.025)) == pytest.approx(3 / 8)
+
+
+def test_returns_by_hand():
+    reward = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [2.0, 0.0]])  # (T, E)
+    done = jnp.array([[False, True], [True, False], [False, False], [False, False]])
+    returns, valid = P.mc_returns(reward, done, 0.5)
+    np.testing.assert_allclose(returns[:, 0], [0.5, 1.0, 1.0, 2.0])
+    np.testing.assert_allclose(returns[:, 1], [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(valid, [[True, True], [True, False], [False, False], [False, False]])
+
+
+def _regression_probe(x, y, x_test, y_test, freeze):
+    """A two-layer regression as a Probe: the features layer frozen where ``freeze`` says, Adam on the rest."""
+    def loss(params, xs, ys):
+        hidden = jax.nn.relu(xs @ params["features"])
+        return jnp.mean((hidden @ params["head"] - ys) ** 2)
+
+    labels = {k: "frozen" if freeze and k == "features" else "train" for k in ("features", "head")}
+    tx = optax.multi_transform({"train": optax.adam(3e-2), "frozen": optax.set_to_zero()}, labels)
+
+    def step(state, k):
+        params, opt = state
+        grads = jax.grad(loss)(params, x, y)
+        grads = P.stop_frozen_grads(grads, {k: v == "frozen" for k, v in labels.items()})
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), opt), optax.tree.norm(grads)
+
+    return P.Probe(lambda p: (p, tx.init(p)), step, lambda p: loss(p, x_test, y_test), lambda s: s[0])
+
+
+def test_trainability_of_a_source_that_solves_the_target_beats_fresh_inits():
+    """The source's features are the target's own (the model a target-trained agent would have): with them
+    frozen, a fresh head fits the held-out loss further in the same steps than any fresh init does."""
+    rng = np.random.default_rng(3)
+    solved = rng.normal(size=(8, 16)).astype(np.float32)
+    x, x_test = rng.normal(size=(2, 256, 8)).astype(np.float32)
+    y, y_test = (jax.nn.relu(x @ solved).sum(-1) for x in (x, x_test))
+    probes = [_regression_probe(x, y, x_test, y_test, f) for f in (True, False)]
+    head = jnp.asarray(rng.normal(size=16).astype(np.float32)) * 0.1
+    drops = []
+    for seed in range(4):
+        fresh = {"features": jax.random.normal(jax.random.PRNGKey(seed), (8, 16)), "head": head}
+        source = fresh | {"features": jnp.asarray(solved)}
+        out = P.trainability(*probes, source, fresh, 200)
+        drops.append((float(out["log_drop_transfer"]), float(out["log_drop_fresh"])))
+        assert float(out["grad_norm_transfer"]) > 0
+    assert all(t > f for t, f in drops), drops
+
+
+def test_minatar_actions_keep_their_meaning():
+    to_seaquest = P.action_map("minatar/Breakout", "minatar/Seaquest", 3, 6)  # n l r -> n l u r d f
+    np.testing.assert_array_equal(to_seaquest, [0, 1, 3])
+    to_breakout = P.action_map("minatar/Seaquest", "minatar/Breakout", 6, 3)
+    np.testing.assert_array_equal(to_breakout, [0, 1, -1, 2, -1, -1])
+    policy = P.greedy(lambda obs: jnp.tile(jnp.arange(6.0), (len(obs), 1)), to_breakout)  # prefers f, then d
+    np.testing.assert_array_equal(policy(jnp.zeros((2, 1)), None), [2, 2])  # r: the best action Breakout has
+    with pytest.raises(P.PredictError, match="no shared meaning"):
+        P.action_map("catch/v0", "minatar/Breakout", 3, 4)
+
+
+def test_bad_sources_modes_and_targets_are_predict_errors(tmp_path):
+    run = make_run_dir(tmp_path / "catch_run")
+    for path, mode, needle in [(tmp_path / "nothing", "first_n:2:frozen", "no finished run"),
+                               (run, "sideways:1", "unknown transfer mode"),
+                               (run, "last_n:1", "copies no conv layer")]:
+        with pytest.raises(P.PredictError, match=needle):
+            P.load_source(path, mode)
+    source = P.load_source(run, "first_n:2:frozen")
+    with pytest.raises(P.PredictError, match="observations of shape"):  # checked before catch/v1 is scored
+        P.predict(source, ["catch/v1", "minatar/Breakout"])
+
+
+@pytest.mark.cli
+def test_predict_bad_input_is_one_line(tmp_path):
+    r = run_cli("predict", make_run_dir(tmp_path / "catch_run"), "catch/v1", "--mode", "last_n:1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "copies no conv layer" in r.stderr, r.stderr
