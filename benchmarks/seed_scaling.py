@@ -117,15 +117,16 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     for r in rows:
         r["roofline_fraction"] = round(r.pop("flops_per_s") / roofline, 4)
-    single = next((r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap"), float("nan"))
+    single = next((r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap"), None)
     speedups = {}
     for r in rows:  # against the sequential reading of the same pair (the first at its seed count otherwise)
         if r["strategy"] != "sequential":
             later = [q for q in rows[rows.index(r):] if q["seeds"] == r["seeds"] and q["strategy"] == "sequential"]
             seq = (later or [q for q in rows if q["seeds"] == r["seeds"] and q["strategy"] == "sequential"])[0]
             key = f"{r['strategy']}@{r['seeds']}" + (f"#{rows.index(r) // 2}" if args.pairs > 1 else "")
-            speedups[key] = {"vs_sequential": round(r["env_steps_per_s"] / seq["env_steps_per_s"], 2),
-                             "vs_one_seed": round(r["env_steps_per_s"] / single, 2)}
+            speedups[key] = {"vs_sequential": round(r["env_steps_per_s"] / seq["env_steps_per_s"], 2)}
+            if single is not None:
+                speedups[key]["vs_one_seed"] = round(r["env_steps_per_s"] / single, 2)
     files.write_json(args.out, {"benchmark": "seed_scaling", "env": cfg.env, "obs": cfg.obs, "network": cfg.network,
                              "base_overrides": BASE + args.set, **environment_info(),
                              "matmul_f32_flops_per_s": roofline,
