@@ -230,8 +230,7 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
         state, metrics = epoch(state)
     mesh.fetch(metrics, cfg.seeds)
     steady_s = time.perf_counter() - tick
-    strategy = (seed_axis.resolve(cfg.strategy, trainer.num_seeds, trainer.path) if trainer.pool.checkpointable
-                else "vmap")
+    strategy = epoch.strategy
     return {"seeds": cfg.seeds, "strategy": strategy, "state_gib_per_device": round(needs["per_device"] / 2**30, 3),
             "init_s": round(init_s, 2), "compile_s": round(epoch.compile_seconds, 2),
             "warmup_epoch_s": round(warmup_s, 2),

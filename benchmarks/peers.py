@@ -368,7 +368,7 @@ def run_jaxfer(row: Row, devices: int | None, timeout: float) -> dict:
     return {"env_steps_per_s": summary["steady_env_steps_per_s"], "compile_s": summary["compile_seconds"],
             "command": " ".join(shown),
             "epochs_timed": summary["epochs_timed"], "device": summary.get("device"),
-            "strategy": summary.get("config", {}).get("strategy"),
+            "strategy": summary.get("code_path", {}).get("strategy"),
             "code_path": summary.get("code_path"), "wall_s": wall,
             "timed": "run.json's steady_env_steps_per_s: epochs 2.. of the host loop (metrics fetch and checkpoint "
                      "snapshot included), compile apart"}

@@ -9,6 +9,8 @@ steady state.
 
     python benchmarks/seed_scaling.py                # S = 1, 4, 16, 64, 256
     python benchmarks/seed_scaling.py --seeds 1 4    # a quick look
+    python benchmarks/seed_scaling.py --seeds 64 --one-device --pairs 2 --set env=minatar/Breakout network=mlp \
+        num_envs=4 --out benchmarks/results/seed_scaling_mlp.json   # another workload, vmap vs sequential only
 """
 from __future__ import annotations
 
@@ -77,10 +79,10 @@ def update_flops(cfg) -> float:
     return grad.lower(params).compile().cost_analysis().get("flops", float("nan"))
 
 
-def sharded_subprocess(num_seeds: int, strategy: str, devices: int, epochs: int) -> dict:
+def sharded_subprocess(num_seeds: int, strategy: str, devices: int, extra: list[str], epochs: int) -> dict:
     """``strategy`` on ``devices`` forced host devices, one per core here (XLA must see the flag before import)."""
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import seed_scaling as b;"
-            f"print(json.dumps(b.measure({num_seeds}, {strategy!r}, [], {epochs})))")
+            f"print(json.dumps(b.measure({num_seeds}, {strategy!r}, {extra!r}, {epochs})))")
     env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1]) | {"strategy": f"{strategy}_{devices}dev"}
@@ -91,33 +93,43 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 16, 64, 256])
     p.add_argument("--epochs", type=int, default=2, help="timed epochs of 1024 env steps per seed")
     p.add_argument("--out", type=Path, default=RESULTS / "seed_scaling.json")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides of every row")
+    p.add_argument("--one-device", action="store_true", help="vmap and sequential on one device only")
+    p.add_argument("--pairs", type=int, default=1, help="vmap / sequential readings, alternated (default 1)")
     args = p.parse_args()
+    cfg = config.load(None, BASE + args.set)
 
     roofline = matmul_roofline()
     rows = []
     for s in args.seeds:
-        for strategy in ("vmap", "sequential"):
-            rows.append(measure(s, strategy, [], args.epochs))
+        for strategy in ("vmap", "sequential") * args.pairs:
+            rows.append(measure(s, strategy, args.set, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
+        if args.one_device:
+            continue
         if s > 1 and backend.cores() >= 2:  # one device per core, the CLI's default on a CPU; odd counts are padded
             for strategy in ("vmap", "sequential"):
-                rows.append(sharded_subprocess(s, strategy, min(s, backend.cores()), args.epochs))
+                rows.append(sharded_subprocess(s, strategy, min(s, backend.cores()), args.set, args.epochs))
                 print(json.dumps(rows[-1]), flush=True)
         # Where the time goes: the same loop with learning switched off (acting + env + replay writes).
-        rows.append(measure(s, "sequential", ["learning_starts=1000000000"], args.epochs)
+        rows.append(measure(s, "sequential", args.set + ["learning_starts=1000000000"], args.epochs)
                     | {"strategy": "rollout_only"})
         print(json.dumps(rows[-1]), flush=True)
     for r in rows:
         r["roofline_fraction"] = round(r.pop("flops_per_s") / roofline, 4)
-    single = next((r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap"), float("nan"))
+    single = next((r["env_steps_per_s"] for r in rows if r["seeds"] == 1 and r["strategy"] == "vmap"), None)
     speedups = {}
-    for r in rows:
+    for r in rows:  # against the sequential reading of the same pair (the first at its seed count otherwise)
         if r["strategy"] != "sequential":
-            seq = next(q["env_steps_per_s"] for q in rows if q["seeds"] == r["seeds"] and q["strategy"] == "sequential")
-            speedups[f"{r['strategy']}@{r['seeds']}"] = {"vs_sequential": round(r["env_steps_per_s"] / seq, 2),
-                                                        "vs_one_seed": round(r["env_steps_per_s"] / single, 2)}
-    files.write_json(args.out, {"benchmark": "seed_scaling", "env": "catch/v0", "obs": "grid", "network": "catch_cnn",
-                             "base_overrides": BASE, **environment_info(), "matmul_f32_flops_per_s": roofline,
+            later = [q for q in rows[rows.index(r):] if q["seeds"] == r["seeds"] and q["strategy"] == "sequential"]
+            seq = (later or [q for q in rows if q["seeds"] == r["seeds"] and q["strategy"] == "sequential"])[0]
+            key = f"{r['strategy']}@{r['seeds']}" + (f"#{rows.index(r) // 2}" if args.pairs > 1 else "")
+            speedups[key] = {"vs_sequential": round(r["env_steps_per_s"] / seq["env_steps_per_s"], 2)}
+            if single is not None:
+                speedups[key]["vs_one_seed"] = round(r["env_steps_per_s"] / single, 2)
+    files.write_json(args.out, {"benchmark": "seed_scaling", "env": cfg.env, "obs": cfg.obs, "network": cfg.network,
+                             "base_overrides": BASE + args.set, **environment_info(),
+                             "matmul_f32_flops_per_s": roofline,
                              "rows": rows, "speedups": speedups})
     print(f"wrote {args.out}")
 

@@ -21,9 +21,11 @@ import jax.numpy as jnp
 from jaxfer import backend
 from jaxfer.xla_cpu import kernels, updates
 
-# "auto" runs vmap except on the XLA-CPU path above this many seeds per device. In
-# benchmarks/results/seed_scaling.json one seed after another is faster at 64 seeds on one device and at
-# 4 to 256 seeds per device on two, but vmap is faster again at 256 seeds on one device: a first cut.
+# "auto" runs vmap, except on the XLA-CPU path for a network with convolutions above this many seeds per
+# device: vmapped, its convs become batched kernels that lost to one seed after another at 64 seeds
+# (benchmarks/results/seed_scaling.json, catch_cnn; its 256-seed sequential reading is one of the slow mode
+# README's "Seed scaling" describes). Dense-only networks vmap at any count: their layers become batched
+# GEMMs, ahead of one seed after another at 64 seeds (benchmarks/results/seed_scaling_mlp.json).
 CPU_VMAP_MAX_SEEDS = 16
 
 
@@ -41,9 +43,10 @@ class Conv(nn.Conv):
 
 @dataclasses.dataclass(frozen=True)
 class CodePath:
-    """``cpu``: the XLA-CPU workarounds (fused-form ReLU, reshape max-pool, learning-start gate, unbatched
-    single seed, sequential seeds past ``CPU_VMAP_MAX_SEEDS``, small chunks); ``conv_impl``: "gemm"
-    (im2col GEMMs, ``kernels.GemmConv``) or "xla" (the backend's conv op, flax's layers)."""
+    """``cpu``: the XLA-CPU workarounds (fused-form ReLU after convs, reshape max-pool, learning-start gate,
+    unbatched single seed, conv networks' seeds one after another past ``CPU_VMAP_MAX_SEEDS``, small
+    chunks); ``conv_impl``: "gemm" (im2col GEMMs, ``kernels.GemmConv``) or "xla" (the backend's conv op,
+    flax's layers)."""
 
     cpu: bool = False
     conv_impl: str = "xla"
@@ -83,6 +86,7 @@ class CodePath:
 
     @property
     def relu(self) -> Callable:
+        """A conv's ReLU (dense layers take ``nn.relu``: the fused form is for a conv before it)."""
         return kernels.relu if self.cpu else nn.relu
 
     def max_pool(self, x, size: int):
@@ -90,11 +94,11 @@ class CodePath:
         return kernels.max_pool(x, size) if self.cpu else nn.max_pool(x, (size, size), (size, size))
 
     # seeds and batches
-    def strategy(self, strategy: str, seeds_per_device: float) -> str:
-        """The seed strategy "auto" stands for."""
+    def strategy(self, strategy: str, seeds_per_device: float, convs: bool = True) -> str:
+        """The seed strategy "auto" stands for; ``convs``: the trained network has convolutions."""
         if strategy != "auto":
             return strategy
-        return "sequential" if self.cpu and seeds_per_device > CPU_VMAP_MAX_SEEDS else "vmap"
+        return "sequential" if self.cpu and convs and seeds_per_device > CPU_VMAP_MAX_SEEDS else "vmap"
 
     def map_batch_size(self, cpu: int, accelerator: int = 1024) -> int:
         """Batch chunk for ``lax.map``: XLA CPU runs small GEMM batches faster per item; accelerators want big ones."""

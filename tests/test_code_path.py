@@ -67,6 +67,12 @@ def test_accelerator_tuning_switches_strategy_chunks_and_convs_on_this_cpu():
     assert CodePath.from_config(_cfg("auto")) == cpu  # this machine runs XLA CPU
     many = (CPU_VMAP_MAX_SEEDS + 1) * mesh.device_count()
     assert (seed_axis.resolve("auto", many, cpu), seed_axis.resolve("auto", many, acc)) == ("sequential", "vmap")
+    assert seed_axis.resolve("auto", many, cpu, convs=False) == "vmap"  # dense-only networks vmap at any count
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    for name, convs in (("mlp", False), ("catch_cnn", True)):  # what compile_trainer reads the network by
+        net = q_nets.make_network(name, 3, cpu)
+        params = jax.vmap(lambda k: net.init(k, jnp.zeros((1, 21, 21, 4), jnp.uint8)))(keys)  # noqa: B023
+        assert seed_axis.has_convs(params) == convs, name
 
     # Grad-CAM's chunks follow the network's path: lax.map over chunks of 32 (a scan) or one batch of 64
     obs = jnp.zeros((64, 21, 21, 1), jnp.uint8)

@@ -11,8 +11,8 @@ from jaxfer.networks.layers import ConvSpec, conv_layers, conv_trunk, unit_frame
 
 
 class ConvQNet(nn.Module):
-    """Conv trunk + dense layers + linear head; one class serves every Q-network here. Its convs, ReLUs
-    and pools are the code path's (``path``): plain XLA unless given the XLA-CPU one; the parameters
+    """Conv trunk + dense layers + linear head; one class serves every Q-network here. Its convs, their
+    ReLUs and pools are the code path's (``path``): plain XLA unless given the XLA-CPU one; the parameters
     are the same on both."""
 
     num_actions: int
@@ -30,7 +30,7 @@ class ConvQNet(nn.Module):
             x = unit_frames(obs)
         x = x.reshape(x.shape[:-3] + (-1,))
         for i, features in enumerate(self.dense):
-            x = self.path.relu(nn.Dense(features, name=f"dense_{i}")(x))
+            x = nn.relu(nn.Dense(features, name=f"dense_{i}")(x))  # as ActorCritic's: see CodePath.relu
         return nn.Dense(self.num_actions, name="head")(x)
 
 

@@ -105,7 +105,7 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
     tracker.close()
 
     rows = loop.rows
-    summary = run_summary(cfg, meta, trainer, epoch_fn.compile_seconds, loop.seconds, start, needs, rows)
+    summary = run_summary(cfg, meta, trainer, epoch_fn, loop.seconds, start, needs, rows)
     params = mesh.fetch(state.agent.params, cfg.seeds)
     if writes:
         files.save_tree(out / PARAMS, params)
@@ -126,7 +126,7 @@ def resume(out: Path, cfg: TrainConfig, trainer, state):
     return (state if saved is None else trainer.restore(state, saved)), start, rows
 
 
-def run_summary(cfg: TrainConfig, meta, trainer, compile_seconds: float, epoch_seconds: list, start: int,
+def run_summary(cfg: TrainConfig, meta, trainer, epoch_fn: seed_axis.EpochFn, epoch_seconds: list, start: int,
                 needs: dict, rows: list[dict]) -> dict:
     """run.json: the config, where and how it ran, its speed (compile apart) and final metrics."""
     steady = epoch_seconds[1:] or epoch_seconds
@@ -134,8 +134,8 @@ def run_summary(cfg: TrainConfig, meta, trainer, compile_seconds: float, epoch_s
         "config": to_dict(cfg),
         **(meta or {}),
         **environment_info(),
-        "code_path": trainer.path.record() | {"seeds_computed": trainer.num_seeds},
-        "compile_seconds": round(compile_seconds, 3),
+        "code_path": trainer.path.record() | {"seeds_computed": trainer.num_seeds, "strategy": epoch_fn.strategy},
+        "compile_seconds": round(epoch_fn.compile_seconds, 3),
         "steady_env_steps_per_s": round(cfg.seeds * cfg.epoch_steps * len(steady) / sum(steady), 1) if steady else None,
         "epochs_timed": len(steady),
         "resumed_from_epoch": start,

@@ -20,8 +20,13 @@ from jaxfer.code_path import PLAIN, CodePath
 from jaxfer.runtime import budget
 
 
-def resolve(strategy: str, num_seeds: int, path: CodePath) -> str:
-    return path.strategy(strategy, num_seeds / mesh.device_count())
+def resolve(strategy: str, num_seeds: int, path: CodePath, convs: bool = True) -> str:
+    return path.strategy(strategy, num_seeds / mesh.device_count(), convs)
+
+
+def has_convs(params) -> bool:
+    """Whether a seed-batched parameter tree holds conv kernels: (seeds, k, k, in, out)."""
+    return any(x.ndim == 5 for x in jax.tree.leaves(params))
 
 
 class EpochFn:
@@ -32,8 +37,9 @@ class EpochFn:
     ``compile_seconds`` sums them all.
     """
 
-    def __init__(self, build: Callable[[Any], Any], variant_of: Callable | None):
+    def __init__(self, build: Callable[[Any], Any], variant_of: Callable | None, strategy: str):
         self._build, self._variant_of, self._compiled, self.compile_seconds = build, variant_of, {}, 0.0
+        self.strategy = strategy  # the one it runs ("auto" resolved)
 
     def compiled(self, variant=None):
         if variant not in self._compiled:
@@ -48,17 +54,18 @@ class EpochFn:
 
 
 def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: bool = True,
-                       variant_of: Callable | None = None, path: CodePath = PLAIN) -> tuple[EpochFn, float]:
+                       variant_of: Callable | None = None, path: CodePath = PLAIN,
+                       convs: bool = True) -> tuple[EpochFn, float]:
     """Returns (the epoch compiled over the seed mesh, compile seconds of its first variant).
 
     ``fn(state)`` (or ``fn(state, variant)`` with ``variant_of``) maps one device's block of seeds to
     ``(state, out)``, every leaf of ``out`` per seed; ``state`` is laid out as the module docstring
     says (from ``Trainer.init``). A state that cannot be sliced per seed (an emulator pool of all of a
     device's seeds, ``sliceable=False``) always runs "vmap". ``path``, the run's code path
-    (``Trainer.path``), says what "auto" means.
+    (``Trainer.path``), and ``convs`` (the network has convolutions) say what "auto" means.
     """
     num_seeds = jax.tree.leaves(state)[0].shape[0]
-    strategy = resolve(strategy, num_seeds, path) if sliceable else "vmap"
+    strategy = resolve(strategy, num_seeds, path, convs) if sliceable else "vmap"
     if strategy not in ("vmap", "sequential"):
         raise ValueError(f"unknown strategy '{strategy}'")
     local = fn if strategy == "vmap" else mesh.one_at_a_time(fn)
@@ -67,7 +74,7 @@ def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: b
         body = local if variant_of is None else (lambda s: local(s, variant))
         return compile_seed_map(body, state, out_specs=(jax.tree.map(mesh.spec, state), mesh.SEED_AXIS), donate=True)
 
-    epoch = EpochFn(build, variant_of)
+    epoch = EpochFn(build, variant_of, strategy)
     epoch.compiled(None if variant_of is None else variant_of(state))
     return epoch, epoch.compile_seconds
 
@@ -87,4 +94,5 @@ def compile_seed_map(fn: Callable, per_seed, *shared, out_specs=None, donate: bo
 def compile_trainer(trainer, state, strategy: str = "auto") -> tuple[EpochFn, float]:
     """``compile_over_seeds`` of a ``Trainer``'s epoch, with the trainer's own pool, warm-up split and code path."""
     return compile_over_seeds(trainer.epoch, state, strategy, sliceable=trainer.pool.checkpointable,
-                              variant_of=trainer.warmup_iterations, path=trainer.path)
+                              variant_of=trainer.warmup_iterations, path=trainer.path,
+                              convs=has_convs(state.agent.params))

@@ -187,8 +187,9 @@ class GemmConvTranspose(nn.Module):
 @jax.custom_jvp
 def relu(x: jax.Array) -> jax.Array:
     """``nn.relu`` (same values and gradient), written as a max-reduction over a broadcast pair. XLA
-    CPU's YNNPACK then fuses the conv or GEMM before it, its bias and the ReLU into one graph that ends
-    in a reduction; a conv that ends a fusion instead runs several times slower (docs/performance.md)."""
+    CPU's YNNPACK then fuses the conv before it, its bias and the ReLU into one graph that ends in a
+    reduction; a conv that ends a fusion instead runs several times slower. After a dense layer it was
+    no faster than ``nn.relu`` (docs/performance.md), so only convs take it."""
     return jnp.maximum(x[..., None], jnp.zeros((2,), x.dtype)).max(-1)
 
 
