@@ -70,6 +70,7 @@ def test_a_kill_at_any_moment_leaves_every_finished_row(tmp_path):
     assert result["skipped"] == [{"what": "atari_a2c", "why": printed[0]["why"]}]
 
 
+@pytest.mark.optimised
 @pytest.mark.cli
 def test_the_budget_ends_the_check_within_one_row_of_its_prediction(tmp_path):
     start = time.perf_counter()

@@ -25,6 +25,7 @@ def _lock(out, pid: int, host: str | None = None, heartbeat: float | None = None
                                                "started": "2026-11-30 00:00:00", "heartbeat": heartbeat}))
 
 
+@pytest.mark.optimised
 @pytest.mark.cli
 def test_a_second_command_on_a_held_directory_is_refused_and_changes_nothing(tmp_path):
     out = tmp_path / "run"
