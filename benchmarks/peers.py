@@ -3,7 +3,8 @@
 Peers (``--peers``, default all):
 - ``rejax``: rejax 0.1.3's DQN and PPO on MinAtar Breakout, vmapped over 1, 8 and 64 seeds (``--seeds``) as
   rejax's README does it, against ``jaxfer train configs/minatar_dqn.yaml network=mlp`` and jaxfer's A2C
-  (configs/minatar_a2c.yaml; A2C vs PPO with one epoch of one minibatch per rollout, the closest pair);
+  (configs/minatar_a2c.yaml network=mlp_ac; A2C vs PPO with one epoch of one minibatch per rollout, the closest
+  pair);
 - ``cleanrl``: CleanRL's ``dqn_atari_jax.py`` (the script its PyPI wheel installs) on Pong against
   ``configs/atari_dqn.yaml`` at one seed;
 - ``sb3``: Stable-Baselines3's A2C and DQN on Pong against ``configs/atari_a2c_ea3c.yaml`` with SB3's A2C
@@ -16,9 +17,10 @@ is its own subprocess: jaxfer through its CLI (``python -m jaxfer.cli train ... 
 run.json's ``steady_env_steps_per_s``, every epoch after the first, compile apart; the persistent compilation
 cache off), each peer through our runner script (``benchmarks/peers/run_<peer>.py``) run by its venv's
 Python, which times compile apart from the steady state. Peer and jaxfer alternate (peer, jaxfer, peer,
-jaxfer ...) ``--repeats`` times per row. Writes ``--out`` (JSON: versions of every package of every venv,
-device, cores, every setting and reading, medians, jaxfer/peer ratios, wall time), a Markdown table and a
-bar chart beside it.
+jaxfer ...) ``--repeats`` times per row; ``--own-devices`` adds a third reading per repeat, jaxfer on its own
+device default (no ``--devices``: one XLA device per core on a CPU, as ``jaxfer train`` runs there). Writes
+``--out`` (JSON: versions of every package of every venv, device, cores, every setting and reading, medians,
+jaxfer/peer ratios, wall time), a Markdown table and a bar chart beside it.
 
 On an accelerator host the JAX peers' venvs get jaxfer's own jax, jaxlib and accelerator plugins (the same XLA,
 wheels that see the device) in place of their files' jax pins, and SB3 takes the GPU where its torch sees one;
@@ -145,12 +147,13 @@ def rejax_rows(seeds: list[int], quick: bool, steps: int | None = None) -> list[
              "clip_eps": 0.2, "ent_coef": 0.03, "vf_coef": 0.5, "max_grad_norm": 0.5, "activation": "relu",
              "hidden": [128]},
             "configs/minatar_a2c.yaml",
-            [f"seeds={s}", f"total_steps={total}", f"epoch_steps={epoch}", "eval_envs=1", "eval_steps=1"],
+            ["network=mlp_ac", f"seeds={s}", f"total_steps={total}", f"epoch_steps={epoch}", "eval_envs=1",
+             "eval_steps=1"],
             ["algorithm: jaxfer has A2C, not PPO; rejax's PPO runs 1 epoch of 1 minibatch per 64 x 5 rollout "
              "(one gradient step per rollout, as A2C) with its clipped surrogate loss: the closest like-for-like",
-             "network: jaxfer's minatar_ac (conv 16@3x3 valid, dense 128, one shared policy+value head: ~190k "
-             "multiply-adds per frame) vs rejax's own separate actor and critic MLPs of one hidden layer of 128, "
-             "ReLU (~103k): jaxfer has no MLP actor-critic, rejax's PPO no conv trunk; jaxfer computes ~1.8x more",
+             "network: jaxfer's mlp_ac (the flattened frame, one shared dense layer of 256, ReLU, one policy+value "
+             "head: ~103k multiply-adds per frame) vs rejax's separate actor and critic MLPs of one hidden layer of "
+             "128, ReLU (~103k): the same work, shared as jaxfer's actor-critics share their core",
              "timed span: rejax's whole run, jaxfer's epochs 2..",
              "gymnax: 0.0.9 (rejax) vs 1.0.1 (jaxfer)"],
             "A2C vs PPO: the closest pair (jaxfer has no PPO)"))
@@ -222,9 +225,17 @@ def plan_rows(peers: list[str], seeds: list[int], quick: bool, steps: int | None
     return rows + atari_rows([p for p in peers if p != "rejax"], quick, steps)
 
 
-def alternation(rows: list[Row], repeats: int) -> list[tuple[Row, int, str]]:
-    """The order of the readings: per row, peer then jaxfer, ``repeats`` times (peer, jaxfer, peer, jaxfer...)."""
-    return [(row, r, side) for row in rows for r in range(repeats) for side in ("peer", "jaxfer")]
+OWN = "jaxfer_own"  # the side of jaxfer on its own device default (no --devices): one XLA device per core on a CPU
+
+
+def sides(own_devices: bool) -> tuple[str, ...]:
+    return ("peer", "jaxfer", OWN) if own_devices else ("peer", "jaxfer")
+
+
+def alternation(rows: list[Row], repeats: int, own_devices: bool = False) -> list[tuple[Row, int, str]]:
+    """The order of the readings: per row, peer then jaxfer (then jaxfer on its own devices), ``repeats`` times
+    (peer, jaxfer, peer, jaxfer...)."""
+    return [(row, r, side) for row in rows for r in range(repeats) for side in sides(own_devices)]
 
 
 # ------------------------------------------------------------------------------------------ side venvs
@@ -379,12 +390,16 @@ def median(values: list[float]) -> float | None:
 
 
 def summarize(row: Row, readings: list[dict]) -> dict:
+    """Medians per side and jaxfer / peer (``jaxfer_own_over_peer`` too where jaxfer also ran on its own devices)."""
     rates = {side: [r["env_steps_per_s"] for r in readings if r["side"] == side and "env_steps_per_s" in r]
-             for side in ("peer", "jaxfer")}
+             for side in sides(any(r["side"] == OWN for r in readings))}
     med = {side: median(v) for side, v in rates.items()}
-    ratio = round(med["jaxfer"] / med["peer"], 2) if med["peer"] and med["jaxfer"] else None
+
+    def ratio(side):
+        return round(med[side] / med["peer"], 2) if med["peer"] and med[side] else None
     errors = sorted({f"{r['side']}: {r['error']}" for r in readings if "error" in r})
-    return {"median_env_steps_per_s": med, "jaxfer_over_peer": ratio,
+    own = {f"{OWN}_over_peer": ratio(OWN)} if OWN in med else {}
+    return {"median_env_steps_per_s": med, "jaxfer_over_peer": ratio("jaxfer"), **own,
             "ratios_per_repeat": [round(j / p, 2) for p, j in zip(rates["peer"], rates["jaxfer"])],
             "errors": errors}
 
@@ -392,19 +407,27 @@ def summarize(row: Row, readings: list[dict]) -> dict:
 # ------------------------------------------------------------------------------------ table and chart
 
 def table(result: dict) -> str:
-    """README's Markdown table of a result: one line per row, medians and the ratio."""
-    lines = ["| peer | algorithm (peer vs jaxfer) | env | seeds | peer env steps/s | jaxfer env steps/s | "
-             "jaxfer / peer | repeats |", "|---|---|---|---|---|---|---|---|"]
+    """README's Markdown table of a result: one line per row, medians and the ratio (two jaxfer columns where
+    jaxfer also ran on its own device default)."""
+    own = result.get("own_devices", False)
+    devices = result.get("jaxfer_devices", 1)
+    extra = (" jaxfer own devices env steps/s | own / peer |", "---|---|") if own else ("", "")
+    lines = [f"| peer | algorithm (peer vs jaxfer) | env | seeds | peer env steps/s | jaxfer --devices {devices} env "
+             f"steps/s | jaxfer / peer |{extra[0]} repeats |", f"|---|---|---|---|---|---|---|{extra[1]}---|"]
+
+    def cell(v):
+        return f"{v:,.0f}" if v is not None else "—"
+
+    def ratio(v):
+        return f"{v:.2f}x" if v is not None else "—"
     for r in result["rows"]:
         med = r["median_env_steps_per_s"]
-
-        def cell(v):
-            return f"{v:,.0f}" if v is not None else "—"
-        ratio = f"{r['jaxfer_over_peer']:.2f}x" if r["jaxfer_over_peer"] is not None else "—"
+        first = ratio(r["jaxfer_over_peer"])
         if r.get("errors") and r["jaxfer_over_peer"] is None:
-            ratio = "not run: " + r["errors"][0].replace("|", "/")[:160]
+            first = "not run: " + r["errors"][0].replace("|", "/")[:160]
+        more = f" {cell(med.get(OWN))} | {ratio(r.get(f'{OWN}_over_peer'))} |" if own else ""
         lines.append(f"| {r['peer']} | {r['peer_algorithm']} vs {r['jaxfer_algorithm']} | {r['env']} | {r['seeds']} | "
-                     f"{cell(med['peer'])} | {cell(med['jaxfer'])} | {ratio} | {r['repeats_done']} |")
+                     f"{cell(med['peer'])} | {cell(med['jaxfer'])} | {first} |{more} {r['repeats_done']} |")
     meta = result["machine"]
     lines.append("")
     lines.append(f"Medians of alternated runs; {meta['cpu_count']} cores, device {result['device'].get('kind')} "
@@ -422,18 +445,24 @@ def chart(result: dict, path: Path) -> None:
     rows = result["rows"]
     labels = [f"{r['peer']} {r['peer_algorithm'].split(' ')[0]}\n{r['env'].split(' ')[-1]}, {r['seeds']} seed(s)"
               for r in rows]
-    peer = [r["median_env_steps_per_s"]["peer"] or 0 for r in rows]
-    ours = [r["median_env_steps_per_s"]["jaxfer"] or 0 for r in rows]
+    shown = sides(result.get("own_devices", False))
+    names = {"peer": "peer", "jaxfer": f"jaxfer --devices {result.get('jaxfer_devices', 1)}",
+             OWN: "jaxfer, own device default"}
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows) + 2), 4))
-    xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], peer, 0.4, label="peer")
-    ax.bar([x + 0.2 for x in xs], ours, 0.4, label="jaxfer")
-    for x, r in zip(xs, rows):
-        if r["jaxfer_over_peer"] is not None:
-            ax.annotate(f"{r['jaxfer_over_peer']:.2f}x", (x + 0.2, ours[x]), ha="center", va="bottom", fontsize=8)
+    xs, width = range(len(rows)), 0.8 / len(shown)
+    heights = []
+    for i, side in enumerate(shown):
+        values = [r["median_env_steps_per_s"].get(side) or 0 for r in rows]
+        heights += values
+        offset = (i - (len(shown) - 1) / 2) * width
+        ax.bar([x + offset for x in xs], values, width, label=names[side])
+        ratios = [r.get("jaxfer_over_peer" if side == "jaxfer" else f"{side}_over_peer") for r in rows]
+        for x, v, q in zip(xs, values, ratios):
+            if side != "peer" and q is not None:
+                ax.annotate(f"{q:.2f}x", (x + offset, v), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(list(xs), labels, fontsize=7)
     ax.set_ylabel("env steps/s (median)")
-    if any(peer + ours):
+    if any(heights):
         ax.set_yscale("log")
     ax.set_title(f"jaxfer vs peers, {result['device'].get('kind')} x{result['machine']['cpu_count']} cores")
     ax.legend()
@@ -490,6 +519,9 @@ def parse_args(argv: list[str] | None):
                         "seeds, PPO/A2C 82k / 41k / 10k at 1 / 8 / 64 seeds; --quick about a quarter) and "
                         "env steps timed of the Atari rows (default 30k; --quick 3k)")
     p.add_argument("--devices", type=int, default=1, help="jaxfer's --devices (default 1: one device, as the peers)")
+    p.add_argument("--own-devices", action="store_true",
+                   help="also time jaxfer on its own device default (no --devices: one XLA device per core on a "
+                        "CPU, as `jaxfer train` runs), a third reading per repeat")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before one reading is stopped (default 1800)")
     args = p.parse_args(argv)
     explicit_peers = any(a == "--peers" or a.startswith("--peers=") for a in (argv or []))
@@ -535,7 +567,7 @@ def run(args, argv: list[str]) -> dict:
         out_rows = []
         for row in rows:
             done = min(sum(1 for r in readings[row.id] if r["side"] == side and "env_steps_per_s" in r)
-                       for side in ("peer", "jaxfer"))
+                       for side in sides(args.own_devices))
             out_rows.append(dataclasses.asdict(row) | {"readings": readings[row.id], "repeats_done": done}
                             | summarize(row, readings[row.id]))
         return {
@@ -543,16 +575,17 @@ def run(args, argv: list[str]) -> dict:
             "finished": finished, "started_utc": started, "wall_s": round(time.perf_counter() - start, 1),
             "wall_note": "this command's measured wall time, venv builds (or reuse) included",
             "peers_selected": args.peers, "seeds": args.seeds, "repeats": args.repeats,
-            "jaxfer_devices": args.devices,
+            "jaxfer_devices": args.devices, "own_devices": args.own_devices,
             "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
                         "load_average_1min_at_start": load},
             "device": device, "jaxfer": {"python": platform.python_version(), "versions": versions},
             "venvs": venvs, "order": order, "rows": out_rows,
-            "method": "each reading its own subprocess; per row peer and jaxfer alternate; medians per side; "
+            "method": "each reading its own subprocess; per row peer and jaxfer alternate (peer, jaxfer"
+                      + (", jaxfer on its own devices" if args.own_devices else "") + ", ...); medians per side; "
                       "ratio = jaxfer median / peer median",
         }
 
-    for row, repeat, side in alternation(rows, args.repeats):
+    for row, repeat, side in alternation(rows, args.repeats, args.own_devices):
         venv = venvs[row.peer]
         load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # others' work skews it
         if "error" in venv:
@@ -560,7 +593,7 @@ def run(args, argv: list[str]) -> dict:
         elif side == "peer":
             reading = run_peer(venv["python"], row, args.timeout)
         else:
-            reading = run_jaxfer(row, args.devices, args.timeout)
+            reading = run_jaxfer(row, args.devices if side == "jaxfer" else None, args.timeout)
         reading = {"side": side, "repeat": repeat, "order": len(order), "load_1min_before": load_before,
                    "utc": datetime.now(timezone.utc).isoformat(timespec="seconds")} | reading
         readings[row.id].append(reading)

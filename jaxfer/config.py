@@ -45,6 +45,8 @@ class TrainConfig:
     strategy: str = "auto"  # seed axis: "vmap" (sharded over devices), "sequential", or "auto" (measured choice)
     unroll: int = 1  # lax.scan unroll of the update loop inside one epoch
     keep_checkpoint: bool = False  # keep checkpoint.npz (replay buffers included) once the run has finished
+    # seconds between checkpoints (about what a kill -9 can cost: the epochs since are replayed); 0: every epoch
+    checkpoint_every_s: float = 60.0
     tensorboard: bool = True  # write TensorBoard event files (tensorboard/ in the run directory) as the run goes
     # A2C (agent: a2c) only:
     n_steps: int = 5  # env steps per env between updates (A3C's t_max), the n of the n-step returns
@@ -81,7 +83,8 @@ class TrainConfig:
         for name in ("num_envs", "total_steps", "epoch_steps", "buffer_size", "batch_size", "target_update",
                      "eval_envs", "eval_steps", "unroll", "n_steps", "eps_decay_steps"):
             checks.append((getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}"))
-        for name in ("gamma", "lr", "eps_start", "eps_end", "ent_coef", "vf_coef", "max_grad_norm", "width"):
+        for name in ("gamma", "lr", "eps_start", "eps_end", "ent_coef", "vf_coef", "max_grad_norm", "width",
+                     "checkpoint_every_s"):
             value = getattr(self, name)
             checks.append((math.isfinite(value), f"{name} must be a finite number, got {value}"))
         checks += [
@@ -106,6 +109,7 @@ class TrainConfig:
              f"ent_coef and vf_coef must be >= 0, got {self.ent_coef}, {self.vf_coef}"),
             (self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}"),
             (self.width > 0, f"width must be > 0, got {self.width}"),
+            (self.checkpoint_every_s >= 0, f"checkpoint_every_s must be >= 0, got {self.checkpoint_every_s}"),
             (self.batch_size <= self.buffer_size, "batch_size must not exceed buffer_size"),
         ]
         _refuse_first(checks)

@@ -173,6 +173,14 @@ def barrier() -> None:
         _share()
 
 
+def process_zeros(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process: a choice that must be the same on all (a collective
+    follows it) but is made from one process's clock."""
+    if jax.process_count() == 1:
+        return flag
+    return _share(str(int(flag)))[0] == "1"
+
+
 def agree(what: str, value) -> None:
     """Every process holds the same ``value`` (a JSON-able description of what it was started for),
     compared by hash; otherwise every process ends with the same one-line ``BackendError`` (processes

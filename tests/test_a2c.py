@@ -61,6 +61,19 @@ def test_a2c_learns_the_best_arm_of_a_bandit():
     assert (history[-1]["train_return"] > 0.8).all()  # and the sampled policy mostly does too
 
 
+def test_the_dense_only_actor_critic_learns_the_bandit_with_no_conv_and_the_work_of_two_mlps():
+    state, history = _run(["network=mlp_ac", "core=dense", "num_envs=8", "n_steps=1", "lr=0.03", "epoch_steps=400",
+                           "total_steps=800", "ent_coef=0.0"], 2, env=_bandit())
+    assert (history[-1]["eval_return"] == 1.0).all()
+    params = state.agent.params
+    assert layer_names(params) == ["dense_0", "head"] and not seed_axis.has_convs(params)
+    # MinAtar's 400 inputs: one shared 256 core does the multiply-adds of an actor and a critic MLP of 128 each
+    net = actor_critic.make_network("mlp_ac", 3)
+    shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, 10, 10, 4), jnp.uint8))["params"]
+    shared = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes) if len(x.shape) == 2)
+    assert shared == 400 * 256 + 256 * 4 and abs(shared / (2 * 400 * 128 + 128 * 3 + 128) - 1) < 0.01
+
+
 def test_lstm_memory_resets_where_an_episode_starts():
     net = actor_critic.make_network("minatar_ac", 3, core="lstm")
     obs = jax.random.randint(jax.random.PRNGKey(0), (4, 2, 10, 10, 4), 0, 256).astype(jnp.uint8)

@@ -64,7 +64,8 @@ def test_killed_atari_run_resumes_its_agents(tmp_path):
     """Emulators cannot be checkpointed: a resumed Atari run restores agents, step counts and metrics
     and plays fresh games; it ends at the configured step count with every epoch recorded once."""
     args = ["train", ROOT / "configs/atari_dqn.yaml", "seeds=1", "num_envs=2", "total_steps=4000", "epoch_steps=100",
-            "buffer_size=400", "learning_starts=4000", "eval_envs=1", "eval_steps=4", "--no-progress"]
+            "buffer_size=400", "learning_starts=4000", "eval_envs=1", "eval_steps=4", "checkpoint_every_s=0",
+            "--no-progress"]
     out = tmp_path / "pong"
     kill_after_first_checkpoint(args, out)
     res = run_cli(*args, "--out", out)

@@ -15,8 +15,9 @@ from jaxfer.runtime import files
 
 TRAIN = {"seeds": 1, "total_steps": 400, "epoch_steps": 200, "learning_starts": 100, "buffer_size": 500,
          "eval_envs": 2, "eval_steps": 12}
+# a checkpoint after every epoch (checkpoint_every_s=0): the disk fills at the second
 RUN = ["train", "total_steps=1000", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "seeds=2",
-       "eval_envs=2", "eval_steps=12", "tensorboard=false", "--no-progress"]
+       "eval_envs=2", "eval_steps=12", "tensorboard=false", "checkpoint_every_s=0", "--no-progress"]
 
 
 @pytest.mark.cli

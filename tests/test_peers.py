@@ -16,6 +16,7 @@ import gym_shim  # noqa: E402
 import peers  # noqa: E402
 
 from jaxfer import config  # noqa: E402
+from jaxfer.networks import actor_critic  # noqa: E402
 
 pytestmark = pytest.mark.cli
 
@@ -28,6 +29,8 @@ def test_readings_alternate_peer_and_jaxfer_per_row():
         mine = order[i * 6:(i + 1) * 6]
         assert [(r.id, rep, side) for r, rep, side in mine] == [
             (row.id, k, side) for k in range(3) for side in ("peer", "jaxfer")]
+    own = peers.alternation(rows[:1], 2, own_devices=True)
+    assert [side for _, _, side in own] == ["peer", "jaxfer", peers.OWN] * 2
 
 
 def test_rows_cover_every_peer_and_seed_count():
@@ -65,6 +68,7 @@ def test_jaxfer_side_matches_the_peer_settings(quick, steps):
                 assert cfg.learning_starts == spec["learning_starts"] == 1000
             else:
                 assert cfg.agent == "a2c" and spec["n_steps"] == cfg.n_steps and spec["lr"] == pytest.approx(cfg.lr)
+                assert cfg.network == "mlp_ac" and 2 * spec["hidden"][0] == actor_critic.NETWORKS["mlp_ac"][1]
         if row.id == "sb3_a2c_atari_pong":
             assert (cfg.env, cfg.obs, cfg.network, cfg.core, cfg.n_steps, cfg.optimizer) == (
                 "atari/Pong", "nature", "nature_ac", "dense", spec["n_steps"], "rmsprop")
@@ -134,6 +138,10 @@ def test_table_has_a_line_per_row_with_medians_and_ratio():
     assert "| rejax | DQN (rejax) vs DQN (jaxfer) | MinAtar Breakout | 8 | 6,909 | 8,124 | 1.18x | 3 |" in text
     assert text.splitlines()[0].startswith("| peer |") and "2 cores" in text and "12 s in all." in text
     assert "unfinished: 0 readings" in peers.table(result | {"finished": False})
+    row = result["rows"][0]
+    row["median_env_steps_per_s"][peers.OWN], row[f"{peers.OWN}_over_peer"] = 13818.0, 2.0
+    text = peers.table(result | {"own_devices": True, "jaxfer_devices": 1})
+    assert "| 6,909 | 8,124 | 1.18x | 13,818 | 2.00x | 3 |" in text and "own devices" in text.splitlines()[0]
 
 
 def test_summary_medians_and_ratios():
@@ -143,6 +151,9 @@ def test_summary_medians_and_ratios():
     s = peers.summarize(None, readings)
     assert s["median_env_steps_per_s"] == {"peer": 200.0, "jaxfer": 300.0} and s["jaxfer_over_peer"] == 1.5
     assert s["ratios_per_repeat"] == [1.5, 1.5] and s["errors"] == ["jaxfer: jaxfer train: boom"]
+    assert f"{peers.OWN}_over_peer" not in s
+    own = peers.summarize(None, readings + [{"side": peers.OWN, "env_steps_per_s": 500.0}])
+    assert own[f"{peers.OWN}_over_peer"] == 2.5 and own["jaxfer_over_peer"] == 1.5
 
 
 class _Env:

@@ -85,8 +85,8 @@ def test_two_processes_stopped_after_a_checkpoint_resume_to_the_same_end(tmp_pat
     """Both processes SIGKILLed (a crash) or SIGTERMed (a scheduler's stop, a preemption: one line and exit
     143 from each) once a checkpoint is on disk, then restarted with the same command: the same metrics as
     the uninterrupted two-process run."""
-    killed = tmp_path / "killed"
-    procs = _start(killed, 2, 2, epochs=8)
+    killed, every_epoch = tmp_path / "killed", {i: ["checkpoint_every_s=0"] for i in range(2)}
+    procs = _start(killed, 2, 2, epochs=8, extra=every_epoch)  # a checkpoint after every epoch: one comes early
     deadline = time.time() + 600
     while not (killed / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.02)
@@ -100,7 +100,7 @@ def test_two_processes_stopped_after_a_checkpoint_resume_to_the_same_end(tmp_pat
             assert p.returncode == 143 and err.strip().splitlines() == [
                 "jaxfer: stopped (SIGTERM); run the same command again to resume from the last checkpoint"], err[-3000:]
     assert not (killed / "run.json").exists(), "the run finished before it could be stopped: lengthen it"
-    _finish(_start(killed, 2, 2, epochs=8))
+    _finish(_start(killed, 2, 2, epochs=8))  # the default interval: how it checkpoints is not what it computes
     assert json.loads((killed / "run.json").read_text())["resumed_from_epoch"] >= 1
     _assert_same(two_processes_uninterrupted, _metrics(killed), 8, f"{sig} and resumed vs uninterrupted")
 

@@ -15,7 +15,7 @@ from jaxfer.runtime import files, rundir
 
 BASE = ["train", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "eval_envs=4",
        "eval_steps=12", "seeds=2", "--no-progress"]
-RUN = [*BASE, "total_steps=12000"]  # 60 epochs: long enough to be stopped midway
+RUN = [*BASE, "total_steps=12000", "checkpoint_every_s=0"]  # 60 epochs, a checkpoint each: stopped midway
 SHORT = [*BASE, "total_steps=400"]
 
 
@@ -155,6 +155,8 @@ def test_a_finished_run_drops_its_checkpoint_unless_asked_to_keep_it(tmp_path, k
     assert res.returncode == 0, res.stderr
     assert (out / "params.npz").exists() and (out / "run.json").exists()
     assert (out / "checkpoint.npz").exists() == keep
+    if keep:  # a kept checkpoint is the last epoch's, whatever checkpoint_every_s skipped before it
+        assert int(files.load_npz(out / "checkpoint.npz")["__epoch"]) == 2
     again = run_cli(*SHORT, f"keep_checkpoint={str(keep).lower()}", "--out", out)
     assert again.returncode == 0 and "already finished" in again.stdout  # finished without its checkpoint
 

@@ -10,7 +10,9 @@ Networks (``NETWORKS``):
 - ``ea3c``: E-A3C (Joo & Kim 2019; rl_a3c_pytorch's A3C-LSTM numbers): 80x80 input, convs 32@5x5 pad 2,
   32@5x5 pad 1, 64@4x4 pad 1, 64@3x3 pad 1 (stride 1), each followed by 2x2 max-pool and ReLU, core 512;
 - ``nature_ac``: the Nature-CNN trunk (Mnih et al. 2015) with a 512 core (A2C's usual Atari network);
-- ``minatar_ac``: the MinAtar baseline trunk (one 16@3x3 conv) with a 128 core, for Catch and MinAtar.
+- ``minatar_ac``: the MinAtar baseline trunk (one 16@3x3 conv) with a 128 core, for Catch and MinAtar;
+- ``mlp_ac``: no conv, a 256 core on the flattened frame: dense-only, so seeds vmap at any count on a CPU
+  (as the Q-nets' ``mlp``), and the multiply-adds of an actor MLP plus a critic MLP of 128 each (PPO's usual).
 
 ``width`` multiplies every conv's channels (E-A3C's unspecified "expanded channels"); ``core`` is
 "lstm" (memory carried per env, reset where an episode starts) or "dense" (feed-forward: give it
@@ -104,6 +106,7 @@ NETWORKS = {
     "ea3c": (EA3C_CONVS, 512),
     "nature_ac": (NATURE_CONVS, 512),
     "minatar_ac": (MINATAR_CONVS, 128),
+    "mlp_ac": ((), 256),
 }
 
 

@@ -66,7 +66,9 @@ def conv_trunk(module: nn.Module, layers: Sequence[nn.Module], convs: Sequence[C
     """Raw frames (..., H, W, C) through conv_i, ``relu``, the spec's max-pool (which commutes with the ReLU),
     for every conv; returns (..., H', W', C'). Each activation is sown as ``activations/conv_i_relu``, and
     ``replace=(i, a)`` continues from ``a`` in place of conv_i's: together they give Grad-CAM the
-    activation and the gradient of an output with respect to it."""
+    activation and the gradient of an output with respect to it. No convs: the frames scaled (``unit_frames``)."""
+    if not convs:
+        return unit_frames(obs)
     x = obs
     for i, (layer, spec) in enumerate(zip(layers, convs)):
         pad = spec.padding if isinstance(spec.padding, int) else 0

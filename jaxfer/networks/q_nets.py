@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 
 from jaxfer.code_path import PLAIN, CodePath
-from jaxfer.networks.layers import ConvSpec, conv_layers, conv_trunk, unit_frames
+from jaxfer.networks.layers import ConvSpec, conv_layers, conv_trunk
 
 
 class ConvQNet(nn.Module):
@@ -23,11 +23,8 @@ class ConvQNet(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array, replace: tuple[int, jax.Array] | None = None) -> jax.Array:
         """Q-values of raw frames; ``replace`` as ``jaxfer.networks.layers.conv_trunk``'s (Grad-CAM)."""
-        if self.convs:
-            x = conv_trunk(self, conv_layers(self.convs, self.path, named=True), self.convs, obs, self.path.relu,
-                           self.path, replace)
-        else:
-            x = unit_frames(obs)
+        x = conv_trunk(self, conv_layers(self.convs, self.path, named=True), self.convs, obs, self.path.relu,
+                       self.path, replace)
         x = x.reshape(x.shape[:-3] + (-1,))
         for i, features in enumerate(self.dense):
             x = nn.relu(nn.Dense(features, name=f"dense_{i}")(x))  # as ActorCritic's: see CodePath.relu

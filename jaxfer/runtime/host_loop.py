@@ -1,7 +1,13 @@
 """The host loop every training command shares (agents, FCNs): epochs of one compiled call each,
 metrics.csv rewritten after each, the checkpoint written behind the next epoch, a progress bar, and
 resume from the checkpoint, whose own copy of the metric rows makes a metrics.csv cut short or lost
-since whole again."""
+since whole again.
+
+A checkpoint is written after the first epoch that ends ``checkpoint_every_s`` seconds or more after the
+loop started or after the last checkpoint (0: after every epoch), and after the last epoch where the run
+keeps it: copying replay buffers off the device and onto disk every epoch costs a run with many seeds a
+share of its time, and a kill costs at most the epochs since the last checkpoint, which a resumed run
+replays to the same numbers."""
 from __future__ import annotations
 
 import json
@@ -15,6 +21,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from jaxfer import mesh
 from jaxfer.errors import ConfigError
 from jaxfer.runtime import files
 from jaxfer.runtime.rundir import CHECKPOINT, METRICS
@@ -59,13 +66,16 @@ class HostLoop:
     ``record`` appends the epoch's rows, rewrites metrics.csv, hands the checkpoint (host copies) to a
     writer thread that saves it while the next epoch runs, and returns the epoch's seconds: all of it,
     copies included, but not ``compile_seconds()``'s growth (compiling a new variant of the epoch).
-    Only process 0 of a multi-process run writes (``writes``)."""
+    ``checkpoint_due(epoch)`` says whether this epoch hands ``record`` a checkpoint (the same answer on every
+    process). Only process 0 of a multi-process run writes (``writes``)."""
 
     def __init__(self, out: Path, start: int, num_epochs: int, rows: list[dict], desc: str, progress: bool,
-                 compile_seconds: Callable[[], float] = lambda: 0.0):
+                 compile_seconds: Callable[[], float] = lambda: 0.0, checkpoint_every_s: float = 0.0,
+                 keeps_last: bool = False):
         self.out, self.start, self.num_epochs, self.rows = Path(out), start, num_epochs, rows
         self.writes = jax.process_index() == 0
         self.seconds: list[float] = []
+        self._every_s, self._keeps_last, self._last_checkpoint = checkpoint_every_s, keeps_last, time.perf_counter()
         self._compile_seconds = compile_seconds
         self._bar = tqdm(total=num_epochs, initial=start, desc=desc, unit="epoch",
                          disable=not (progress and self.writes), file=sys.stderr, dynamic_ncols=True)
@@ -81,13 +91,23 @@ class HostLoop:
             self._tick, self._compiled = time.perf_counter(), self._compile_seconds()
             yield epoch
 
-    def record(self, epoch: int, rows: list[dict], checkpoint) -> float:
+    def checkpoint_due(self, epoch: int) -> bool:
+        now = time.perf_counter()
+        due = now - self._last_checkpoint >= self._every_s or (self._keeps_last and epoch == self.num_epochs - 1)
+        due = mesh.process_zeros(due)  # process 0's clock decides: the snapshot's fetch is a collective
+        if due:
+            self._last_checkpoint = now
+        return due
+
+    def record(self, epoch: int, rows: list[dict], checkpoint=None) -> float:
+        """The epoch's rows, and its checkpoint where ``checkpoint_due`` said so (None otherwise)."""
         self.rows += rows
         if self.writes:
             files.write_csv(self.out / METRICS, self.rows)
-            self._wait()
-            self._pending = self._writer.submit(files.save_tree, self.out / CHECKPOINT, checkpoint, epoch=epoch + 1,
-                                                metrics=_record(self.rows))
+            if checkpoint is not None:
+                self._wait()
+                self._pending = self._writer.submit(files.save_tree, self.out / CHECKPOINT, checkpoint,
+                                                    epoch=epoch + 1, metrics=_record(self.rows))
         self.seconds.append(time.perf_counter() - self._tick - (self._compile_seconds() - self._compiled))
         return self.seconds[-1]
 

@@ -93,11 +93,12 @@ def _train(cfg: TrainConfig, out: Path, env, agent, path: CodePath, needs: dict,
 
     tracker = tracking.Tracker(out, out.name, to_dict(cfg), cfg.tensorboard and writes, track and writes)
     with host_loop.HostLoop(out, start, cfg.num_epochs, rows, f"{cfg.env} x{cfg.seeds}", progress,
-                            lambda: epoch_fn.compile_seconds) as loop:
+                            lambda: epoch_fn.compile_seconds, cfg.checkpoint_every_s, cfg.keep_checkpoint) as loop:
         for epoch in loop:
             state, metrics = epoch_fn(state)
-            metrics, snapshot = mesh.fetch((metrics, trainer.checkpoint(state)), cfg.seeds)  # own copies: the
-            seconds = loop.record(epoch, metric_rows(epoch, metrics), snapshot)  # next epoch donates the buffers
+            checkpoint = trainer.checkpoint(state) if loop.checkpoint_due(epoch) else None
+            metrics, snapshot = mesh.fetch((metrics, checkpoint), cfg.seeds)  # own copies: the next epoch
+            seconds = loop.record(epoch, metric_rows(epoch, metrics), snapshot)  # donates the buffers
             headline = plots.curve_metric([metrics])  # catch rate on Catch, return elsewhere
             rate = cfg.seeds * cfg.epoch_steps / seconds
             tracker.epoch(metrics, (epoch + 1) * cfg.epoch_steps, rate)

@@ -48,13 +48,25 @@ METRICS, CHECKPOINT = "metrics.csv", "checkpoint.npz"
 PARAMS, CURVE, RUN_JSON = "params.npz", "learning_curve.png", "run.json"
 
 
+# Settings of how a run is carried out, not of what it computes: a claim is compared without them (at any depth),
+# so a run resumes with other values and a directory made before they existed still matches.
+HOW_NOT_WHAT = ("checkpoint_every_s",)
+
+
+def _what(claim):
+    if isinstance(claim, dict):
+        return {k: _what(v) for k, v in claim.items() if k not in HOW_NOT_WHAT}
+    return claim
+
+
 def check_claim(out: Path, claim: dict, what: str, name: str = CLAIM) -> bool:
-    """True if ``out`` already holds ``what`` made with ``claim`` (its file ``name``); another claim there
-    is a one-line ConfigError, so two configs never mix in one directory, and a damaged one a ``DamagedFile``."""
+    """True if ``out`` already holds ``what`` made with ``claim`` (its file ``name``, ``HOW_NOT_WHAT`` aside);
+    another claim there is a one-line ConfigError, so two configs never mix in one directory, and a damaged
+    one a ``DamagedFile``."""
     path = Path(out) / name
     if not path.exists():
         return False
-    if files.read_yaml(path, "restore it or pass another --out") != claim:
+    if _what(files.read_yaml(path, "restore it or pass another --out")) != _what(claim):
         raise ConfigError(f"{out} holds {what} made with another config; pass another --out")
     return True
 
