@@ -216,7 +216,7 @@ def timed_epochs(cfg: config.TrainConfig, epochs: int) -> dict:
     start = time.perf_counter()
     env = envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env)
-    needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds, cfg.eval_envs)
     budget.check(needs)
     trainer = agents.make_trainer(cfg, env, agent=agent)
     state = jax.block_until_ready(trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds)))
@@ -256,7 +256,7 @@ def fitting(name: str, spec: dict, record: Record) -> list[int]:
         cfg = config.load(spec["config"], spec["overrides"] + [f"seeds={s}"])
         env = envs.make(cfg.env, cfg.obs)
         try:
-            budget.check(budget.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, s))
+            budget.check(budget.estimate(agents.make_agent(cfg, env), env, cfg.num_envs, s, cfg.eval_envs))
         except ConfigError as e:
             record.skip(f"{name} seeds={spec['seeds'][i:]}", f"refused: {e}")
             return spec["seeds"][:i]

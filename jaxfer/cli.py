@@ -338,7 +338,7 @@ def _dry_run(cfg, out: Path, graph: list | None = None) -> int:
     from jaxfer.runtime import budget
     env = envs.make(cfg.env, cfg.obs)
     path = CodePath.from_config(cfg)
-    needs = budget.estimate(agents.make_agent(cfg, env, path=path), env, cfg.num_envs, cfg.seeds)
+    needs = budget.estimate(agents.make_agent(cfg, env, path=path), env, cfg.num_envs, cfg.seeds, cfg.eval_envs)
     _say(f"# {out} (dry run: nothing written)\n" + yaml.safe_dump(config.to_dict(cfg), sort_keys=False).rstrip())
     _say(f"# code path: {path.describe()}; {cfg.seeds} seeds on {mesh.device_count()} device(s) "
          f"({mesh.padded(cfg.seeds)} computed)\n# {budget.describe(needs)}")

@@ -13,7 +13,7 @@ from jaxfer.runtime import budget, seed_axis
 
 
 def _allocated(state) -> int:
-    return sum(np.asarray(x).nbytes for x in jax.tree.leaves(state.agent))
+    return sum(np.asarray(x).nbytes for x in jax.tree.leaves((state.agent, state.obs, state.eval_obs)))
 
 
 @pytest.mark.parametrize("frames", [False, True])
@@ -23,7 +23,7 @@ def test_estimate_matches_allocated_arrays(frames):
     if frames:  # the same obs shape, stored one frame per transition
         env = dataclasses.replace(env, frame_stack_fill="zeros")
     agent = agents.make_agent(cfg, env)
-    est = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    est = budget.estimate(agent, env, cfg.num_envs, cfg.seeds, cfg.eval_envs)
     state = agents.make_trainer(cfg, env, agent=agent).init(mesh.seed_keys(0, cfg.seeds))
     actual = _allocated(state)
     assert abs(est["total"] - actual) <= 0.1 * actual

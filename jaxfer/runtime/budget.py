@@ -16,13 +16,15 @@ def tree_bytes(tree) -> int:
     return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
 
 
-def estimate(agent, env, num_envs: int, num_seeds: int) -> dict:
-    """Bytes of one seed's agent state by part (replay, params, target_params, opt_state, ...), of each
-    device's share (the seeds padded to a multiple of the device count, split evenly) and of all seeds:
-    the arrays that dominate a run; the loop's env and eval states are small."""
+def estimate(agent, env, num_envs: int, num_seeds: int, eval_envs: int = 0) -> dict:
+    """Bytes of one seed's agent state by part (replay, params, target_params, opt_state, ...) and of the
+    observations the loop holds (its ``num_envs`` and ``eval_envs`` envs' latest), of each device's share
+    (the seeds padded to a multiple of the device count, split evenly) and of all seeds: the arrays that
+    dominate a run, known before anything is compiled."""
     obs = jax.ShapeDtypeStruct((num_envs, *env.obs_shape), env.obs_dtype)
     state = jax.eval_shape(lambda k, o: agent.init(k, o, None), jax.random.PRNGKey(0), obs)
     per_seed = {name: tree_bytes(part) for name, part in state._asdict().items()}
+    per_seed["observations"] = tree_bytes(jax.ShapeDtypeStruct((num_envs + eval_envs, *env.obs_shape), env.obs_dtype))
     devices = mesh.device_count()
     per_device_seeds = -(-num_seeds // devices)
     one = sum(per_seed.values())
@@ -76,7 +78,7 @@ def require(per_device: int, what: str, hint: str, free: tuple[int, int] | None 
 
 def check(est: dict, free: tuple[int, int] | None = None) -> None:
     """Refuse a run whose per-device share of the state exceeds what each device has free."""
-    require(est["per_device"], "the run", f"buffer_size or seeds ({describe(est)})", free)
+    require(est["per_device"], "the run", f"buffer_size, num_envs, eval_envs or seeds ({describe(est)})", free)
 
 
 def check_working(compiled, free: tuple[int, int] | None = None) -> None:

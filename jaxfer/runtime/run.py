@@ -68,7 +68,7 @@ def train(cfg: TrainConfig, out: Path, progress: bool = True, init_params=None, 
     env = envs.make(cfg.env, cfg.obs)
     path = CodePath.from_config(cfg)  # the run's one code path
     agent = agents.make_agent(cfg, env, freeze, path)
-    needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds)
+    needs = budget.estimate(agent, env, cfg.num_envs, cfg.seeds, cfg.eval_envs)
     budget.check(needs)
     with rundir.held(out):  # one writer per run directory, before any check of it
         return _train(cfg, out, env, agent, path, needs, progress, init_params, meta, track)
