@@ -8,7 +8,7 @@ import pytest
 from conftest import train_epochs
 
 from jaxfer import agents, config, envs
-from jaxfer.agents import dqn
+from jaxfer.agents import dqn, value_based
 from jaxfer.code_path import CodePath
 from jaxfer.networks.layers import layer_names
 from jaxfer.networks.q_nets import make_network
@@ -77,6 +77,20 @@ def test_frozen_layers_get_exactly_zero_updates():
             before, after = params["params"][name][leaf], state.agent.params["params"][name][leaf]
             same = [np.array_equal(before, after[s]) for s in range(2)]
             assert same == [name.startswith("conv")] * 2, name
+
+
+@pytest.mark.parametrize("tuning", ["cpu", "accelerator"])
+@pytest.mark.parametrize("learning_starts, synced", [(84, True), (88, False)])
+def test_the_target_syncs_on_the_update_count_all_seeds_share(tuning, learning_starts, synced):
+    """400 env steps of 4 envs: updates from the vector step reaching learning_starts, 80 of them from
+    step 84 (the target copied at the last, target_update 20), 79 from step 88."""
+    state, _ = _run([f"learning_starts={learning_starts}", f"tuning={tuning}"], 2)
+    agent = jax.tree.map(lambda x: np.asarray(x)[:2], state.agent)
+    expected = 80 if synced else 79
+    assert (agent.updates == expected).all()
+    assert int(value_based.updates_done(np.int32(400), 4, learning_starts)) == expected
+    same = [np.array_equal(p, t) for p, t in zip(jax.tree.leaves(agent.params), jax.tree.leaves(agent.target_params))]
+    assert all(same) if synced else not any(same)
 
 
 def test_same_seed_twice_is_identical():
