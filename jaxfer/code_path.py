@@ -4,8 +4,8 @@ jaxfer is tuned on XLA CPU, whose convolutions, conditionals and fusions behave 
 TPU's. A ``CodePath`` is built once per run from the config's ``tuning`` and ``conv_impl`` and the
 backend (``CodePath.of``), and every switch between the two paths is one of its methods: the
 networks' convolutions, ReLU and max-pool, the seed strategy, the batch chunks of DPTL and Grad-CAM,
-the learning-start gate and the unbatched single-seed update of the value-based agents, the
-static warm-up split of the epoch. The XLA-CPU side of each lives in ``jaxfer.xla_cpu``; the other
+the learning-start gate, the unbatched single-seed update and the target sync of the value-based
+agents, the static warm-up split of the epoch. The XLA-CPU side of each lives in ``jaxfer.xla_cpu``; the other
 side is flax's own layer or no wrapper at all. ``PLAIN`` (plain XLA, flax's convolutions) is the
 default of every network built directly.
 """
@@ -111,6 +111,14 @@ class CodePath:
         if self.cpu:
             return updates.learning_gate(step, learning_starts)
         return lambda env_steps, *args: step(*args)
+
+    def either(self, pred: jax.Array, on_true, on_false):
+        """``on_true`` where ``pred`` (one unbatched boolean) else ``on_false``, whole trees: a branch on the XLA-CPU
+        path, which then reads only the tree it keeps; a select elsewhere, where a conditional would wait on the
+        host for its predicate."""
+        if self.cpu:
+            return jax.lax.cond(pred, lambda: on_true, lambda: on_false)
+        return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
     def warmup_split(self, warmup_iterations: Callable) -> Callable | None:
         """The epoch's static warm-up split (``warmup_iterations``), or None where the learning-start gate

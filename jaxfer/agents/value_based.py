@@ -60,8 +60,9 @@ def stop_frozen(params, freeze=None):
 def updates_done(env_steps: jax.Array, num_envs: int, learning_starts: int) -> jax.Array:
     """Gradient updates a seed has taken once it has stepped ``env_steps`` (counted after the vector step):
     one per vector step from the first that reaches ``learning_starts``. Every seed steps in lockstep, so
-    this is one unbatched count: the target sync branches on it (``lax.cond``) instead of selecting
-    between two whole parameter trees at every update, as a per-seed count under ``vmap`` would."""
+    this is one unbatched count: on the XLA-CPU path the target sync branches on it (``CodePath.either``)
+    instead of selecting between two whole parameter trees at every update, as a per-seed count under
+    ``vmap`` would make it."""
     first = max(1, -(-learning_starts // num_envs))
     return jnp.maximum(env_steps // num_envs - first + 1, 0)
 
@@ -129,7 +130,7 @@ def make_agent(cfg: TrainConfig, env: Env, algo: Algorithm, path: CodePath, free
         (params, opt_state, count), stats = step(env_steps, (agent.params, agent.opt_state, agent.updates),
                                                  agent.target_params, batch)
         sync = updates_done(env_steps, cfg.num_envs, cfg.learning_starts) % cfg.target_update == 0
-        target = jax.lax.cond(sync, lambda: params, lambda: agent.target_params)
+        target = path.either(sync, params, agent.target_params)
         return agent._replace(params=params, target_params=target, opt_state=opt_state, updates=count), stats
 
     def report(agent: ValueState, stats: dict) -> dict:
