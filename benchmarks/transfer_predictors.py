@@ -33,32 +33,38 @@ from jaxfer.transfer import predictability as pred  # noqa: E402
 from jaxfer.transfer import predictors  # noqa: E402
 
 NEW = {"trainability": "trainability (TD-loss drop, transferred - fresh)",
-       "grad_norm": "log gradient norm, transferred / fresh", "dormant": "- dormant channel fraction",
-       "feature_rank": "feature srank", "probe_reward": "ridge R^2 of rewards",
-       "probe_return": "ridge R^2 of returns", "jumpstart": "jumpstart (zero-shot - random return)"}
+       "grad_norm": "log gradient norm, transferred / fresh",
+       "grad_agreement": "gradient agreement (minibatch cosine), transferred - fresh",
+       "dormant": "- dormant channel fraction", "feature_rank": "feature srank", "probe_reward": "ridge R^2 of rewards",
+       "probe_return": "ridge R^2 of returns", "jumpstart": "jumpstart (zero-shot - random return)",
+       "early_r": "early R (first 5% of the budget, held-apart seeds)"}
 
 
 def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.PredictConfig,
                 cached_only: bool = False) -> list[dict]:
     """Every predictor of every ordered pair, from <sweep>/scratch/<source>; cached per pair (``cached_only``:
-    only the pairs computed already)."""
+    only the pairs computed already). A cached pair that lacks a predictor added since gets only that one
+    computed: its config must agree on the fields it has (a field it lacks is a new predictor's)."""
+    config = json.loads(json.dumps(dataclasses.asdict(pcfg)))
     rows = []
     for source in games:
         def cache(target, source=source):
             return sweep_dir / "predictors" / f"{rundir.slug(source)}__{rundir.slug(target)}.json"
 
         kept = {t: json.loads(cache(t).read_text()) for t in games if t != source and cache(t).exists()}
-        kept = {t: r for t, r in kept.items() if r["config"] == json.loads(json.dumps(dataclasses.asdict(pcfg)))}
-        missing = [t for t in games if t != source and t not in kept]
+        kept = {t: r for t, r in kept.items() if all(config[k] == v for k, v in r["config"].items())}
+        needed = {t: [k for k in predictors.PREDICTORS if k not in kept.get(t, {})] for t in games if t != source}
+        missing = [t for t, names in needed.items() if names]
         if missing and not cached_only:
             loaded = predictors.load_source(sweep_dir / "scratch" / rundir.slug(source), mode)
-            for r in predictors.predict(loaded, missing, pcfg):
-                kept[r["target"]] = {"source": source, "source_seeds": loaded.seeds,
-                                     "config": dataclasses.asdict(pcfg)} | r
+            only = [k for k in predictors.PREDICTORS if any(k in needed[t] for t in missing)]
+            for r in predictors.predict(loaded, missing, pcfg, only):
+                old = kept.get(r["target"], {})
+                kept[r["target"]] = old | {"source": source, "source_seeds": loaded.seeds, "config": config} | r | {
+                    k: old.get(k, {}) | r[k] for k in ("seconds", "compile_seconds")}
                 files.write_json(cache(r["target"]), kept[r["target"]])
-                print(f"{source} -> {r['target']}: " + ", ".join(f"{k} {r[k]:+.3f}" for k in predictors.PREDICTORS),
-                      flush=True)
-        rows += [kept[t] for t in games if t in kept]
+                print(f"{source} -> {r['target']}: " + ", ".join(f"{k} {r[k]:+.3f}" for k in only), flush=True)
+        rows += [kept[t] for t in games if t in kept]  # (cached only: a predictor still missing stays NaN)
     return rows
 
 
@@ -66,8 +72,21 @@ def matrix(rows: list[dict], games: list[str], key: str) -> np.ndarray:
     index = {g: i for i, g in enumerate(games)}
     out = np.full((len(games), len(games)), np.nan)
     for r in rows:
-        out[index[r["source"]], index[r["target"]]] = r[key]
+        out[index[r["source"]], index[r["target"]]] = r.get(key, np.nan)
     return out
+
+
+def early_summary(rows: list[dict], pcfg: predictors.PredictConfig) -> dict:
+    """What early_r trained and its seconds per pair, split: a target's scratch arm serves every source into it
+    (``jaxfer predict`` trains it again for each source it is given)."""
+    timed = [r for r in rows if "early_seconds" in r]
+    if not timed:
+        return {}
+    arm = {k: float(np.median([r["early_seconds"][k] for r in timed])) for k in ("transfer", "scratch")}
+    return {"steps": timed[0]["early_steps"], "epochs": timed[0]["early_epochs"], "fraction": pcfg.early_fraction,
+            "seeds": f"{timed[0]['source_seeds']} from seed {pcfg.early_seed} (the sweep's are 0-4)",
+            "median_seconds_per_pair": arm | {"note": "after compiling, all seeds batched"},
+            "median_compile_seconds_per_pair": float(np.median([r["compile_seconds"]["early_r"] for r in timed]))}
 
 
 def figure(path: Path, games: list[str], ratios: np.ndarray, scores: dict, stats: dict, title: str) -> None:
@@ -116,8 +135,9 @@ def main() -> None:
     committed, _ = committed_scores(RESULTS / "dptl" / f"{domain.out}.csv", games)
     everything = committed | new | {name: reference(ratios) for name, (_, reference) in REFERENCES.items()}
     stats = score(everything, ratios, args)
-    seconds = {name: float(np.median([r["seconds"][name] for r in rows])) for name in NEW}
-    compile_seconds = {k: float(np.max([r["compile_seconds"][k] for r in rows])) for k in rows[0]["compile_seconds"]}
+    seconds = {name: float(np.median([r["seconds"][name] for r in rows if name in r["seconds"]])) for name in NEW}
+    compile_seconds = {k: float(np.max([r["compile_seconds"][k] for r in rows if k in r["compile_seconds"]]))
+                       for k in dict.fromkeys(k for r in rows for k in r["compile_seconds"])}
     labels = LABELS | NEW | {k: v[0] for k, v in REFERENCES.items()}
     stem = args.out / f"{args.domain}_predictors"
     summary = {
@@ -133,7 +153,8 @@ def main() -> None:
                                                "with probe_reward (one pass each)"},
         "compile_seconds_first_pair": compile_seconds | {
             "note": "most over pairs: a source compiles its probes once per target action count; the jumpstart "
-                    "rollout compiles per target (its dynamics)"},
+                    "rollout compiles per target (its dynamics); early_r's two trainers compile per pair"},
+        "early_r": early_summary(rows, pcfg),
         "holm_family": "all predictors listed (committed DPTL and baselines, the new ones, the two references)",
         "tests": f"one-sided; *_p: {args.perm} permutations within each target (source); *_p_games: every "
                  f"relabelling of the games; pooled Spearman CI: {args.boot} game resamples",
@@ -144,7 +165,8 @@ def main() -> None:
     files.write_csv(stem.with_suffix(".csv"), [
         {"source": r["source"], "target": r["target"],
          "area_ratio": round(float(ratios[index[r["source"]], index[r["target"]]]), 4)}
-        | {k: round(float(r[k]), 4) for k in NEW} | {f"seconds_{k}": round(r["seconds"][k], 3) for k in NEW}
+        | {k: round(float(r.get(k, np.nan)), 4) for k in NEW}
+        | {f"seconds_{k}": round(r["seconds"].get(k, np.nan), 3) for k in NEW}
         for r in rows])
     figure(stem.with_suffix(".png"), games, ratios, new, stats,
            f"{args.domain}: model-based predictors vs FC-only R ({domain.mode}), {len(rows)} pairs")

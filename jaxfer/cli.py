@@ -32,6 +32,17 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _fraction(text: str) -> float:
+    """An option's share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got '{text}'")
+    return value
+
+
 def _add_distributed(p: argparse.ArgumentParser, default=None) -> None:
     """Options of a multi-process run (before or after the subcommand)."""
     g = p.add_argument_group("devices and processes (every process of a multi-process run runs the same command)")
@@ -143,6 +154,10 @@ def _parser(keys_for: str | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--transitions", type=_count, help="random-policy target transitions per fit / held-out set "
                     "(default 2048)")
     pr.add_argument("--sgd-steps", type=_count, help="gradient steps of the trainability probe (default 200)")
+    pr.add_argument("--early-fraction", type=_fraction, help="share of the source run's training budget that "
+                    "early_r trains, transferred and from scratch (default 0.05)")
+    pr.add_argument("--only", nargs="+", metavar="NAME", help="compute only these predictors (default: all; "
+                    "early_r trains, the others take seconds)")
     pr.add_argument("--out", type=Path, help="also write the rows here as JSON")
     rp = sub.add_parser("report", help="report.md + self-contained report.html of run, sweep and DPTL directories")
     rp.add_argument("dirs", nargs="+", metavar="DIR", help="run, sweep or DPTL directories (several: side by side)")
@@ -175,14 +190,17 @@ def _predict(args) -> int:
     from jaxfer.transfer import predictors
     _devices_for(args, 1)  # the target's envs run as one seed; the source's seeds are vmapped
     source = predictors.load_source(args.source, args.mode)
-    given = {"transitions": args.transitions, "sgd_steps": args.sgd_steps}
+    given = {"transitions": args.transitions, "sgd_steps": args.sgd_steps, "early_fraction": args.early_fraction}
     pcfg = predictors.PredictConfig(**{k: v for k, v in given.items() if v is not None})
-    rows = predictors.predict(source, args.targets, pcfg)
-    _say(f"{args.source} ({args.mode}, {source.seeds} seeds), {rows[0]['layer']}; seconds per pair after compiling")
-    _say(f"  {'target':<24}" + "".join(f"{k:>14}" for k in predictors.PREDICTORS))
+    names = [k for k in predictors.PREDICTORS if k in (args.only or predictors.PREDICTORS)]
+    rows = predictors.predict(source, args.targets, pcfg, args.only or predictors.PREDICTORS)
+    _say(f"{args.source} ({args.mode}, {source.seeds} seeds), {rows[0]['layer']}; seconds per pair after compiling"
+         + (f"; early_r: the first {rows[0]['early_steps']} steps, {rows[0]['early_epochs']} evaluations"
+            if "early_r" in names else ""))
+    _say(f"  {'target':<24}" + "".join(f"{k:>15}" for k in names))
     for r in rows:
-        _say(f"  {r['target']:<24}" + "".join(f"{r[k]:>+14.4f}" for k in predictors.PREDICTORS))
-        _say(f"  {'  seconds':<24}" + "".join(f"{r['seconds'][k]:>14.2f}" for k in predictors.PREDICTORS))
+        _say(f"  {r['target']:<24}" + "".join(f"{r[k]:>+15.4f}" for k in names))
+        _say(f"  {'  seconds':<24}" + "".join(f"{r['seconds'][k]:>15.2f}" for k in names))
     if args.out:
         files.write_json(args.out, {"source": args.source, "mode": args.mode, "rows": rows})
     return 0

@@ -1,5 +1,6 @@
 """The model-based transfer predictors on hand-made inputs: a probe of features that contain the reward, a
-trainability probe whose source already holds the features that solve the task, known ranks and dormant
+trainability probe whose source already holds the features that solve the task, gradient agreement of identical
+and of noise minibatches, the early-R probe of a source that already solves its target, known ranks and dormant
 channels, returns by hand, MinAtar's action meanings; and `jaxfer predict`'s one-line errors."""
 import jax
 import jax.numpy as jnp
@@ -9,9 +10,13 @@ import pytest
 from conftest import run_cli
 from test_dptl_cli import make_run_dir
 
+from jaxfer import config
+from jaxfer.envs.base import Env
+from jaxfer.runtime import run
 from jaxfer.transfer import predictors as P
 
 PENALTIES = P.PredictConfig.penalties
+PAY = (0.25, 0.5, 1.0)  # the bandit's arms
 
 
 @pytest.mark.parametrize("n, d", [(300, 40), (60, 200)])  # the primal and the dual (n <= d) branch
@@ -62,8 +67,9 @@ def test_returns_by_hand():
     np.testing.assert_array_equal(valid, [[True, True], [True, False], [False, False], [False, False]])
 
 
-def _regression_probe(x, y, x_test, y_test, freeze):
-    """A two-layer regression as a Probe: the features layer frozen where ``freeze`` says, Adam on the rest."""
+def _regression_probe(x, y, x_test, y_test, freeze, batches=None):
+    """A two-layer regression as a Probe: the features layer frozen where ``freeze`` says, Adam on the rest;
+    ``batches`` ((K, B, d) inputs, (K, B) targets): the minibatches of its ``grad``."""
     def loss(params, xs, ys):
         hidden = jax.nn.relu(xs @ params["features"])
         return jnp.mean((hidden @ params["head"] - ys) ** 2)
@@ -78,7 +84,11 @@ def _regression_probe(x, y, x_test, y_test, freeze):
         updates, opt = tx.update(grads, opt, params)
         return (optax.apply_updates(params, updates), opt), optax.tree.norm(grads)
 
-    return P.Probe(lambda p: (p, tx.init(p)), step, lambda p: loss(p, x_test, y_test), lambda s: s[0])
+    def grad(params, k):
+        return P.stop_frozen_grads(jax.grad(loss)(params, jnp.asarray(batches[0])[k], jnp.asarray(batches[1])[k]),
+                                   {k: v == "frozen" for k, v in labels.items()})
+
+    return P.Probe(lambda p: (p, tx.init(p)), step, lambda p: loss(p, x_test, y_test), lambda s: s[0], grad)
 
 
 def test_trainability_of_a_source_that_solves_the_target_beats_fresh_inits():
@@ -100,6 +110,55 @@ def test_trainability_of_a_source_that_solves_the_target_beats_fresh_inits():
     assert all(t > f for t, f in drops), drops
 
 
+def test_gradient_agreement_is_one_for_one_repeated_batch_and_low_on_noise_targets():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(8, 64, 8)).astype(np.float32)
+    params = {"features": jnp.asarray(rng.normal(size=(8, 16)), jnp.float32), "head": jnp.zeros(16)}  # predicts 0
+    solved = rng.normal(size=(8, 16)).astype(np.float32)
+    signal = jax.nn.relu(x @ solved).sum(-1)  # every batch asks for the same function
+    noise = rng.normal(size=(8, 64)).astype(np.float32) * 3
+
+    def agreement(inputs, targets):
+        probe = _regression_probe(None, None, None, None, True, (inputs, targets))
+        return float(P.grad_agreement(probe, params, 8))
+
+    repeated = agreement(np.broadcast_to(x[:1], x.shape), np.broadcast_to(signal[:1], signal.shape))
+    assert repeated == pytest.approx(1.0, abs=1e-5)
+    assert agreement(x, signal) > 0.5 > agreement(x, noise), (agreement(x, signal), agreement(x, noise))
+    frozen = _regression_probe(None, None, None, None, True, (x, signal)).grad(params, 0)
+    assert not np.asarray(frozen["features"]).any()  # the frozen layer is no part of the cosine
+
+
+def _bandit():
+    """One-step episodes of one constant observation; arm k pays PAY[k] (no zero: an area is never 0)."""
+    pay, obs = jnp.array(PAY), jnp.ones((3, 3, 1), jnp.uint8)
+
+    def step(state, action, key):
+        r = pay[action]
+        return state, obs, r, jnp.bool_(True), {"episode_return": r, "episode_length": jnp.int32(1)}
+
+    return Env("bandit", 3, obs.shape, np.uint8, reset=lambda key: ((), obs), step=step)
+
+
+def test_early_r_ranks_the_targets_own_solution_above_a_random_source():
+    """A source whose Q-values are the bandit's (the model training on it converges to) plays the paying arm
+    from the first evaluation; a random source is one more fresh init. As on Catch (1000 of the first 2000
+    steps), most of the window comes before learning_starts: a bandit is learned in a few updates."""
+    cfg = config.load(None, ["network=mlp", "seeds=4", "num_envs=8", "total_steps=3200", "epoch_steps=320",
+                             "learning_starts=120", "eval_envs=8", "eval_steps=2", "eps_decay_steps=160"])
+    env = _bandit()
+    random = run.init_params(cfg, env)
+    solved = jax.tree.map(lambda x: x, random)
+    solved["params"]["head"] = {"kernel": jnp.zeros_like(random["params"]["head"]["kernel"]),
+                                "bias": jnp.broadcast_to(jnp.array(PAY), (4, 3))}
+    pcfg = P.PredictConfig(early_epochs=4)
+    r = {name: P.early_r(P.Source("", cfg, env, params, "first_n:2"), env, pcfg)
+         for name, params in (("solved", solved), ("random", random))}
+    assert r["solved"]["early_steps"] == 160 and r["solved"]["early_epochs"] == 4  # 5% of 3200, 4 x 40 steps
+    assert r["solved"]["early_r"] > max(r["random"]["early_r"], 0.0), r
+    assert all(s >= 0 for s in r["solved"]["early_seconds"].values())
+
+
 def test_minatar_actions_keep_their_meaning():
     to_seaquest = P.action_map("minatar/Breakout", "minatar/Seaquest", 3, 6)  # n l r -> n l u r d f
     np.testing.assert_array_equal(to_seaquest, [0, 1, 3])
@@ -119,8 +178,21 @@ def test_bad_sources_modes_and_targets_are_predict_errors(tmp_path):
         with pytest.raises(P.PredictError, match=needle):
             P.load_source(path, mode)
     source = P.load_source(run, "first_n:2:frozen")
-    with pytest.raises(P.PredictError, match="observations of shape"):  # checked before catch/v1 is scored
-        P.predict(source, ["catch/v1", "minatar/Breakout"])
+    for targets, pcfg, only, needle in [
+            (["catch/v1", "minatar/Breakout"], P.PredictConfig(), P.PREDICTORS, "observations of shape"),
+            (["catch/v1"], P.PredictConfig(), ["grad_agreement", "luck"], "unknown predictor 'luck'"),
+            (["catch/v1"], P.PredictConfig(transitions=256), ["grad_agreement"], "agreement_batch_size"),
+            (["catch/v1"], P.PredictConfig(early_fraction=0.01), ["early_r"], "before learning_starts")]:
+        with pytest.raises(P.PredictError, match=needle):  # checked before catch/v1 is scored
+            P.predict(source, targets, pcfg, only)
+
+
+def test_gradient_agreement_of_a_real_agent_is_a_cosine(tmp_path):
+    source = P.load_source(make_run_dir(tmp_path / "catch_run"), "first_n:2:frozen")
+    pcfg = P.PredictConfig(transitions=256, agreement_batches=4, agreement_batch_size=32)
+    [row] = P.predict(source, ["catch/v1"], pcfg, ["grad_agreement"])
+    assert -2 <= row["grad_agreement"] <= 2 and set(row["seconds"]) == {"grad_agreement"}
+    assert "trainability" not in row  # only what was asked
 
 
 @pytest.mark.cli

@@ -52,9 +52,29 @@ def make_optimizer(cfg: TrainConfig, freeze=None) -> optax.GradientTransformatio
     return with_freeze(optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), step), freeze)
 
 
+def make_loss(cfg: TrainConfig, net: actor_critic.ActorCritic, freeze=None):
+    """(params, Rollout (T, E), memory at its start) -> (A2C loss, terms): what ``update`` differentiates,
+    exposed so that the transfer predictors take the gradients of the same loss."""
+    def unroll(params, memory, obs, first):
+        return net.apply(params, memory, obs, first, method=actor_critic.ActorCritic.unroll)
+
+    def loss(params, rollout: Rollout, memory):
+        # One pass over the T steps and the state after them (its value bootstraps the returns).
+        obs = jnp.concatenate([rollout.obs, rollout.next_obs[-1:]])
+        first = jnp.concatenate([rollout.first, rollout.done[-1:]])
+        _, logits, values = unroll(stop_frozen(params, freeze), memory, obs, first)
+        discount = cfg.gamma * (1.0 - rollout.done.astype(jnp.float32))
+        returns = jax.vmap(targets.discounted_returns, in_axes=(1, 1, 0), out_axes=1)(
+            rollout.reward, discount, jax.lax.stop_gradient(values[-1]))
+        return a2c_loss(logits[:-1], values[:-1], rollout.action, returns, cfg.ent_coef, cfg.vf_coef)
+
+    return loss
+
+
 def make_agent(cfg: TrainConfig, env: Env, path: CodePath, freeze=None) -> Agent:
     net = actor_critic.from_config(cfg, env.num_actions, path)
     tx = make_optimizer(cfg, freeze)
+    loss = make_loss(cfg, net, freeze)
 
     def unroll(params, memory, obs, first):
         return net.apply(params, memory, obs, first, method=actor_critic.ActorCritic.unroll)
@@ -72,16 +92,6 @@ def make_agent(cfg: TrainConfig, env: Env, path: CodePath, freeze=None) -> Agent
     def greedy(params, memory, obs, first):
         memory, logits, _ = unroll(params, memory, obs[None], first[None])
         return memory, logits[0].argmax(-1).astype(jnp.int32)
-
-    def loss(params, rollout: Rollout, memory):
-        # One pass over the T steps and the state after them (its value bootstraps the returns).
-        obs = jnp.concatenate([rollout.obs, rollout.next_obs[-1:]])
-        first = jnp.concatenate([rollout.first, rollout.done[-1:]])
-        _, logits, values = unroll(stop_frozen(params, freeze), memory, obs, first)
-        discount = cfg.gamma * (1.0 - rollout.done.astype(jnp.float32))
-        returns = jax.vmap(targets.discounted_returns, in_axes=(1, 1, 0), out_axes=1)(
-            rollout.reward, discount, jax.lax.stop_gradient(values[-1]))
-        return a2c_loss(logits[:-1], values[:-1], rollout.action, returns, cfg.ent_coef, cfg.vf_coef)
 
     def update(agent: A2CState, rollout: Rollout, memory, env_steps):  # from the rollout alone: no replay
         chex.assert_shape(rollout.action, (cfg.n_steps, cfg.num_envs))

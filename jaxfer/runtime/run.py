@@ -146,10 +146,10 @@ def run_summary(cfg: TrainConfig, meta, trainer, epoch_fn: seed_axis.EpochFn, ep
     }
 
 
-def init_params(cfg: TrainConfig):
+def init_params(cfg: TrainConfig, env: envs.Env | None = None):
     """The fresh parameters (seed axis first) that ``train(cfg, ...)`` would start from, without
-    making the rest of a run (replay buffers, environments)."""
-    env = envs.make(cfg.env, cfg.obs)
+    making the rest of a run (replay buffers, environments); ``env``: a trainer's own (default: cfg's)."""
+    env = env or envs.make(cfg.env, cfg.obs)
     agent = agents.make_agent(cfg, env)
     obs = jnp.zeros((cfg.num_envs, *env.obs_shape), env.obs_dtype)  # only its shape matters
     k_agent = jax.vmap(lambda k: jax.random.split(k, 4)[0])(mesh.seed_keys(cfg.seed, cfg.seeds))
