@@ -8,7 +8,10 @@ Measures, each row with its compile seconds apart from the steady rate (one warm
    (Nature CNN, 5-step returns, RMSProp) at 1, 4, 16, 64 seeds, learning from step 0;
 4. conv_impl "gemm" against "xla" ("auto" picks one per backend) for Catch DQN with the Nature CNN on
    84x84 pixels at 64 seeds;
-5. DPTL's batched Grad-CAM + local threshold + SSIM on 10k frames (frames/s).
+5. DPTL's batched Grad-CAM + local threshold + SSIM on 10k frames (frames/s);
+6. with ``--peers-quick SECONDS``, then ``benchmarks/peers.py --quick`` (rejax against jaxfer on this device, each
+   in its own venv: an offline host needs rejax's wheels, e.g. ``PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR``), its JSON
+   beside this one's and its ratios (or why it did not run) in this one.
 A seed count "does not fit" when jaxfer's memory checks refuse it (ConfigError: the state's size, checked
 for every count up front, or the compiled epoch's working memory; on an accelerator from the device's own
 memory stats): it is recorded and no larger count is tried.
@@ -27,6 +30,7 @@ Compile seconds include loading from a persistent compilation cache where one is
 Runs from a checkout with only the dependencies installed (it puts the checkout on sys.path itself):
 
     python benchmarks/accelerator.py --out DIR         # on the accelerator, < 7 min: DIR/accelerator_gpu.json
+    python benchmarks/accelerator.py --out DIR/x.json  # the same, into that file
     python benchmarks/accelerator.py --tiny --out DIR  # the CPU smoke version (the test suite runs it)
 """
 from __future__ import annotations
@@ -40,6 +44,7 @@ import gc  # noqa: E402
 import importlib.metadata  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -335,6 +340,26 @@ def dptl_rate(num_frames: int) -> dict:
             "frames_per_s": round(num_frames / (time.perf_counter() - start), 1)}
 
 
+def peers_quick(out: Path, limit_s: float) -> dict:
+    """``benchmarks/peers.py --quick`` in a child process, stopped after ``limit_s``: its ratios per row (or
+    errors), from the JSON it writes after every reading."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", "--timeout", str(max(1, int(limit_s))),
+           "--out", str(out)]
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             start_new_session=True)  # its group: a venv build's pip goes with it
+    try:
+        err = child.communicate(timeout=limit_s)[1].strip()
+        ended = f"exit {child.returncode}" + (f": {err.splitlines()[-1][:300]}" if child.returncode and err else "")
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        ended = f"stopped after {limit_s:.0f} s (--peers-quick)"
+    rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    return {"json": out.name, "ended": ended,
+            "jaxfer_over_peer": {r["id"]: r["jaxfer_over_peer"] for r in rows if r["jaxfer_over_peer"] is not None},
+            "errors": {r["id"]: r["errors"] for r in rows if r["errors"]}}
+
+
 def driver() -> str | None:
     """The accelerator's driver, as nvidia-smi (or the kernel module) reports it; None where there is none."""
     try:
@@ -367,22 +392,26 @@ def main() -> None:
                         "longest first-row prediction, under 7 min on a cold cache)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up epoch")
     p.add_argument("--out", type=Path, default=RESULTS,
-                   help="folder of accelerator_<platform>[_tiny].json (default: benchmarks/results)")
+                   help="folder of accelerator_<platform>[_tiny].json, or a .json file (default: benchmarks/results)")
+    p.add_argument("--peers-quick", type=float, default=0.0, metavar="SECONDS",
+                   help="then benchmarks/peers.py --quick for at most SECONDS, beside the JSON (default 0: not run)")
     p.add_argument("--probe-envpool", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = p.parse_args()
     if args.probe_envpool:
         print(json.dumps(probe_envpool()), flush=True)
         return
-    if args.budget_s < 0 or args.epochs < 1:
-        p.error("--budget-s must be >= 0 and --epochs >= 1")
-    if args.out.exists() and not args.out.is_dir():
-        p.error(f"--out must be a folder, {args.out} is a file")
+    if args.budget_s < 0 or args.epochs < 1 or args.peers_quick < 0:
+        p.error("--budget-s and --peers-quick must be >= 0 and --epochs >= 1")
+    into_file = args.out.suffix == ".json"
+    if (into_file and args.out.is_dir()) or (not into_file and args.out.exists() and not args.out.is_dir()):
+        p.error(f"--out must be a folder or a .json file, got {args.out}")
     if args.tiny:  # a smoke test: reruns may load programs from jaxfer's compilation cache (as its CLI does)
         backend.enable_compilation_cache()
     todo = plan(args.tiny)
     clock = Clock(args.budget_s)
     platform = jax.devices()[0].platform
-    record = Record(args.out / f"accelerator_{platform}{'_tiny' if args.tiny else ''}.json", clock,
+    path = args.out if into_file else args.out / f"accelerator_{platform}{'_tiny' if args.tiny else ''}.json"
+    record = Record(path, clock,
                     {"benchmark": "accelerator", **machine(), "tiny": args.tiny, "budget_s": args.budget_s,
                      "timed_epochs": args.epochs, "compilation_cache": jax.config.jax_compilation_cache_dir})
     for item in todo["left_out"]:
@@ -410,6 +439,8 @@ def main() -> None:
     if dptl is not None:
         record.put(("dptl",), dptl | {"predicted_s": todo["dptl_s"]})
 
+    if args.peers_quick:
+        record.put(("peers_quick",), peers_quick(path.with_name(f"peers_quick_{platform}.json"), args.peers_quick))
     with record.lock:
         record.data["finished"] = True
         record.save()

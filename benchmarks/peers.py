@@ -18,7 +18,8 @@ run.json's ``steady_env_steps_per_s``, every epoch after the first, compile apar
 cache off), each peer through our runner script (``benchmarks/peers/run_<peer>.py``) run by its venv's
 Python, which times compile apart from the steady state. Peer and jaxfer alternate (peer, jaxfer, peer,
 jaxfer ...) ``--repeats`` times per row; ``--own-devices`` adds a third reading per repeat, jaxfer on its own
-device default (no ``--devices``: one XLA device per core on a CPU, as ``jaxfer train`` runs there). Writes
+device default (no ``--devices``: one XLA device per core on a CPU, as ``jaxfer train`` runs there; at one
+seed that is one device, the ``--devices 1`` reading). Writes
 ``--out`` (JSON: versions of every package of every venv, device, cores, every setting and reading, medians,
 jaxfer/peer ratios, wall time), a Markdown table and a bar chart beside it.
 
@@ -161,7 +162,7 @@ def rejax_rows(seeds: list[int], quick: bool, steps: int | None = None) -> list[
 
 
 def atari_rows(peers: list[str], quick: bool, steps: int | None = None) -> list[Row]:
-    """The Atari rows; ``steps`` (``--steps``) sets the env steps timed (DQN: after the learning start)."""
+    """The Atari rows; ``steps`` (``--atari-steps``) sets the env steps timed (DQN: after the learning start)."""
     rows = []
     steady = steps or (3_000 if quick else 30_000)
     skip = 2 if steady < 3_000 else 10  # CleanRL's progress lines left out after learning starts
@@ -185,7 +186,7 @@ def atari_rows(peers: list[str], quick: bool, steps: int | None = None) -> list[
                  "(gymnasium + SB3's Atari wrappers, one update per 4 env steps): the same updates per env step",
                  "epsilon: CleanRL decays over 10% of its 10M default steps (1M), as the config",
                  "replay: CleanRL's SB3 ReplayBuffer (optimize_memory_usage), jaxfer's stacked-frame ring buffer",
-                 "jaxfer writes a checkpoint every epoch, CleanRL none"]))
+                 "jaxfer writes a checkpoint every 60 s (checkpoint_every_s), CleanRL none"]))
         if "sb3" in peers:
             rows.append(Row(
                 "sb3_dqn_atari_pong", "sb3", "DQN (SB3)", "DQN (jaxfer)", "Atari Pong", 1, dqn,
@@ -196,7 +197,7 @@ def atari_rows(peers: list[str], quick: bool, steps: int | None = None) -> list[
                 "configs/atari_dqn.yaml", jaxfer,
                 ["SB3 runs PyTorch eagerly on the CPU with all cores' threads; its 4 envs are a DummyVecEnv",
                  "SB3's window starts 400 env steps after its learning start, jaxfer's at it",
-                 "jaxfer writes a checkpoint every epoch, SB3 none"]))
+                 "jaxfer writes a checkpoint every 60 s (checkpoint_every_s), SB3 none"]))
     if "sb3" in peers:
         epoch = 320 * (max(1, steps // 960) if steps else 10 if quick else 40)
         epochs = 3 if quick or steps else 4
@@ -220,9 +221,10 @@ def atari_rows(peers: list[str], quick: bool, steps: int | None = None) -> list[
     return rows
 
 
-def plan_rows(peers: list[str], seeds: list[int], quick: bool, steps: int | None = None) -> list[Row]:
+def plan_rows(peers: list[str], seeds: list[int], quick: bool, steps: int | None = None,
+              atari_steps: int | None = None) -> list[Row]:
     rows = rejax_rows(seeds, quick, steps) if "rejax" in peers else []
-    return rows + atari_rows([p for p in peers if p != "rejax"], quick, steps)
+    return rows + atari_rows([p for p in peers if p != "rejax"], quick, atari_steps)
 
 
 OWN = "jaxfer_own"  # the side of jaxfer on its own device default (no --devices): one XLA device per core on a CPU
@@ -232,10 +234,16 @@ def sides(own_devices: bool) -> tuple[str, ...]:
     return ("peer", "jaxfer", OWN) if own_devices else ("peer", "jaxfer")
 
 
+def timed_sides(row: Row, own_devices: bool) -> tuple[str, ...]:
+    """The sides a row times: at one seed jaxfer's own default is one device too (min(seeds, devices)), the
+    ``--devices 1`` command again, so its readings stand for both."""
+    return sides(own_devices and row.seeds > 1)
+
+
 def alternation(rows: list[Row], repeats: int, own_devices: bool = False) -> list[tuple[Row, int, str]]:
     """The order of the readings: per row, peer then jaxfer (then jaxfer on its own devices), ``repeats`` times
     (peer, jaxfer, peer, jaxfer...)."""
-    return [(row, r, side) for row in rows for r in range(repeats) for side in sides(own_devices)]
+    return [(row, r, side) for row in rows for r in range(repeats) for side in timed_sides(row, own_devices)]
 
 
 # ------------------------------------------------------------------------------------------ side venvs
@@ -389,10 +397,13 @@ def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 1) if values else None
 
 
-def summarize(row: Row, readings: list[dict]) -> dict:
-    """Medians per side and jaxfer / peer (``jaxfer_own_over_peer`` too where jaxfer also ran on its own devices)."""
+def summarize(row: Row | None, readings: list[dict], own_devices: bool = False) -> dict:
+    """Medians per side and jaxfer / peer (``jaxfer_own_over_peer`` too where jaxfer also ran on its own devices;
+    at one seed that is the ``--devices 1`` reading, ``timed_sides``)."""
     rates = {side: [r["env_steps_per_s"] for r in readings if r["side"] == side and "env_steps_per_s" in r]
-             for side in sides(any(r["side"] == OWN for r in readings))}
+             for side in sides(own_devices or any(r["side"] == OWN for r in readings))}
+    if OWN in rates and row is not None and OWN not in timed_sides(row, True):
+        rates[OWN] = rates["jaxfer"]
     med = {side: median(v) for side, v in rates.items()}
 
     def ratio(side):
@@ -516,8 +527,9 @@ def parse_args(argv: list[str] | None):
                    help="the JSON (its .md table and .png chart beside)")
     p.add_argument("--steps", type=int, default=None,
                    help="env steps per seed of the MinAtar rows (rounded to 4 epochs; default DQN 40k, 10k at 64 "
-                        "seeds, PPO/A2C 82k / 41k / 10k at 1 / 8 / 64 seeds; --quick about a quarter) and "
-                        "env steps timed of the Atari rows (default 30k; --quick 3k)")
+                        "seeds, PPO/A2C 82k / 41k / 10k at 1 / 8 / 64 seeds; --quick about a quarter)")
+    p.add_argument("--atari-steps", type=int, default=None,
+                   help="env steps timed of the Atari rows (default 30k; --quick 3k)")
     p.add_argument("--devices", type=int, default=1, help="jaxfer's --devices (default 1: one device, as the peers)")
     p.add_argument("--own-devices", action="store_true",
                    help="also time jaxfer on its own device default (no --devices: one XLA device per core on a "
@@ -537,8 +549,9 @@ def parse_args(argv: list[str] | None):
     args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     if args.repeats < 1:
         raise BadInput(f"--repeats must be at least 1, got {args.repeats}")
-    if args.steps is not None and args.steps < 1:
-        raise BadInput(f"--steps must be positive, got {args.steps}")
+    for flag, value in (("steps", args.steps), ("atari-steps", args.atari_steps)):
+        if value is not None and value < 1:
+            raise BadInput(f"--{flag} must be positive, got {value}")
     if args.devices < 1:
         raise BadInput(f"--devices must be at least 1, got {args.devices}")
     if args.out.suffix != ".json":
@@ -550,7 +563,7 @@ def run(args, argv: list[str]) -> dict:
     start = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    rows = plan_rows(args.peers, args.seeds, args.quick, args.steps)
+    rows = plan_rows(args.peers, args.seeds, args.quick, args.steps, args.atari_steps)
     dev = device_info()
     device = dev.get("device", dev)
     versions = own_versions()
@@ -567,9 +580,9 @@ def run(args, argv: list[str]) -> dict:
         out_rows = []
         for row in rows:
             done = min(sum(1 for r in readings[row.id] if r["side"] == side and "env_steps_per_s" in r)
-                       for side in sides(args.own_devices))
+                       for side in timed_sides(row, args.own_devices))
             out_rows.append(dataclasses.asdict(row) | {"readings": readings[row.id], "repeats_done": done}
-                            | summarize(row, readings[row.id]))
+                            | summarize(row, readings[row.id], args.own_devices))
         return {
             "benchmark": "peers", "command": " ".join(["python benchmarks/peers.py", *argv]), "quick": args.quick,
             "finished": finished, "started_utc": started, "wall_s": round(time.perf_counter() - start, 1),

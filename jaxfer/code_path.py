@@ -5,9 +5,9 @@ TPU's. A ``CodePath`` is built once per run from the config's ``tuning`` and ``c
 backend (``CodePath.of``), and every switch between the two paths is one of its methods: the
 networks' convolutions, ReLU and max-pool, the seed strategy, the batch chunks of DPTL and Grad-CAM,
 the learning-start gate, the unbatched single-seed update and the target sync of the value-based
-agents, the static warm-up split of the epoch. The XLA-CPU side of each lives in ``jaxfer.xla_cpu``; the other
-side is flax's own layer or no wrapper at all. ``PLAIN`` (plain XLA, flax's convolutions) is the
-default of every network built directly.
+agents, the static warm-up split of the epoch, XLA's options for the compiled epoch. The XLA-CPU side of
+each lives in ``jaxfer.xla_cpu``; the other side is flax's own layer or no wrapper at all. ``PLAIN`` (plain
+XLA, flax's convolutions) is the default of every network built directly.
 """
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ from jaxfer.xla_cpu import kernels, updates
 # README's "Seed scaling" describes). Dense-only networks vmap at any count: their layers become batched
 # GEMMs, ahead of one seed after another at 64 seeds (benchmarks/results/seed_scaling_mlp.json).
 CPU_VMAP_MAX_SEEDS = 16
+# XLA CPU hands dots (and some reductions) to YNNPACK by default. For dense-only networks XLA's own kernels ran
+# the epoch faster at every seed count measured, for conv networks (im2col GEMMs) not always
+# (benchmarks/results/xla_cpu_options.json): the XLA-CPU path turns YNNPACK off for dense-only networks.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 class Conv(nn.Conv):
@@ -45,8 +49,8 @@ class Conv(nn.Conv):
 class CodePath:
     """``cpu``: the XLA-CPU workarounds (fused-form ReLU after convs, reshape max-pool, learning-start gate,
     unbatched single seed, conv networks' seeds one after another past ``CPU_VMAP_MAX_SEEDS``, small
-    chunks); ``conv_impl``: "gemm" (im2col GEMMs, ``kernels.GemmConv``) or "xla" (the backend's conv op,
-    flax's layers)."""
+    chunks, XLA's own GEMMs for dense-only networks); ``conv_impl``: "gemm" (im2col GEMMs,
+    ``kernels.GemmConv``) or "xla" (the backend's conv op, flax's layers)."""
 
     cpu: bool = False
     conv_impl: str = "xla"
@@ -119,6 +123,10 @@ class CodePath:
         if self.cpu:
             return jax.lax.cond(pred, lambda: on_true, lambda: on_false)
         return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+    def compiler_options(self, convs: bool) -> dict:
+        """XLA options of a compiled epoch; ``convs``: the trained network has convolutions."""
+        return dict(CPU_COMPILER_OPTIONS) if self.cpu and not convs else {}
 
     def warmup_split(self, warmup_iterations: Callable) -> Callable | None:
         """The epoch's static warm-up split (``warmup_iterations``), or None where the learning-start gate

@@ -28,10 +28,14 @@ def result_of(out_dir: Path) -> dict:
 @pytest.mark.cli
 def test_tiny_device_check_reports_compile_apart_from_steady_rates(tmp_path):
     # a budget no row can reach: this test checks the rows, and a loaded machine must not budget them out
-    proc = subprocess.run(SCRIPT + ["--budget-s", "100000", "--out", str(tmp_path)], cwd=ROOT, env=os.environ.copy(),
-                          capture_output=True, text=True, timeout=1200)
+    # --out as a file (the GPU kit's form), and the peers' quick run given too little time to get anywhere
+    out = tmp_path / "device.json"
+    proc = subprocess.run(SCRIPT + ["--budget-s", "100000", "--out", str(out), "--peers-quick", "2"], cwd=ROOT,
+                          env=os.environ.copy(), capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = result_of(tmp_path)
+    result = json.loads(out.read_text())
+    assert result["peers_quick"]["ended"] == "stopped after 2 s (--peers-quick)"
+    assert result["peers_quick"]["json"] == "peers_quick_cpu.json" and result["peers_quick"]["jaxfer_over_peer"] == {}
     assert result["finished"] and result["wall_s"] > 0
     assert result["device"]["platform"] == "cpu" and result["device_name"].startswith("cpu")
     assert result["jaxfer_source"][0] == str(ROOT / "jaxfer")  # this checkout's, first on sys.path

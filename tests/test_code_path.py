@@ -112,6 +112,20 @@ def test_the_epoch_compiles_without_a_conditional_off_the_cpu_path(tuning, condi
         assert bool(re.search(r"\sconditional\(", hlo)) == conditional, variant  # the op, not metadata names
 
 
+@pytest.mark.stack
+@pytest.mark.parametrize("tuning", ["cpu", "accelerator"])
+def test_a_dense_only_epoch_leaves_ynnpack_out_on_the_cpu_path_only(tuning):
+    """XLA CPU's YNNPACK fusions (its default for dots) are off in a dense-only network's epoch on the XLA-CPU
+    path (``CodePath.compiler_options``), and only there: a conv network keeps XLA's default."""
+    cfg = _cfg(tuning, ["seeds=1", "network=mlp"])
+    trainer = agents.make_trainer(cfg, envs.make(cfg.env, cfg.obs))
+    state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
+    epoch, _ = seed_axis.compile_trainer(trainer, state, cfg.strategy)
+    hlo = epoch.compiled(None if trainer.warmup_iterations is None else trainer.warmup_iterations(state)).as_text()
+    assert ("__ynn_fusion" in hlo) == (tuning == "accelerator")
+    assert trainer.path.compiler_options(convs=True) == {}
+
+
 def _fcn_step(path: CodePath):
     obs = jax.random.randint(jax.random.PRNGKey(0), (2, 10, 10, 4), 0, 256).astype(jnp.uint8)
     labels = jax.random.randint(jax.random.PRNGKey(1), (2, 10, 10), 0, 5)

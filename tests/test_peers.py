@@ -29,8 +29,8 @@ def test_readings_alternate_peer_and_jaxfer_per_row():
         mine = order[i * 6:(i + 1) * 6]
         assert [(r.id, rep, side) for r, rep, side in mine] == [
             (row.id, k, side) for k in range(3) for side in ("peer", "jaxfer")]
-    own = peers.alternation(rows[:1], 2, own_devices=True)
-    assert [side for _, _, side in own] == ["peer", "jaxfer", peers.OWN] * 2
+    own = peers.alternation(rows[:2], 2, own_devices=True)  # DQN at 1 seed, DQN at 8
+    assert [side for _, _, side in own] == ["peer", "jaxfer"] * 2 + ["peer", "jaxfer", peers.OWN] * 2
 
 
 def test_rows_cover_every_peer_and_seed_count():
@@ -46,7 +46,7 @@ def test_rows_cover_every_peer_and_seed_count():
 @pytest.mark.parametrize("quick, steps", [(True, None), (False, None), (False, 600), (True, 5000)])
 def test_jaxfer_side_matches_the_peer_settings(quick, steps):
     """Each row's jaxfer config loads (validated) and carries the settings the peer runs with."""
-    for row in peers.plan_rows(list(peers.PEERS), [1, 8, 64], quick=quick, steps=steps):
+    for row in peers.plan_rows(list(peers.PEERS), [1, 8, 64], quick=quick, steps=steps, atari_steps=steps):
         cfg = config.load(ROOT / row.jaxfer_config, row.jaxfer_overrides)
         spec = row.peer_spec
         assert cfg.seeds == row.seeds == spec.get("seeds", 1)
@@ -154,6 +154,9 @@ def test_summary_medians_and_ratios():
     assert f"{peers.OWN}_over_peer" not in s
     own = peers.summarize(None, readings + [{"side": peers.OWN, "env_steps_per_s": 500.0}])
     assert own[f"{peers.OWN}_over_peer"] == 2.5 and own["jaxfer_over_peer"] == 1.5
+    one_seed = peers.plan_rows(["rejax"], [1], quick=True)[0]  # its own default is the --devices 1 command
+    own = peers.summarize(one_seed, readings, own_devices=True)
+    assert own[f"{peers.OWN}_over_peer"] == own["jaxfer_over_peer"] == 1.5
 
 
 class _Env:

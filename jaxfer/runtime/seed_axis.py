@@ -72,23 +72,27 @@ def compile_over_seeds(fn: Callable, state, strategy: str = "vmap", sliceable: b
 
     def build(variant):
         body = local if variant_of is None else (lambda s: local(s, variant))
-        return compile_seed_map(body, state, out_specs=(jax.tree.map(mesh.spec, state), mesh.SEED_AXIS), donate=True)
+        return compile_seed_map(body, state, out_specs=(jax.tree.map(mesh.spec, state), mesh.SEED_AXIS), donate=True,
+                                compiler_options=path.compiler_options(convs))
 
     epoch = EpochFn(build, variant_of, strategy)
     epoch.compiled(None if variant_of is None else variant_of(state))
     return epoch, epoch.compile_seconds
 
 
-def compile_seed_map(fn: Callable, per_seed, *shared, out_specs=None, donate: bool = False):
+def compile_seed_map(fn: Callable, per_seed, *shared, out_specs=None, donate: bool = False,
+                     compiler_options: dict | None = None):
     """``fn(one device's block of per_seed, *shared)`` compiled over the seed mesh: ``per_seed`` laid out as a
     run's state (``mesh.place(mesh.pad(...))``: seed axis first, 0-d leaves replicated), ``shared`` whole on
     every device (``mesh.replicate``), outputs laid out the same way unless ``out_specs`` says otherwise.
-    ``donate``: ``per_seed``'s buffers. The one way a computation over seeds is compiled here."""
+    ``donate``: ``per_seed``'s buffers; ``compiler_options``: XLA's (``CodePath.compiler_options``). The one
+    way a computation over seeds is compiled here."""
     in_specs = (jax.tree.map(mesh.spec, per_seed), *(mesh.REPLICATED,) * len(shared))
     if out_specs is None:
         out_specs = jax.tree.map(mesh.spec, jax.eval_shape(fn, per_seed, *shared))
     body = mesh.over_seeds(fn, in_specs, out_specs)
-    return jax.jit(body, donate_argnums=0 if donate else ()).lower(per_seed, *shared).compile()
+    lowered = jax.jit(body, donate_argnums=0 if donate else ()).lower(per_seed, *shared)
+    return lowered.compile(compiler_options)
 
 
 def compile_trainer(trainer, state, strategy: str = "auto") -> tuple[EpochFn, float]:
