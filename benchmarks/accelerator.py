@@ -345,7 +345,10 @@ def peers_quick(out: Path, limit_s: float) -> dict:
     errors), from the JSON it writes after every reading."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", "--timeout", str(max(1, int(limit_s))),
            "--out", str(out)]
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    # this process's backend keeps its preallocated share of an accelerator's memory: the child's runs take
+    # what they need from the rest
+    env = os.environ | {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                              start_new_session=True)  # its group: a venv build's pip goes with it
     try:
         err = child.communicate(timeout=limit_s)[1].strip()
