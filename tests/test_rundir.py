@@ -16,6 +16,7 @@ from jaxfer.runtime import files, rundir
 BASE = ["train", "epoch_steps=200", "learning_starts=100", "buffer_size=500", "eval_envs=4",
        "eval_steps=12", "seeds=2", "--no-progress"]
 RUN = [*BASE, "total_steps=12000", "checkpoint_every_s=0"]  # 60 epochs, a checkpoint each: stopped midway
+STOPPED = [*BASE, "total_steps=4000", "checkpoint_every_s=0"]  # 20 epochs: four stops, then resumed to the end
 SHORT = [*BASE, "total_steps=400"]
 
 
@@ -127,7 +128,7 @@ def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_the_run_resumes(tmp_pat
     import signal
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "jaxfer.cli", *RUN, "--out", str(out)]
+    cmd = [sys.executable, "-m", "jaxfer.cli", *STOPPED, "--out", str(out)]
     lines = {signal.SIGINT: "interrupted", signal.SIGTERM: "stopped (SIGTERM)"}
     for moment, sig in (("handled", signal.SIGINT), (2.0, signal.SIGTERM), ("checkpoint", signal.SIGINT),
                         ("checkpoint", signal.SIGTERM)):
@@ -148,11 +149,11 @@ def test_ctrl_c_or_sigterm_at_any_moment_is_one_line_and_the_run_resumes(tmp_pat
         assert err.strip().splitlines() == [f"jaxfer: {lines[sig]}; run the same command again to resume from the "
                                             "last checkpoint"], (moment, err[-2000:])
         assert not (out / rundir.LOCK).exists()
-    res = run_cli(*RUN, "--out", out)
+    res = run_cli(*STOPPED, "--out", out)
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "run.json").read_text())["resumed_from_epoch"] >= 2
     rows = files.read_csv(out / "metrics.csv")
-    assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(60) for s in range(2)]
+    assert [(int(r["epoch"]), int(r["seed"])) for r in rows] == [(e, s) for e in range(20) for s in range(2)]
 
 
 @pytest.mark.parametrize("keep", [False, True])
