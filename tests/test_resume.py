@@ -8,7 +8,7 @@ from conftest import kill_after_first_checkpoint, run_cli
 from jaxfer.runtime import host_loop
 
 # a checkpoint each second or so: the kill comes after the first, epochs ran since are replayed on resume
-ARGS = ["train", "total_steps=6000", "epoch_steps=200", "learning_starts=100", "buffer_size=1000",
+ARGS = ["train", "total_steps=3000", "epoch_steps=200", "learning_starts=100", "buffer_size=1000",
         "eval_envs=4", "eval_steps=12", "checkpoint_every_s=1", "--seeds", "2", "--no-progress"]
 
 
