@@ -62,9 +62,7 @@ def measure(cfg_path: str, overrides: list[str], pairs: int) -> dict:
     epochs, states, compile_s = {}, {}, {}
     for arm, path in arms.items():
         state = trainer.init(mesh.seed_keys(cfg.seed, cfg.seeds))
-        epochs[arm], compile_s[arm] = seed_axis.compile_over_seeds(
-            trainer.epoch, state, cfg.strategy, sliceable=trainer.pool.checkpointable,
-            variant_of=trainer.warmup_iterations, path=path, convs=seed_axis.has_convs(state.agent.params))
+        epochs[arm], compile_s[arm] = seed_axis.compile_trainer(trainer._replace(path=path), state, cfg.strategy)
         states[arm], metrics = epochs[arm](state)  # warm-up: the epoch that holds the learning start
         jax.block_until_ready(metrics)
     rates = {arm: [] for arm in arms}
