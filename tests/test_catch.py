@@ -13,7 +13,7 @@ from jaxfer.envs import ENV_IDS, Env, EnvError, known_env_ids, make
 from jaxfer.envs.catch import PADDLE_ROW, VERSIONS, CatchState
 
 LEFT, RIGHT, NOOP = 0, 1, 2
-ALL_IDS = [f"catch/v{i}" for i in range(5)]
+ALL_IDS = [f"catch/v{i}" for i in range(9)]
 T_ROLL = 240  # one scan length for every rollout, so compiled rollouts are shared between tests
 NOISE_VALUES = {102, 153, 204, 255}  # round(c / 5 * 255) for c in 2..5
 
@@ -132,10 +132,10 @@ def test_registry_and_errors():
     assert [e for e in known_env_ids() if e.startswith("catch/")] == ALL_IDS
     assert set(ALL_IDS) <= set(ENV_IDS)
     with pytest.raises(EnvError) as exc:
-        make("catch/v9")
+        make("catch/v99")
     assert isinstance(exc.value, ValueError)
     msg = str(exc.value)
-    assert "catch/v9" in msg
+    assert "catch/v99" in msg
     for env_id in ALL_IDS:
         assert env_id in msg
     with pytest.raises(EnvError) as exc:
@@ -378,6 +378,29 @@ def test_v3_is_vertical_flip_of_v0():
         f = obs_b[t][..., -1]
         assert f[20 - st_b.ball_y[t], st_b.ball_x[t]] == 255
         assert np.count_nonzero(f[20 - PADDLE_ROW]) == 5
+
+
+@pytest.mark.parametrize("env_id,base,flip_rows,flip_cols", [
+    ("catch/v5", "catch/v2", True, False), ("catch/v6", "catch/v1", True, False),
+    ("catch/v7", "catch/v1", False, False), ("catch/v8", "catch/v0", False, True),
+])
+def test_compositions_are_their_base_game_seen_through_the_change(env_id, base, flip_rows, flip_cols):
+    """v5-v8 play their base game's dynamics from the same key; only the frame differs (flips, noise)."""
+    actions = jnp.asarray(np.random.default_rng(3).integers(0, 3, T_ROLL), jnp.int32)
+    key = jax.random.key(22)
+    _, _, (st_a, obs_a, r_a, d_a, _) = get(rollout_fn(base)(key, actions))
+    _, _, (st_b, obs_b, r_b, d_b, _) = get(rollout_fn(env_id)(key, actions))
+    np.testing.assert_array_equal(r_a, r_b)
+    np.testing.assert_array_equal(d_a, d_b)
+    np.testing.assert_array_equal(st_a.ball_x, st_b.ball_x)
+    assert d_a.sum() >= 4 and r_a.sum() >= 1
+    if env_id == "catch/v7":  # v1 + noise: v1's ball and paddle cells at 51, every other cell noise or trail
+        np.testing.assert_array_equal(obs_b == 51, obs_a == 255)
+        assert np.all(np.isin(obs_b, [0, 51, 102, 153, 204, 255])) and np.mean(obs_b >= 102) > 0.5
+        return
+    expect = obs_a[:, ::-1] if flip_rows else obs_a
+    expect = expect[:, :, ::-1] if flip_cols else expect
+    np.testing.assert_array_equal(obs_b, expect)
 
 
 # --------------------------------------------------------------------------------------------

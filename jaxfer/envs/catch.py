@@ -38,6 +38,15 @@ Versions (``VERSIONS``):
   it shows on row 5 in the returned frame; the paddle keeps its position) and the episode goes on.
   The episode ends at a miss (reward 0) or at the 5th consecutive catch (reward 1).
 
+jaxfer's compositions of those changes (not in the thesis; they enlarge the set of games a transfer
+predictor is validated on, see ``benchmarks/transfer_predictors.py``):
+
+* v5: v2's noise, v3's mirror (noise + flipped top-bottom).
+* v6: v1's small paddle, flipped top-bottom.
+* v7: v1's small paddle with v2's noise.
+* v8: v0 mirrored left-right: the same dynamics and actions, each frame flipped horizontally, so
+  action 0 (LEFT) moves the paddle to the right of the screen.
+
 In other versions the frame value is 255 for ball/paddle cells, 0 elsewhere.
 
 Observations: ``"grid"``: the last 4 frames (21, 21, 4) uint8, newest last; ``"pixels84"``:
@@ -76,6 +85,7 @@ class CatchParams:
     terminal_row: int = PADDLE_ROW  # a ball reaching this row lands (caught or missed)
     noise: bool = False  # v2 background / paddle-row noise
     flip: bool = False  # v3 vertical mirror of every frame
+    mirror: bool = False  # v8 horizontal mirror of every frame (actions unchanged)
     streak: int = 1  # consecutive catches needed for reward 1 and the end of the episode
 
 
@@ -85,6 +95,10 @@ VERSIONS = {
     "catch/v2": CatchParams(noise=True),
     "catch/v3": CatchParams(flip=True),
     "catch/v4": CatchParams(streak=5),
+    "catch/v5": CatchParams(noise=True, flip=True),
+    "catch/v6": CatchParams(paddle_draw=(-1, 0), paddle_catch=(-1, 1), terminal_row=PADDLE_ROW - 1, flip=True),
+    "catch/v7": CatchParams(paddle_draw=(-1, 0), paddle_catch=(-1, 1), terminal_row=PADDLE_ROW - 1, noise=True),
+    "catch/v8": CatchParams(mirror=True),
 }
 
 
@@ -140,7 +154,8 @@ def _spawn(p: CatchParams, grid, pos, key):
 def _frame(p: CatchParams, grid):
     """Cell codes -> uint8 frame (21, 21)."""
     frame = (grid.astype(jnp.int32) * (51 if p.noise else 255)).astype(jnp.uint8)
-    return frame[::-1] if p.flip else frame
+    frame = frame[::-1] if p.flip else frame
+    return frame[:, ::-1] if p.mirror else frame
 
 
 def _to_obs(frame, obs: str):
