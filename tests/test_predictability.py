@@ -142,6 +142,45 @@ def test_the_game_test_holds_its_level_where_the_within_target_test_does_not():
     assert np.mean(np.array(p_within) <= 0.05) > 0.08
 
 
+def block(n_games: int, n_targets: int) -> np.ndarray:
+    """A held-out block's cells: every game a source, the last ``n_targets`` games targets, no game into itself."""
+    observed = off_diagonal(n_games)
+    observed[:, : n_games - n_targets] = False
+    return observed
+
+
+def test_the_source_test_finds_a_planted_predictor_on_a_held_out_block_and_equals_the_game_test_on_a_full_one():
+    observed = block(7, 3)
+    ratios, _, _, interaction = planted(7, 0.3, 1.0, 1.0, seed=4)
+    ratios[~observed] = np.nan
+    scores = interaction + 0.3 * np.random.default_rng(5).standard_normal(interaction.shape)
+    scores[np.eye(7, dtype=bool)] = np.nan  # no score for a game into itself: left out where relabelled onto R
+    tau, p = pred.within_tau_source_test(scores, ratios)
+    assert tau == pytest.approx(pred.within_tau(scores, ratios)) and tau > 0.4 and p < 0.01
+    assert pred.within_tau_source_test(-scores, ratios)[1] > 0.9
+    sampled = pred.within_tau_source_test(scores, ratios, n_perm=999, seed=1)
+    assert sampled[0] == tau and sampled[1] == pytest.approx(p, abs=0.01)
+    # on 4 games, sources relabelled alone: 24 orderings, exact, p a multiple of 1/24
+    full, _, _, inter4 = planted(4, 0.0, 0.0, 1.0, seed=6)
+    p4 = pred.within_tau_source_test(inter4, full)[1]
+    assert round(p4 * 24, 9) == int(round(p4 * 24))
+
+
+def test_the_source_test_holds_its_level_where_the_within_target_test_does_not():
+    """As the game test above, on a block: a score that only knows its source, R with a strong source effect."""
+    rng = np.random.default_rng(11)
+    observed = block(6, 3)
+    p_within, p_sources = [], []
+    for k in range(150):
+        ratios = 2.0 * rng.standard_normal((6, 1)) + rng.standard_normal((6, 6))
+        ratios[~observed] = np.nan
+        scores = np.broadcast_to(rng.standard_normal((6, 1)), (6, 6)).copy()
+        p_within.append(pred.within_tau_test(scores, ratios, n_perm=300, seed=k)[1])
+        p_sources.append(pred.within_tau_source_test(scores, ratios)[1])
+    assert np.mean(np.array(p_sources) <= 0.05) <= 0.08
+    assert np.mean(np.array(p_within) <= 0.05) > 0.08
+
+
 def test_top1_regret_auroc_and_pooled_spearman_on_a_hand_made_matrix():
     ratios = np.array([[np.nan, 0.5, -0.2], [0.1, np.nan, -0.4], [0.3, 0.2, np.nan]])
     perfect = ratios.copy()

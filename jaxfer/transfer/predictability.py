@@ -23,7 +23,8 @@ import scipy.stats
 from jaxfer import stats
 
 __all__ = ["ratio_matrix", "seed_ratios", "AdditiveFit", "additive_fit", "decompose", "interaction_noise",
-           "split_half_reliability", "within_tau", "within_tau_test", "within_tau_game_test", "pooled_spearman_ci",
+           "split_half_reliability", "within_tau", "within_tau_test", "within_tau_game_test",
+           "within_tau_source_test", "pooled_spearman_ci",
            "top1_regret", "auroc_transfer_helps", "target_ease", "source_quality", "simulate_power",
            "kendall_power_normal"]
 
@@ -168,9 +169,10 @@ def split_half_reliability(transfer_areas, scratch_areas) -> dict:
 
 def _tau_b(x, y) -> np.ndarray:
     """Kendall's tau-b along the last axis, broadcasting (many permutations of x against one y). 0 where x or y
-    is constant: a predictor that orders no pair gets none right or wrong."""
+    is constant: a predictor that orders no pair gets none right or wrong. A NaN leaves out the pairs it is in
+    (pairwise-complete: a relabelled score may land on a cell it has no value for)."""
     i, j = np.triu_indices(np.shape(x)[-1], 1)
-    sx, sy = np.sign(x[..., i] - x[..., j]), np.sign(y[..., i] - y[..., j])
+    sx, sy = (np.nan_to_num(np.sign(v[..., i] - v[..., j])) for v in (np.asarray(x), np.asarray(y)))
     concordance = (sx * sy).sum(axis=-1)
     scale = np.sqrt(np.abs(sx).sum(axis=-1) * np.abs(sy).sum(axis=-1))
     return np.where(scale > 0, concordance / np.where(scale > 0, scale, 1.0), 0.0)
@@ -232,6 +234,33 @@ def within_tau_game_test(scores, ratios, within: str = "target") -> tuple[float,
     relabelled = s[orders[:, :, None], orders[:, None, :]]
     taus = np.mean([_tau_b(x, y) for x, y in _groups(relabelled, r, within)], axis=0)
     return float(taus[0]), float((taus >= taus[0] - 1e-12).mean())
+
+
+def within_tau_source_test(scores, ratios, within: str = "target", n_perm: int = 40320,
+                           seed: int = 0) -> tuple[float, float]:
+    """(mean within-target tau, p) over relabellings of the sources: the scores' rows permuted together, the
+    columns kept. The game test's protection for designs whose sources and targets are not one game list (a
+    held-out block: every game a source, some games targets): a score shared across a source's targets keeps
+    that structure under the null. Exact (every ordering, the identity included) where the sources allow at most
+    ``n_perm`` orderings, else ``n_perm`` random ones and p = (1 + #null >= tau) / (1 + n_perm). A relabelled
+    score that lands on a cell it has no value for (a game's pair with itself) leaves that cell out."""
+    s, r = np.asarray(scores, float), np.asarray(ratios, float)
+    if s.shape != r.shape:
+        raise ValueError(f"scores {s.shape} and ratios {r.shape} differ in shape")
+    n = len(s)
+    exact = np.prod(np.arange(1, n + 1, dtype=float)) <= n_perm
+    rng = np.random.default_rng(seed)
+    orders = (np.array(list(itertools.permutations(range(n)))) if exact
+              else np.concatenate([np.arange(n)[None], np.argsort(rng.random((n_perm, n)), axis=1)]))
+    relabelled = s[orders]
+    if within == "source":
+        relabelled, r = np.swapaxes(relabelled, -1, -2), r.T
+    elif within != "target":
+        raise ValueError(f"within must be 'target' or 'source', got {within!r}")
+    columns = [g for g in range(r.shape[1]) if (~np.isnan(r[:, g])).sum() >= 2]
+    taus = np.mean([_tau_b(relabelled[:, ~np.isnan(r[:, g]), g], r[~np.isnan(r[:, g]), g]) for g in columns], axis=0)
+    exceed = (taus >= taus[0] - 1e-12).sum()
+    return float(taus[0]), float(exceed / len(taus))
 
 
 def pooled_spearman_ci(scores, ratios, n_boot: int = 2000, alpha: float = 0.05,
