@@ -3,8 +3,9 @@ of an FC-only sweep (conv layers copied and frozen, dense layers re-initialised 
 own transfer mode), the DPTL score and the baselines of ``jaxfer.dptl.baselines`` against the
 measured area ratio R, as Spearman and Kendall correlations with bootstrap CIs over pairs and seeds.
 
-Domains: ``catch`` (12 cross pairs of the four Catch variants) and ``minatar`` (20 ordered pairs of
-the five games in the common ``grid_common`` layout). Model-based scores use every scratch seed of
+Domains: ``catch`` (12 cross pairs of the four Catch variants), ``minatar`` (20 ordered pairs of
+the five games in the common ``grid_common`` layout) and ``catch_holdout`` (28 pairs: Catch v5-v8 as
+targets of all 8 games, held out until the others were scored). Model-based scores use every scratch seed of
 the source (DPTL: per-frame SSIM averaged over the seeds' models; CKA: one score per seed), on the
 same random-policy frames of each game. R's per-seed areas come from the sweep's curves.csv (or the
 copy committed under benchmarks/results/transfer/<sweep>/).
@@ -44,6 +45,12 @@ LABELS = {"dptl": "DPTL (Grad-CAM SSIM)", "mean_frame_ssim": "SSIM of mean frame
           "mask_iou": "IoU of threshold masks", "activation_cka": "CKA of last-conv units"}
 
 
+def shown(path: Path) -> str:
+    """A path as the results name it: relative to the repository where it lies inside, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 @dataclasses.dataclass(frozen=True)
 class Domain:
     config: Path  # the FC-only sweep
@@ -57,6 +64,9 @@ DOMAINS = {
                     False),
     "minatar": Domain(ROOT / "configs" / "dptl_minatar_validation.yaml", "first_n:1:frozen",
                       "minatar_fc_only_validation", True),
+    # the held-out block (issue 27): Catch v5-v8 as targets of all 8 games, its analysis fixed in its config
+    "catch_holdout": Domain(ROOT / "configs" / "catch_fc_only_holdout.yaml", "first_n:2:frozen",
+                            "catch_holdout_fc_only_validation", False),
 }
 
 

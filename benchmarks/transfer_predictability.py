@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from dptl_validation import DOMAINS, LABELS, RESULTS, ROOT, seed_curves  # noqa: E402
+from dptl_validation import DOMAINS, LABELS, RESULTS, seed_curves, shown  # noqa: E402
 
 from jaxfer.dptl import baselines  # noqa: E402
 from jaxfer.runtime import files  # noqa: E402
@@ -37,53 +37,60 @@ REFERENCES = {"target_ease": ("target ease (LOO mean R into the target)", pred.t
 RHO = 0.5
 
 
-def areas(domain) -> tuple[list[str], np.ndarray, np.ndarray, str]:
-    """Games, per-seed transfer areas (sources, targets, seeds; NaN diagonal), scratch areas (targets, seeds)
-    from the sweep's committed curves, and that file's path."""
+def areas(domain) -> tuple[list[str], list[str], np.ndarray, np.ndarray, str]:
+    """Sources, targets, per-seed transfer areas (sources, targets, seeds; NaN where a game meets itself),
+    scratch areas (targets, seeds) from the sweep's committed curves, and that file's path."""
     cfg = sweep.load(domain.config)
     path = RESULTS / "transfer" / domain.config.stem / "curves.csv"
     curves = seed_curves(files.read_csv(path), domain.mode)
-    games = list(cfg.sources)
-    if games != list(cfg.targets):
-        raise ValueError(f"{domain.config}: sources and targets differ; the matrix needs one game list")
-    transfer = np.full((len(games), len(games), cfg.train.seeds), np.nan)
-    for i, source in enumerate(games):
-        for j, target in enumerate(games):
-            if i != j:
+    sources, targets = list(cfg.sources), list(cfg.targets)
+    transfer = np.full((len(sources), len(targets), cfg.train.seeds), np.nan)
+    for i, source in enumerate(sources):
+        for j, target in enumerate(targets):
+            if source != target:
                 transfer[i, j] = area_ratio.area_under_curve(curves[source, target], cfg.window)
-    scratch = np.stack([area_ratio.area_under_curve(curves[g, g], cfg.window) for g in games])
-    return games, transfer, scratch, str(path.relative_to(ROOT))
+    scratch = np.stack([area_ratio.area_under_curve(curves[g, g], cfg.window) for g in targets])
+    return sources, targets, transfer, scratch, shown(path)
 
 
-def committed_scores(path: Path, games: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Each predictor's score matrix from the DPTL validation CSV, and the R that file recorded."""
+def committed_scores(path: Path, sources: list[str], targets: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each predictor's (sources, targets) score matrix from the DPTL validation CSV, and the R that file
+    recorded."""
     rows = files.read_csv(path)
-    index = {g: i for i, g in enumerate(games)}
-    matrices = {name: np.full((len(games), len(games)), np.nan) for name in [*baselines.PREDICTORS, "area_ratio"]}
+    row, col = {g: i for i, g in enumerate(sources)}, {g: j for j, g in enumerate(targets)}
+    matrices = {name: np.full((len(sources), len(targets)), np.nan) for name in [*baselines.PREDICTORS, "area_ratio"]}
     for r in rows:
         for name, matrix in matrices.items():
-            matrix[index[r["source"]], index[r["target"]]] = float(r[name])
+            matrix[row[r["source"]], col[r["target"]]] = float(r[name])
     recorded = matrices.pop("area_ratio")
     return matrices, recorded
 
 
-def score(predictors: dict[str, np.ndarray], ratios: np.ndarray, args) -> dict[str, dict]:
-    """Every statistic of every predictor against R, with Holm's correction across the predictors."""
+def relabelling(sources: list[str], targets: list[str]) -> str:
+    """What the exact test relabels: the games where sources and targets are one list, else (a held-out block
+    of targets) the sources."""
+    return "games" if sources == targets else "sources"
+
+
+def score(predictors: dict[str, np.ndarray], ratios: np.ndarray, args, sources: list[str],
+          targets: list[str]) -> dict[str, dict]:
+    """Every statistic of every predictor against R, with Holm's correction across the predictors. The exact
+    test's p is ``*_p_games`` or ``*_p_sources`` (``relabelling``)."""
+    relabel = relabelling(sources, targets)
+    exact = pred.within_tau_game_test if relabel == "games" else pred.within_tau_source_test
     out = {}
     for k, (name, scores) in enumerate(predictors.items()):
         target_tau, target_p = pred.within_tau_test(scores, ratios, "target", args.perm, seed=k)
         source_tau, source_p = pred.within_tau_test(scores, ratios, "source", args.perm, seed=k)
-        _, target_p_games = pred.within_tau_game_test(scores, ratios, "target")
-        _, source_p_games = pred.within_tau_game_test(scores, ratios, "source")
-        rho, low, high = pred.pooled_spearman_ci(scores, ratios, args.boot, seed=k)
+        rho, low, high = pred.pooled_spearman_ci(scores, ratios, args.boot, seed=k, games=(sources, targets))
         out[name] = {"within_target_tau": target_tau, "within_target_p": target_p,
-                     "within_target_p_games": target_p_games,
+                     f"within_target_p_{relabel}": exact(scores, ratios, "target")[1],
                      "within_source_tau": source_tau, "within_source_p": source_p,
-                     "within_source_p_games": source_p_games,
+                     f"within_source_p_{relabel}": exact(scores, ratios, "source")[1],
                      "pooled_spearman": rho, "pooled_spearman_ci": [low, high],
                      "top1_regret": pred.top1_regret(scores, ratios),
                      "auroc_transfer_helps": pred.auroc_transfer_helps(scores, ratios)}
-    for key in ("within_target_p", "within_source_p", "within_target_p_games", "within_source_p_games"):
+    for key in ("within_target_p", "within_source_p", f"within_target_p_{relabel}", f"within_source_p_{relabel}"):
         for s, p in zip(out.values(), holm([s[key] for s in out.values()])):
             s[f"{key}_holm"] = float(p)
     return out
@@ -110,20 +117,19 @@ def power(observed: np.ndarray, decomposition: dict, noise: dict, args) -> dict:
     return out
 
 
-def figure(path: Path, games: list[str], ratios: np.ndarray, decomposition: dict, noise: dict, reliability: dict,
-           stats: dict, title: str) -> None:
+def figure(path: Path, sources: list[str], targets: list[str], ratios: np.ndarray, decomposition: dict, noise: dict,
+           reliability: dict, stats: dict, title: str) -> None:
     """R as a matrix; the decomposition's shares with what seed noise alone would give the interaction; each
     predictor's within-target and within-source tau with its Holm-adjusted p."""
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1, 1, 1.4]})
-    names = [g.split("/")[1] for g in games]
     ax = axes[0]
     limit = np.nanmax(np.abs(ratios))
     image = ax.imshow(ratios, cmap="RdBu", vmin=-limit, vmax=limit)
     for (i, j), value in np.ndenumerate(ratios):
         if not np.isnan(value):
             ax.text(j, i, f"{value:+.2f}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xticks(range(len(targets)), [g.split("/")[1] for g in targets], rotation=30, fontsize=8)
+    ax.set_yticks(range(len(sources)), [g.split("/")[1] for g in sources], fontsize=8)
     ax.set_xlabel("target")
     ax.set_ylabel("source")
     ax.set_title("area ratio R (seed mean)", fontsize=9)
@@ -174,10 +180,10 @@ def main() -> None:
     args = p.parse_args()
     domain = DOMAINS[args.domain]
     command = " ".join(["python", "benchmarks/transfer_predictability.py", *sys.argv[1:]])
-    games, transfer, scratch, curves_path = areas(domain)
+    sources, targets, transfer, scratch, curves_path = areas(domain)
     ratios = pred.ratio_matrix(transfer, scratch)
     scores_path = RESULTS / "dptl" / f"{domain.out}.csv"
-    predictors, recorded = committed_scores(scores_path, games)
+    predictors, recorded = committed_scores(scores_path, sources, targets)
     mismatch = float(np.nanmax(np.abs(ratios - recorded)))
     if mismatch > 1e-3:
         raise SystemExit(f"R from {curves_path} differs from {scores_path}'s by {mismatch}: not the same sweep")
@@ -185,11 +191,13 @@ def main() -> None:
     decomposition = pred.decompose(ratios)
     noise = pred.interaction_noise(transfer, scratch)
     reliability = pred.split_half_reliability(transfer, scratch)
-    stats = score(predictors, ratios, args)
+    stats = score(predictors, ratios, args, sources, targets)
+    relabel = relabelling(sources, targets)
     constant = np.where(np.isnan(ratios), np.nan, 0.0)
     summary = {
-        "domain": args.domain, "games": games, "seeds": int(transfer.shape[-1]), "mode": domain.mode,
-        "curves": curves_path, "scores": str(scores_path.relative_to(ROOT)),
+        "domain": args.domain, "sources": sources, "targets": targets, "seeds": int(transfer.shape[-1]),
+        "mode": domain.mode,
+        "curves": curves_path, "scores": shown(scores_path),
         "max_abs_difference_from_recorded_R": mismatch,
         "ratio_matrix": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in ratios],
         "decomposition": decomposition, "interaction_vs_seed_noise": noise, "split_half_reliability": reliability,
@@ -200,30 +208,33 @@ def main() -> None:
         "holm_family": "all predictors listed, per p-value column",
         "tests": f"one-sided; *_p: {args.perm} permutations of sources within each target (of targets within "
                  "each source), valid for pair-specific scores but too liberal for scores shared across a "
-                 "source's targets where R has a source effect; *_p_games: exact, every relabelling of the games "
-                 f"(n! orderings); pooled Spearman CI: {args.boot} game resamples (percentile, 95%)",
+                 f"source's targets where R has a source effect; *_p_{relabel}: exact, every relabelling of the "
+                 f"{relabel} (n! orderings; scores relabelled onto a cell they have no value for leave it out); "
+                 f"pooled Spearman CI: {args.boot} game resamples (percentile, 95%)",
         "power": power(~np.isnan(ratios), decomposition, noise, args),
     }
     stem = args.out / args.domain
-    summary["commands"] = {f"{stem.relative_to(ROOT)}.{ext}": command for ext in ("json", "csv", "png")}
+    summary["commands"] = {f"{shown(stem)}.{ext}": command for ext in ("json", "csv", "png")}
     files.write_json(stem.with_suffix(".json"), summary)
     files.write_csv(stem.with_suffix(".csv"), [
         {"predictor": name} | {k: round(v, 4) for k, v in s.items() if not isinstance(v, list)}
         | {"pooled_spearman_low": round(s["pooled_spearman_ci"][0], 4),
            "pooled_spearman_high": round(s["pooled_spearman_ci"][1], 4)}
         for name, s in stats.items()])
-    figure(stem.with_suffix(".png"), games, ratios, decomposition, noise, reliability, stats,
-           f"{args.domain}: FC-only transfer ({domain.mode}), {len(games)} games, {transfer.shape[-1]} seeds")
+    figure(stem.with_suffix(".png"), sources, targets, ratios, decomposition, noise, reliability, stats,
+           f"{args.domain}: FC-only transfer ({domain.mode}), {len(sources)} sources x {len(targets)} targets, "
+           f"{transfer.shape[-1]} seeds")
     print(f"shares: source {decomposition['source']:.3f}, target {decomposition['target']:.3f}, 2cov "
           f"{decomposition['source_target_covariance']:.3f}, interaction {decomposition['interaction']:.3f} "
           f"(noise alone {noise['ss_expected_from_noise'] / decomposition['ss_total']:.3f}, F p={noise['p']:.2g})")
     print("reliability: " + ", ".join(f"{k} {v['reliability']:.3f}" for k, v in reliability.items()))
-    print(f"{'predictor':<16} {'tau_t':>6} {'p':>6} {'holm':>6} {'games':>6} {'tau_s':>6} {'p':>6} {'holm':>6} "
-          f"{'games':>6} {'spearman [game CI]':>22} {'regret':>7} {'auroc':>6}")
+    print(f"{'predictor':<16} {'tau_t':>6} {'p':>6} {'holm':>6} {relabel:>7} {'tau_s':>6} {'p':>6} {'holm':>6} "
+          f"{relabel:>7} {'spearman [game CI]':>22} {'regret':>7} {'auroc':>6}")
     for name, s in stats.items():
         print(f"{name:<16} {s['within_target_tau']:+6.2f} {s['within_target_p']:6.3f} "
-              f"{s['within_target_p_holm']:6.3f} {s['within_target_p_games']:6.3f} {s['within_source_tau']:+6.2f} "
-              f"{s['within_source_p']:6.3f} {s['within_source_p_holm']:6.3f} {s['within_source_p_games']:6.3f} "
+              f"{s['within_target_p_holm']:6.3f} {s[f'within_target_p_{relabel}']:7.3f} "
+              f"{s['within_source_tau']:+6.2f} {s['within_source_p']:6.3f} {s['within_source_p_holm']:6.3f} "
+              f"{s[f'within_source_p_{relabel}']:7.3f} "
               f"{s['pooled_spearman']:+6.2f} [{s['pooled_spearman_ci'][0]:+.2f}, "
               f"{s['pooled_spearman_ci'][1]:+.2f}] {s['top1_regret']:7.3f} {s['auroc_transfer_helps']:6.2f}")
     print({k: v for k, v in summary["power"].items() if k.startswith(("games", "as_"))})

@@ -24,8 +24,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from dptl_validation import DOMAINS, LABELS, RESULTS, ROOT  # noqa: E402
-from transfer_predictability import REFERENCES, areas, committed_scores, score  # noqa: E402
+from dptl_validation import DOMAINS, LABELS, RESULTS, ROOT, shown  # noqa: E402
+from transfer_predictability import REFERENCES, areas, committed_scores, relabelling, score  # noqa: E402
 
 from jaxfer.runtime import files, rundir  # noqa: E402
 from jaxfer.runtime.run import environment_info  # noqa: E402
@@ -40,39 +40,41 @@ NEW = {"trainability": "trainability (TD-loss drop, transferred - fresh)",
        "early_r": "early R (first 5% of the budget, held-apart seeds)"}
 
 
-def pair_values(sweep_dir: Path, games: list[str], mode: str, pcfg: predictors.PredictConfig,
+def pair_values(sweep_dir: Path, sources: list[str], targets: list[str], mode: str, pcfg: predictors.PredictConfig,
                 cached_only: bool = False) -> list[dict]:
-    """Every predictor of every ordered pair, from <sweep>/scratch/<source>; cached per pair (``cached_only``:
-    only the pairs computed already). A cached pair that lacks a predictor added since gets only that one
-    computed: its config must agree on the fields it has (a field it lacks is a new predictor's)."""
+    """Every predictor of every pair (source, target != source), from <sweep>/scratch/<source>; cached per pair
+    (``cached_only``: only the pairs computed already). A cached pair that lacks a predictor added since gets only
+    that one computed: its config must agree on the fields it has (a field it lacks is a new predictor's). Early
+    R's scratch arm is trained once per target, for every source into it."""
     config = json.loads(json.dumps(dataclasses.asdict(pcfg)))
-    rows = []
-    for source in games:
+    rows, scratch_arms = [], {}
+    for source in sources:
         def cache(target, source=source):
             return sweep_dir / "predictors" / f"{rundir.slug(source)}__{rundir.slug(target)}.json"
 
-        kept = {t: json.loads(cache(t).read_text()) for t in games if t != source and cache(t).exists()}
+        into = [t for t in targets if t != source]
+        kept = {t: json.loads(cache(t).read_text()) for t in into if cache(t).exists()}
         kept = {t: r for t, r in kept.items() if all(config[k] == v for k, v in r["config"].items())}
-        needed = {t: [k for k in predictors.PREDICTORS if k not in kept.get(t, {})] for t in games if t != source}
+        needed = {t: [k for k in predictors.PREDICTORS if k not in kept.get(t, {})] for t in into}
         missing = [t for t, names in needed.items() if names]
         if missing and not cached_only:
             loaded = predictors.load_source(sweep_dir / "scratch" / rundir.slug(source), mode)
             only = [k for k in predictors.PREDICTORS if any(k in needed[t] for t in missing)]
-            for r in predictors.predict(loaded, missing, pcfg, only):
+            for r in predictors.predict(loaded, missing, pcfg, only, scratch_arms):
                 old = kept.get(r["target"], {})
                 kept[r["target"]] = old | {"source": source, "source_seeds": loaded.seeds, "config": config} | r | {
                     k: old.get(k, {}) | r[k] for k in ("seconds", "compile_seconds")}
                 files.write_json(cache(r["target"]), kept[r["target"]])
                 print(f"{source} -> {r['target']}: " + ", ".join(f"{k} {r[k]:+.3f}" for k in only), flush=True)
-        rows += [kept[t] for t in games if t in kept]  # (cached only: a predictor still missing stays NaN)
+        rows += [kept[t] for t in into if t in kept]  # (cached only: a predictor still missing stays NaN)
     return rows
 
 
-def matrix(rows: list[dict], games: list[str], key: str) -> np.ndarray:
-    index = {g: i for i, g in enumerate(games)}
-    out = np.full((len(games), len(games)), np.nan)
+def matrix(rows: list[dict], sources: list[str], targets: list[str], key: str) -> np.ndarray:
+    row, col = {g: i for i, g in enumerate(sources)}, {g: j for j, g in enumerate(targets)}
+    out = np.full((len(sources), len(targets)), np.nan)
     for r in rows:
-        out[index[r["source"]], index[r["target"]]] = r.get(key, np.nan)
+        out[row[r["source"]], col[r["target"]]] = r.get(key, np.nan)
     return out
 
 
@@ -85,17 +87,18 @@ def early_summary(rows: list[dict], pcfg: predictors.PredictConfig) -> dict:
     arm = {k: float(np.median([r["early_seconds"][k] for r in timed])) for k in ("transfer", "scratch")}
     return {"steps": timed[0]["early_steps"], "epochs": timed[0]["early_epochs"], "fraction": pcfg.early_fraction,
             "seeds": f"{timed[0]['source_seeds']} from seed {pcfg.early_seed} (the sweep's are 0-4)",
-            "median_seconds_per_pair": arm | {"note": "after compiling, all seeds batched"},
+            "scratch_arms_trained": sum(r.get("early_scratch_trained", True) for r in timed),
+            "median_seconds_per_pair": arm | {"note": "after compiling, all seeds batched; scratch: per arm trained"},
             "median_compile_seconds_per_pair": float(np.median([r["compile_seconds"]["early_r"] for r in timed]))}
 
 
-def figure(path: Path, games: list[str], ratios: np.ndarray, scores: dict, stats: dict, title: str) -> None:
+def figure(path: Path, targets: list[str], ratios: np.ndarray, scores: dict, stats: dict, title: str) -> None:
     """One panel per new predictor: its score against R, one colour per target (the within-target ranking is
     what the primary statistic judges), with its within-target tau and Holm-adjusted p."""
     fig, axes = plt.subplots(1, len(NEW), figsize=(3.3 * len(NEW), 3.6), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes[0], NEW):
-        for j, target in enumerate(games):
+        for j, target in enumerate(targets):
             x, y = scores[name][:, j], ratios[:, j]
             keep = ~np.isnan(x) & ~np.isnan(y)
             order = np.argsort(x[keep])
@@ -127,24 +130,28 @@ def main() -> None:
     domain = DOMAINS[args.domain]
     command = " ".join(["python", "benchmarks/transfer_predictors.py", *sys.argv[1:]])
     sweep_dir = args.sweep or ROOT / "runs" / domain.config.stem
-    games, transfer, scratch, curves_path = areas(domain)
+    sources, targets, transfer, scratch, curves_path = areas(domain)
     ratios = pred.ratio_matrix(transfer, scratch)
     pcfg = predictors.PredictConfig()
-    rows = pair_values(sweep_dir, games, domain.mode, pcfg, args.cached_only)
-    new = {name: matrix(rows, games, name) for name in NEW}
-    committed, _ = committed_scores(RESULTS / "dptl" / f"{domain.out}.csv", games)
-    everything = committed | new | {name: reference(ratios) for name, (_, reference) in REFERENCES.items()}
-    stats = score(everything, ratios, args)
+    rows = pair_values(sweep_dir, sources, targets, domain.mode, pcfg, args.cached_only)
+    new = {name: matrix(rows, sources, targets, name) for name in NEW}
+    committed, _ = committed_scores(RESULTS / "dptl" / f"{domain.out}.csv", sources, targets)
+    stats = score(committed | new, ratios, args, sources, targets)  # Holm over the predictors, ...
+    stats |= score({name: reference(ratios) for name, (_, reference) in REFERENCES.items()}, ratios, args, sources,
+                   targets)  # ... the references of R (not known before training) apart
+    relabel = relabelling(sources, targets)
     seconds = {name: float(np.median([r["seconds"][name] for r in rows if name in r["seconds"]])) for name in NEW}
     compile_seconds = {k: float(np.max([r["compile_seconds"][k] for r in rows if k in r["compile_seconds"]]))
                        for k in dict.fromkeys(k for r in rows for k in r["compile_seconds"])}
     labels = LABELS | NEW | {k: v[0] for k, v in REFERENCES.items()}
     stem = args.out / f"{args.domain}_predictors"
     summary = {
-        "domain": args.domain, "games": games, "pairs_scored": len(rows), "mode": domain.mode, "curves": curves_path,
-        "source_models": f"{sweep_dir.relative_to(ROOT) if sweep_dir.is_relative_to(ROOT) else sweep_dir}/scratch, "
-                         f"{rows[0]['source_seeds']} seeds each, retrained with the sweep's config (the sweep's own "
-                         "checkpoints were not kept): the same recipe and seeds, not the same weights",
+        "domain": args.domain, "sources": sources, "targets": targets, "pairs_scored": len(rows), "mode": domain.mode,
+        "curves": curves_path,
+        "source_models": f"{shown(sweep_dir)}/scratch, {rows[0]['source_seeds']} seeds each, " + (
+            "the sweep's own scratch runs (the models R was measured with)" if (sweep_dir / "curves.csv").exists()
+            else "retrained with the sweep's config (the sweep's own checkpoints were not kept): the same recipe "
+                 "and seeds, not the same weights"),
         "predict_config": dataclasses.asdict(pcfg), "layer": rows[0]["layer"],
         "transitions_per_set": rows[0]["transitions"],
         "predictors": {name: {"label": labels[name]} | s for name, s in stats.items()},
@@ -153,28 +160,30 @@ def main() -> None:
                                                "with probe_reward (one pass each)"},
         "compile_seconds_first_pair": compile_seconds | {
             "note": "most over pairs: a source compiles its probes once per target action count; the jumpstart "
-                    "rollout compiles per target (its dynamics); early_r's two trainers compile per pair"},
+                    "rollout compiles per target (its dynamics); early_r's transfer trainer compiles per pair, its "
+                    "scratch trainer once per target"},
         "early_r": early_summary(rows, pcfg),
-        "holm_family": "all predictors listed (committed DPTL and baselines, the new ones, the two references)",
-        "tests": f"one-sided; *_p: {args.perm} permutations within each target (source); *_p_games: every "
-                 f"relabelling of the games; pooled Spearman CI: {args.boot} game resamples",
-        "commands": {f"{stem.relative_to(ROOT)}.{ext}": command for ext in ("json", "csv", "png")},
+        "holm_family": "the predictors (committed DPTL and baselines, the new ones); the two references of R apart",
+        "tests": f"one-sided; *_p: {args.perm} permutations within each target (source); *_p_{relabel}: every "
+                 f"relabelling of the {relabel}; pooled Spearman CI: {args.boot} game resamples",
+        "commands": {f"{shown(stem)}.{ext}": command for ext in ("json", "csv", "png")},
     } | environment_info()
     files.write_json(stem.with_suffix(".json"), summary)
-    index = {g: i for i, g in enumerate(games)}
+    row, col = {g: i for i, g in enumerate(sources)}, {g: j for j, g in enumerate(targets)}
     files.write_csv(stem.with_suffix(".csv"), [
         {"source": r["source"], "target": r["target"],
-         "area_ratio": round(float(ratios[index[r["source"]], index[r["target"]]]), 4)}
+         "area_ratio": round(float(ratios[row[r["source"]], col[r["target"]]]), 4)}
         | {k: round(float(r.get(k, np.nan)), 4) for k in NEW}
         | {f"seconds_{k}": round(r["seconds"].get(k, np.nan), 3) for k in NEW}
         for r in rows])
-    figure(stem.with_suffix(".png"), games, ratios, new, stats,
+    figure(stem.with_suffix(".png"), targets, ratios, new, stats,
            f"{args.domain}: model-based predictors vs FC-only R ({domain.mode}), {len(rows)} pairs")
-    print(f"{'predictor':<16} {'tau_t':>6} {'p':>6} {'holm':>6} {'games':>6} {'tau_s':>6} {'p':>6} "
+    print(f"{'predictor':<16} {'tau_t':>6} {'p':>6} {'holm':>6} {relabel:>7} {'holm':>6} {'tau_s':>6} {'p':>6} "
           f"{'spearman [game CI]':>22} {'regret':>7} {'auroc':>6} {'s/pair':>7}")
     for name, s in stats.items():
         print(f"{name:<16} {s['within_target_tau']:+6.2f} {s['within_target_p']:6.3f} "
-              f"{s['within_target_p_holm']:6.3f} {s['within_target_p_games']:6.3f} {s['within_source_tau']:+6.2f} "
+              f"{s['within_target_p_holm']:6.3f} {s[f'within_target_p_{relabel}']:7.3f} "
+              f"{s[f'within_target_p_{relabel}_holm']:6.3f} {s['within_source_tau']:+6.2f} "
               f"{s['within_source_p']:6.3f} {s['pooled_spearman']:+6.2f} [{s['pooled_spearman_ci'][0]:+.2f}, "
               f"{s['pooled_spearman_ci'][1]:+.2f}] {s['top1_regret']:7.3f} {s['auroc_transfer_helps']:6.2f} "
               f"{seconds.get(name, float('nan')):7.2f}")

@@ -143,42 +143,55 @@ def test_the_game_test_holds_its_level_where_the_within_target_test_does_not():
 
 
 def block(n_games: int, n_targets: int) -> np.ndarray:
-    """A held-out block's cells: every game a source, the last ``n_targets`` games targets, no game into itself."""
-    observed = off_diagonal(n_games)
-    observed[:, : n_games - n_targets] = False
-    return observed
+    """A held-out block's cells, (sources, targets): every game a source, the last ``n_targets`` games targets,
+    no game into itself."""
+    return off_diagonal(n_games)[:, n_games - n_targets:]
 
 
-def test_the_source_test_finds_a_planted_predictor_on_a_held_out_block_and_equals_the_game_test_on_a_full_one():
+def test_the_source_test_finds_a_planted_predictor_on_a_held_out_block():
     observed = block(7, 3)
-    ratios, _, _, interaction = planted(7, 0.3, 1.0, 1.0, seed=4)
-    ratios[~observed] = np.nan
+    ratios = planted(7, 0.3, 1.0, 1.0, seed=4)[0][:, 4:]
+    interaction = planted(7, 0.3, 1.0, 1.0, seed=4)[3][:, 4:]
     scores = interaction + 0.3 * np.random.default_rng(5).standard_normal(interaction.shape)
-    scores[np.eye(7, dtype=bool)] = np.nan  # no score for a game into itself: left out where relabelled onto R
+    scores[~observed] = np.nan  # no score for a game into itself: left out where relabelled onto R
+    assert np.isnan(ratios[~observed]).all()
     tau, p = pred.within_tau_source_test(scores, ratios)
     assert tau == pytest.approx(pred.within_tau(scores, ratios)) and tau > 0.4 and p < 0.01
     assert pred.within_tau_source_test(-scores, ratios)[1] > 0.9
     sampled = pred.within_tau_source_test(scores, ratios, n_perm=999, seed=1)
     assert sampled[0] == tau and sampled[1] == pytest.approx(p, abs=0.01)
-    # on 4 games, sources relabelled alone: 24 orderings, exact, p a multiple of 1/24
-    full, _, _, inter4 = planted(4, 0.0, 0.0, 1.0, seed=6)
-    p4 = pred.within_tau_source_test(inter4, full)[1]
-    assert round(p4 * 24, 9) == int(round(p4 * 24))
+    # 4 sources: 24 orderings, exact, so p is a multiple of 1/24
+    p4 = pred.within_tau_source_test(scores[3:], ratios[3:])[1]
+    assert abs(p4 * 24 - round(p4 * 24)) < 1e-9
 
 
 def test_the_source_test_holds_its_level_where_the_within_target_test_does_not():
     """As the game test above, on a block: a score that only knows its source, R with a strong source effect."""
     rng = np.random.default_rng(11)
-    observed = block(6, 3)
+    observed = block(6, 4)
     p_within, p_sources = [], []
     for k in range(150):
-        ratios = 2.0 * rng.standard_normal((6, 1)) + rng.standard_normal((6, 6))
+        ratios = 2.0 * rng.standard_normal((6, 1)) + rng.standard_normal((6, 4))
         ratios[~observed] = np.nan
-        scores = np.broadcast_to(rng.standard_normal((6, 1)), (6, 6)).copy()
+        scores = np.broadcast_to(rng.standard_normal((6, 1)), (6, 4)).copy()
         p_within.append(pred.within_tau_test(scores, ratios, n_perm=300, seed=k)[1])
         p_sources.append(pred.within_tau_source_test(scores, ratios)[1])
     assert np.mean(np.array(p_sources) <= 0.05) <= 0.08
     assert np.mean(np.array(p_within) <= 0.05) > 0.08
+
+
+def test_the_pooled_spearman_of_a_block_resamples_its_games():
+    ratios, _, _, interaction = planted(6, 0.0, 0.0, 1.0, seed=12)
+    games = [f"g{i}" for i in range(6)]
+    square = pred.pooled_spearman_ci(interaction, ratios, n_boot=300, seed=3)
+    assert pred.pooled_spearman_ci(interaction, ratios, n_boot=300, seed=3, games=(games, games)) == square
+    rho, low, high = pred.pooled_spearman_ci(interaction[:, 3:], ratios[:, 3:], n_boot=300, seed=3,
+                                             games=(games, games[3:]))
+    cells = block(6, 3)
+    assert rho == pytest.approx(scipy.stats.spearmanr(interaction[:, 3:][cells], ratios[:, 3:][cells])[0])
+    assert rho == 1.0 and low == pytest.approx(1.0) and high == pytest.approx(1.0)  # scores are R: all agree
+    with pytest.raises(ValueError, match="sources, targets"):
+        pred.pooled_spearman_ci(interaction[:, 3:], ratios[:, 3:], games=(games, games))
 
 
 def test_top1_regret_auroc_and_pooled_spearman_on_a_hand_made_matrix():

@@ -157,6 +157,13 @@ def test_early_r_ranks_the_targets_own_solution_above_a_random_source():
     assert r["solved"]["early_steps"] == 160 and r["solved"]["early_epochs"] == 4  # 5% of 3200, 4 x 40 steps
     assert r["solved"]["early_r"] > max(r["random"]["early_r"], 0.0), r
     assert all(s >= 0 for s in r["solved"]["early_seconds"].values())
+    # one scratch arm per target serves both sources, and gives each the R its own arm gave
+    arms: dict = {}
+    shared = {name: P.early_r(P.Source("", cfg, env, params, "first_n:2"), env, pcfg, arms)
+              for name, params in (("solved", solved), ("random", random))}
+    assert len(arms) == 1
+    assert shared["solved"]["early_scratch_trained"] and not shared["random"]["early_scratch_trained"]
+    assert {k: v["early_r"] for k, v in shared.items()} == {k: v["early_r"] for k, v in r.items()}
 
 
 def test_minatar_actions_keep_their_meaning():

@@ -7,8 +7,9 @@ pair-specific part a pair predictor must find; pairs that share a game are not i
 statistic here ranks sources within each target (Kendall's tau, averaged over targets) and is tested by
 permuting sources within each target; the pooled Spearman's CI resamples games.
 
-Numpy and scipy only. A matrix is (sources, targets) over the same games in the same order on both axes; NaN
-marks a cell without a value (the diagonal: a game is not transferred to itself). Per-seed areas: transfer
+Numpy and scipy only. A matrix is (sources, targets), most often over the same games in the same order on both
+axes (a held-out block: its target games are some of the sources); NaN marks a cell without a value (a game is
+not transferred to itself). Per-seed areas: transfer
 (sources, targets, seeds), scratch (targets, seeds); seed i of every cell is one block (seed i of a transfer
 starts from seed i of its source).
 """
@@ -263,24 +264,35 @@ def within_tau_source_test(scores, ratios, within: str = "target", n_perm: int =
     return float(taus[0]), float(exceed / len(taus))
 
 
-def pooled_spearman_ci(scores, ratios, n_boot: int = 2000, alpha: float = 0.05,
-                       seed: int = 0) -> tuple[float, float, float]:
+def pooled_spearman_ci(scores, ratios, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
+                       games: tuple[list, list] | None = None) -> tuple[float, float, float]:
     """(Spearman over all pairs, low, high): the percentile CI resamples GAMES, since pairs that share a game are
     not independent. A game drawn twice brings its pairs twice; pairs of a game with itself do not exist.
+    ``games``: the (sources, targets) labels where the axes are not one game list (a held-out block); a drawn
+    game brings its row if it is a source and its column if it is a target.
     Resamples that leave fewer than 2 pairs (or a constant) are left out."""
     s, r = np.asarray(scores, float), np.asarray(ratios, float)
-    if s.shape != r.shape or s.shape[0] != s.shape[1]:
-        raise ValueError(f"scores and ratios must be one square (games, games) shape, got {s.shape} and {r.shape}")
+    if games is None:
+        if s.shape != r.shape or s.shape[0] != s.shape[1]:
+            raise ValueError(f"scores and ratios must be one square (games, games) shape, got {s.shape} and {r.shape}")
+        games = (list(range(len(s))), list(range(len(s))))
+    sources, targets = games
+    if s.shape != r.shape or s.shape != (len(sources), len(targets)):
+        raise ValueError(f"scores {s.shape} and ratios {r.shape} must be (sources, targets) = "
+                         f"({len(sources)}, {len(targets)})")
+    labels = list(dict.fromkeys([*sources, *targets]))
     rng = np.random.default_rng(seed)
 
-    def correlation(games):
-        x, y = s[np.ix_(games, games)], r[np.ix_(games, games)]
+    def correlation(drawn):
+        rows = [i for g in drawn for i, source in enumerate(sources) if source == labels[g]]
+        cols = [j for g in drawn for j, target in enumerate(targets) if target == labels[g]]
+        x, y = s[np.ix_(rows, cols)], r[np.ix_(rows, cols)]
         cells = ~np.isnan(x) & ~np.isnan(y)
         return stats.spearman(x[cells], y[cells])
 
-    draws = [correlation(rng.integers(len(s), size=len(s))) for _ in range(n_boot)]
+    draws = [correlation(rng.integers(len(labels), size=len(labels))) for _ in range(n_boot)]
     low, high = np.nanquantile(draws, [alpha / 2, 1 - alpha / 2])
-    return correlation(np.arange(len(s))), float(low), float(high)
+    return correlation(np.arange(len(labels))), float(low), float(high)
 
 
 def top1_regret(scores, ratios) -> float:

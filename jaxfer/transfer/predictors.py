@@ -346,20 +346,28 @@ def learning_curves(cfg: TrainConfig, env: envs.Env, params, freeze) -> tuple[np
     return np.stack(curve, 1), time.perf_counter() - tick - epoch_fn.compile_seconds, epoch_fn.compile_seconds
 
 
-def early_r(source: Source, env: envs.Env, pcfg: PredictConfig = PredictConfig()) -> dict:
+def early_r(source: Source, env: envs.Env, pcfg: PredictConfig = PredictConfig(),
+            scratch_arms: dict | None = None) -> dict:
     """R of the source's transfer into ``env`` over the first ``early_fraction`` of the source run's budget: the
     transfer and scratch arms start seed i from the same fresh init (as the sweep pairs them), on seeds the sweep
-    does not use, so the probe is not judged against its own noise."""
+    does not use, so the probe is not judged against its own noise. The scratch arm depends on the target and the
+    training config only: ``scratch_arms`` (a dict the caller keeps across sources) holds it for the next source
+    trained with that config, as a sweep's scratch run serves every source into its target."""
     from jaxfer.runtime import run
     name, n, frozen = sweep.parse_mode(source.mode)
     cfg = early_config(source.cfg, pcfg, source.seeds)
     fresh = run.init_params(cfg, env)
     transferred, freeze = surgery.apply(name, source.params, fresh, n=n, frozen=frozen)
     transfer = learning_curves(cfg, env, transferred, None if freeze is None else jax.tree.map(bool, freeze))
-    scratch = learning_curves(cfg, env, fresh, None)
+    arms = {} if scratch_arms is None else scratch_arms
+    key = dataclasses.replace(cfg, env=env.id)
+    trained = key not in arms
+    if trained:
+        arms[key] = learning_curves(cfg, env, fresh, None)
+    scratch = arms[key]
     return {"early_r": area_ratio.area_ratio(transfer[0], scratch[0]), "early_steps": cfg.total_steps,
             "early_epochs": cfg.num_epochs, "early_seconds": {"transfer": transfer[1], "scratch": scratch[1]},
-            "early_compile_seconds": transfer[2] + scratch[2]}
+            "early_scratch_trained": trained, "early_compile_seconds": transfer[2] + (scratch[2] if trained else 0.0)}
 
 
 # ---------------------------------------------------------------- one (source, target) pair
@@ -418,11 +426,13 @@ def _target_env(source: Source, target: str) -> envs.Env:
     return env
 
 
-def predict(source: Source, targets, pcfg: PredictConfig = PredictConfig(), only=PREDICTORS) -> list[dict]:
+def predict(source: Source, targets, pcfg: PredictConfig = PredictConfig(), only=PREDICTORS,
+            scratch_arms: dict | None = None) -> list[dict]:
     """The predictors ``only`` names of (source, target) for each target, each the mean over the source's seeds,
     with the seconds each took (``seconds``: after compiling; ``compile_seconds``: the first call's extra, paid
     once per action count: the probes do not depend on the target's dynamics, only the data do; early_r trains,
-    so it compiles per target). Every target and the config are checked before any is scored."""
+    so it compiles per target). Every target and the config are checked before any is scored. ``scratch_arms``:
+    early_r's from-scratch arms, kept by a caller that scores several sources (see ``early_r``)."""
     unknown = [k for k in only if k not in PREDICTORS]
     if unknown:
         raise PredictError(f"unknown predictor '{unknown[0]}'; known: {', '.join(PREDICTORS)}")
@@ -437,7 +447,8 @@ def predict(source: Source, targets, pcfg: PredictConfig = PredictConfig(), only
     if "early_r" in only:
         early_config(source.cfg, pcfg, source.seeds)
     compiled: dict = {"warm": set()}  # action count -> the jitted passes; "warm": the functions called once
-    return [{"target": t} | _predict_one(source, t, env, pcfg, compiled, set(only)) for t, env in target_envs.items()]
+    return [{"target": t} | _predict_one(source, t, env, pcfg, compiled, set(only), scratch_arms)
+            for t, env in target_envs.items()]
 
 
 def _probe_steps(cfg: TrainConfig, pcfg: PredictConfig) -> int:
@@ -446,7 +457,8 @@ def _probe_steps(cfg: TrainConfig, pcfg: PredictConfig) -> int:
     return max(steps // cfg.n_steps, 1) * cfg.n_steps if cfg.agent == "a2c" else steps
 
 
-def _predict_one(source: Source, target: str, env: envs.Env, pcfg: PredictConfig, compiled: dict, only: set) -> dict:
+def _predict_one(source: Source, target: str, env: envs.Env, pcfg: PredictConfig, compiled: dict, only: set,
+                 scratch_arms: dict | None) -> dict:
     from jaxfer.runtime import run
     cfg = dataclasses.replace(source.cfg, env=target)
     name, n, frozen = sweep.parse_mode(source.mode)
@@ -510,9 +522,10 @@ def _predict_one(source: Source, target: str, env: envs.Env, pcfg: PredictConfig
         out["jumpstart"] = float(jnp.nanmean(zero_shot) - floor)
 
     if "early_r" in only:
-        early = early_r(source, env, pcfg)
+        early = early_r(source, env, pcfg, scratch_arms)
         out |= {k: v for k, v in early.items() if not k.endswith("seconds")}
-        seconds["early_r"] = early["early_seconds"]["transfer"] + early["early_seconds"]["scratch"]
+        seconds["early_r"] = early["early_seconds"]["transfer"] + early["early_seconds"]["scratch"] * early[
+            "early_scratch_trained"]
         compile_seconds["early_r"] = early["early_compile_seconds"]
         out["early_seconds"] = early["early_seconds"]
     return out | {"layer": layer, "seconds": seconds, "compile_seconds": compile_seconds,
