@@ -96,10 +96,11 @@ def score(predictors: dict[str, np.ndarray], ratios: np.ndarray, args, sources: 
     return out
 
 
-def power(observed: np.ndarray, decomposition: dict, noise: dict, args) -> dict:
+def power(observed: np.ndarray, decomposition: dict, noise: dict, args, relabel: str = "games") -> dict:
     """Power of the within-target and within-source tests at latent rho = 0.5 on this design: with the games
     alone (no source or target effect, no noise: the most this many games allow) and with the variances
-    measured here, in units of the interaction beyond noise."""
+    measured here, in units of the interaction beyond noise. The permutation test, or on a held-out block
+    (``relabel`` "sources") the source-relabelling test its analysis names."""
     cells = decomposition["cells"]
     interaction = noise["interaction_variance_beyond_noise"]
     measured = {"source_variance": decomposition["source"] * decomposition["ss_total"] / cells / interaction,
@@ -108,11 +109,12 @@ def power(observed: np.ndarray, decomposition: dict, noise: dict, args) -> dict:
     out = {"rho": RHO, "alpha": 0.05, "simulations": args.sims, "permutations": args.sims_perm,
            "model": "latent Gaussian: R = source + target + interaction + noise per cell; the predictor "
                     "correlates rho with the interaction (jaxfer.transfer.predictability.simulate_power)",
+           "test": "sources relabelled" if relabel == "sources" else "permutation within each target (source)",
            "measured_variances_in_interaction_units": measured}
     for setting, variances in (("games_only", {}), ("as_measured", measured)):
         for within in ("target", "source"):
             value, se = pred.simulate_power(observed, RHO, **variances, within=within, n_sim=args.sims,
-                                            n_perm=args.sims_perm, seed=1)
+                                            n_perm=args.sims_perm, seed=1, relabel_sources=relabel == "sources")
             out[f"{setting}_within_{within}"] = {"power": value, "mc_se": se}
     return out
 
@@ -211,7 +213,7 @@ def main() -> None:
                  f"source's targets where R has a source effect; *_p_{relabel}: exact, every relabelling of the "
                  f"{relabel} (n! orderings; scores relabelled onto a cell they have no value for leave it out); "
                  f"pooled Spearman CI: {args.boot} game resamples (percentile, 95%)",
-        "power": power(~np.isnan(ratios), decomposition, noise, args),
+        "power": power(~np.isnan(ratios), decomposition, noise, args, relabel),
     }
     stem = args.out / args.domain
     summary["commands"] = {f"{shown(stem)}.{ext}": command for ext in ("json", "csv", "png")}

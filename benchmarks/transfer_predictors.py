@@ -1,13 +1,13 @@
 """Do the model-based predictors of ``jaxfer.transfer.predictors`` rank FC-only transfer? Each (source, target)
-pair of the committed Catch or MinAtar FC-only sweep scored by every predictor (``jaxfer predict``'s function)
-from the sweep's scratch runs (the source models), then scored against the committed R with the statistics of
-``benchmarks/transfer_predictability.py`` (within-target tau and its tests, Holm over every predictor listed,
-DPTL, its three baselines and the two references of R included).
+pair of a committed FC-only sweep (Catch, MinAtar or Catch's held-out block) scored by every predictor
+(``jaxfer predict``'s function) from the sweep's scratch runs (the source models), then scored against the
+committed R with the statistics of ``benchmarks/transfer_predictability.py`` (within-target tau and its tests,
+Holm over the predictors: DPTL, its three baselines and the new ones; the two references of R apart).
 
 The source models are not committed (params.npz files); train them first, as the sweep did:
 
     jaxfer transfer configs/catch_fc_only_transfer.yaml --run scratch/catch_v0 seeds=2   # each game
-    python benchmarks/transfer_predictors.py catch|minatar [--sweep DIR]   # -> benchmarks/results/predictability/
+    python benchmarks/transfer_predictors.py catch [--sweep DIR]   # -> benchmarks/results/predictability/
 
 Each pair's values are kept under <sweep>/predictors/ so that an interrupted scoring resumes.
 """
@@ -30,7 +30,7 @@ from transfer_predictability import REFERENCES, areas, committed_scores, relabel
 from jaxfer.runtime import files, rundir  # noqa: E402
 from jaxfer.runtime.run import environment_info  # noqa: E402
 from jaxfer.transfer import predictability as pred  # noqa: E402
-from jaxfer.transfer import predictors  # noqa: E402
+from jaxfer.transfer import predictors, sweep  # noqa: E402
 
 NEW = {"trainability": "trainability (TD-loss drop, transferred - fresh)",
        "grad_norm": "log gradient norm, transferred / fresh",
@@ -125,15 +125,21 @@ def main() -> None:
     p.add_argument("--boot", type=int, default=2000, help="game resamples of the pooled Spearman's CI")
     p.add_argument("--cached-only", action="store_true",
                    help="score only the pairs computed already (an interrupted scoring); the others stay NaN")
+    p.add_argument("--values-only", action="store_true",
+                   help="compute and cache every pair's values, then stop (the source models are enough: run it "
+                        "while the sweep still trains its transfers, score once its curves are committed)")
     p.add_argument("--out", type=Path, default=RESULTS / "predictability")
     args = p.parse_args()
     domain = DOMAINS[args.domain]
     command = " ".join(["python", "benchmarks/transfer_predictors.py", *sys.argv[1:]])
     sweep_dir = args.sweep or ROOT / "runs" / domain.config.stem
+    pcfg = predictors.PredictConfig()
+    cfg = sweep.load(domain.config)
+    rows = pair_values(sweep_dir, list(cfg.sources), list(cfg.targets), domain.mode, pcfg, args.cached_only)
+    if args.values_only:
+        return
     sources, targets, transfer, scratch, curves_path = areas(domain)
     ratios = pred.ratio_matrix(transfer, scratch)
-    pcfg = predictors.PredictConfig()
-    rows = pair_values(sweep_dir, sources, targets, domain.mode, pcfg, args.cached_only)
     new = {name: matrix(rows, sources, targets, name) for name in NEW}
     committed, _ = committed_scores(RESULTS / "dptl" / f"{domain.out}.csv", sources, targets)
     stats = score(committed | new, ratios, args, sources, targets)  # Holm over the predictors, ...

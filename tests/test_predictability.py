@@ -218,6 +218,10 @@ def test_the_power_simulation_matches_the_closed_form_on_one_target():
     size, se = pred.simulate_power(np.ones((12, 1), bool), 0.0, n_sim=1000, n_perm=199, seed=4)
     assert abs(size - 0.05) < 3 * se
     assert pred.kendall_power_normal(12, 0.0) == pytest.approx(0.05)
+    # on one target, relabelling the sources is permuting them within it: the same power
+    relabelled, se = pred.simulate_power(np.ones((12, 1), bool), 0.5, n_sim=400, n_perm=499, seed=6,
+                                         relabel_sources=True)
+    assert abs(relabelled - closed) < 3 * se
 
 
 def test_power_falls_with_source_effects_and_noise():

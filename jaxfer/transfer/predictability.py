@@ -332,8 +332,10 @@ def source_quality(ratios) -> np.ndarray:
 
 def simulate_power(observed, rho: float, source_variance: float = 0.0, target_variance: float = 0.0,
                    noise_variance: float = 0.0, within: str = "target", alpha: float = 0.05, n_sim: int = 1000,
-                   n_perm: int = 500, seed: int = 0, chunk: int = 50) -> tuple[float, float]:
-    """(power, its Monte-Carlo standard error) of ``within_tau_test`` at level ``alpha`` on a design of
+                   n_perm: int = 500, seed: int = 0, chunk: int = 50,
+                   relabel_sources: bool = False) -> tuple[float, float]:
+    """(power, its Monte-Carlo standard error) of ``within_tau_test`` (``relabel_sources``:
+    ``within_tau_source_test`` with ``n_perm`` random relabellings) at level ``alpha`` on a design of
     ``observed`` cells (a boolean (sources, targets) mask), for a predictor whose latent Pearson correlation with
     R's pair-specific part is ``rho``. The latent Gaussian model, per cell: R = source + target + interaction +
     noise, the interaction of variance 1 (the other variances are in its units), the predictor
@@ -349,7 +351,11 @@ def simulate_power(observed, rho: float, source_variance: float = 0.0, target_va
                   + interaction + np.sqrt(noise_variance) * rng.standard_normal((batch, *mask.shape)))
         scores = rho * interaction + np.sqrt(1 - rho ** 2) * rng.standard_normal((batch, *mask.shape))
         ratios[:, ~mask] = np.nan
-        _, p = _permutation_p(_groups(scores, ratios, within), n_perm, rng)
+        if relabel_sources:
+            p = np.array([within_tau_source_test(x, y, within, n_perm, seed=int(rng.integers(2 ** 31)))[1]
+                          for x, y in zip(scores, ratios)])
+        else:
+            _, p = _permutation_p(_groups(scores, ratios, within), n_perm, rng)
         rejected += int((p <= alpha).sum())
     power = rejected / n_sim
     return power, float(np.sqrt(power * (1 - power) / n_sim))
