@@ -125,6 +125,8 @@ def main() -> None:
     p.add_argument("--boot", type=int, default=2000, help="game resamples of the pooled Spearman's CI")
     p.add_argument("--cached-only", action="store_true",
                    help="score only the pairs computed already (an interrupted scoring); the others stay NaN")
+    p.add_argument("--transitions", type=int, help="random-policy target transitions per set (default: "
+                   f"{predictors.PredictConfig.transitions}; MinAtar's long episodes need more for the return probe)")
     p.add_argument("--values-only", action="store_true",
                    help="compute and cache every pair's values, then stop (the source models are enough: run it "
                         "while the sweep still trains its transfers, score once its curves are committed)")
@@ -133,7 +135,7 @@ def main() -> None:
     domain = DOMAINS[args.domain]
     command = " ".join(["python", "benchmarks/transfer_predictors.py", *sys.argv[1:]])
     sweep_dir = args.sweep or ROOT / "runs" / domain.config.stem
-    pcfg = predictors.PredictConfig()
+    pcfg = predictors.PredictConfig(**({} if args.transitions is None else {"transitions": args.transitions}))
     cfg = sweep.load(domain.config)
     rows = pair_values(sweep_dir, list(cfg.sources), list(cfg.targets), domain.mode, pcfg, args.cached_only)
     if args.values_only:
