@@ -82,7 +82,7 @@ def seed_curves(curves: list[dict], mode: str) -> dict:
 def run_curves(sweep_dir: Path, cfg: sweep.SweepConfig, mode: str) -> dict:
     """The same from the sweep's finished run directories (run.json written): a sweep still running
     gives the pairs it has finished."""
-    runs = {(g, g): sweep_dir / "scratch" / rundir.slug(g) for g in cfg.targets}
+    runs = {(g, g): sweep_dir / "scratch" / rundir.slug(g) for g in dict.fromkeys(cfg.sources + cfg.targets)}
     runs |= {(s, t): sweep_dir / sweep.cell_dir(s, t, m) for s, t, m in cfg.cells() if m == mode}
     out = {}
     for key, run_dir in runs.items():
