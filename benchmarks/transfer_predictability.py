@@ -72,6 +72,14 @@ def relabelling(sources: list[str], targets: list[str]) -> str:
     return "games" if sources == targets else "sources"
 
 
+def primary_p(stats: dict, within: str, relabel: str) -> tuple[float, str]:
+    """The Holm-adjusted p a figure shows, and its name: the permutation test's on one game list (the exploration
+    designs' primary test), the source relabelling's on a held-out block (the test its analysis fixed)."""
+    if relabel == "games":
+        return stats[f"within_{within}_p_holm"], "Holm p"
+    return stats[f"within_{within}_p_sources_holm"], "Holm p, sources relabelled"
+
+
 def score(predictors: dict[str, np.ndarray], ratios: np.ndarray, args, sources: list[str],
           targets: list[str]) -> dict[str, dict]:
     """Every statistic of every predictor against R, with Holm's correction across the predictors. The exact
@@ -121,6 +129,7 @@ def power(observed: np.ndarray, decomposition: dict, noise: dict, args, relabel:
 
 def figure(path: Path, sources: list[str], targets: list[str], ratios: np.ndarray, decomposition: dict, noise: dict,
            reliability: dict, stats: dict, title: str) -> None:
+    relabel = relabelling(sources, targets)
     """R as a matrix; the decomposition's shares with what seed noise alone would give the interaction; each
     predictor's within-target and within-source tau with its Holm-adjusted p."""
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1, 1, 1.4]})
@@ -159,12 +168,13 @@ def figure(path: Path, sources: list[str], targets: list[str], ratios: np.ndarra
         taus = [stats[n][f"within_{within}_tau"] for n in labels]
         ax.bar(x + offset, taus, width=0.4, color=colour, label=f"within-{within} tau")
         for xi, n, tau in zip(x, labels, taus):
-            ax.text(xi + offset, tau, f"p={stats[n][f'within_{within}_p_holm']:.2f}", ha="center",
+            ax.text(xi + offset, tau, f"p={primary_p(stats[n], within, relabel)[0]:.2f}", ha="center",
                     va="bottom" if tau >= 0 else "top", fontsize=6)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(x, [n.replace("_", "\n") for n in labels], fontsize=7)
     ax.set_ylim(-1.15, 1.15)
-    ax.set_title("predictors: mean Kendall tau within target / source (Holm-adjusted one-sided p)", fontsize=8)
+    ax.set_title(f"predictors: mean Kendall tau within target / source (one-sided "
+                 f"{primary_p(stats[labels[0]], 'target', relabel)[1]})", fontsize=8)
     ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from dptl_validation import DOMAINS, LABELS, RESULTS, ROOT, shown  # noqa: E402
-from transfer_predictability import REFERENCES, areas, committed_scores, relabelling, score  # noqa: E402
+from transfer_predictability import REFERENCES, areas, committed_scores, primary_p, relabelling, score  # noqa: E402
 
 from jaxfer.runtime import files, rundir  # noqa: E402
 from jaxfer.runtime.run import environment_info  # noqa: E402
@@ -92,12 +92,17 @@ def early_summary(rows: list[dict], pcfg: predictors.PredictConfig) -> dict:
             "median_compile_seconds_per_pair": float(np.median([r["compile_seconds"]["early_r"] for r in timed]))}
 
 
-def figure(path: Path, targets: list[str], ratios: np.ndarray, scores: dict, stats: dict, title: str) -> None:
+def figure(path: Path, targets: list[str], ratios: np.ndarray, scores: dict, stats: dict, relabel: str,
+           title: str) -> None:
     """One panel per new predictor: its score against R, one colour per target (the within-target ranking is
     what the primary statistic judges), with its within-target tau and Holm-adjusted p."""
-    fig, axes = plt.subplots(1, len(NEW), figsize=(3.3 * len(NEW), 3.6), squeeze=False)
+    columns = 5
+    rows = -(-len(NEW) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, name in zip(axes[0], NEW):
+    for ax in axes.flat[len(NEW):]:
+        ax.set_axis_off()
+    for ax, name in zip(axes.flat, NEW):
         for j, target in enumerate(targets):
             x, y = scores[name][:, j], ratios[:, j]
             keep = ~np.isnan(x) & ~np.isnan(y)
@@ -105,12 +110,14 @@ def figure(path: Path, targets: list[str], ratios: np.ndarray, scores: dict, sta
             ax.plot(x[keep][order], y[keep][order], "o-", ms=4, lw=0.7, color=colours[j % len(colours)],
                     label=f"into {target.split('/')[1]}")
         s = stats[name]
-        ax.set_title(f"{NEW[name]}\ntau {s['within_target_tau']:+.2f} (Holm p {s['within_target_p_holm']:.2f})",
+        p, which = primary_p(s, "target", relabel)
+        ax.set_title(f"{NEW[name]}\ntau {s['within_target_tau']:+.2f} ({which} {p:.3f})",
                      fontsize=8)
         ax.axhline(0, color="grey", lw=0.8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("area ratio R")
+    for row in axes:
+        row[0].set_ylabel("area ratio R")
     axes[0][0].legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -184,7 +191,7 @@ def main() -> None:
         | {k: round(float(r.get(k, np.nan)), 4) for k in NEW}
         | {f"seconds_{k}": round(r["seconds"].get(k, np.nan), 3) for k in NEW}
         for r in rows])
-    figure(stem.with_suffix(".png"), targets, ratios, new, stats,
+    figure(stem.with_suffix(".png"), targets, ratios, new, stats, relabel,
            f"{args.domain}: model-based predictors vs FC-only R ({domain.mode}), {len(rows)} pairs")
     print(f"{'predictor':<16} {'tau_t':>6} {'p':>6} {'holm':>6} {relabel:>7} {'holm':>6} {'tau_s':>6} {'p':>6} "
           f"{'spearman [game CI]':>22} {'regret':>7} {'auroc':>6} {'s/pair':>7}")
