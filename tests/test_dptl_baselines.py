@@ -11,6 +11,7 @@ from jaxfer.dptl import baselines
 from jaxfer.networks import actor_critic
 from jaxfer.runtime import files
 from jaxfer.transfer import area_ratio
+from jaxfer.transfer import predictability as pred
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dptl_validation  # noqa: E402
@@ -79,3 +80,21 @@ def test_validation_recomputes_the_sweeps_area_ratios_from_its_per_seed_curves()
         point, low, high = area_ratio.area_ratio_ci(curves[row["source"], row["target"]], curves[row["target"],
                                                                                                    row["target"]])
         assert [round(v, 4) for v in (point, low, high)] == [float(row[k]) for k in ("area_ratio", "ci_low", "ci_high")]
+
+
+def test_the_held_out_block_reads_as_its_sources_by_its_targets():
+    """The block's committed curves: R of (8 sources, 4 targets), NaN exactly where a game meets itself, equal
+    to the sweep's area_ratios.csv and to the R its DPTL validation recorded."""
+    import transfer_predictability
+    domain = dptl_validation.DOMAINS["catch_holdout"]
+    sources, targets, transfer, scratch, _ = transfer_predictability.areas(domain)
+    assert len(sources) == 8 and targets == ["catch/v5", "catch/v6", "catch/v7", "catch/v8"]
+    ratios = pred.ratio_matrix(transfer, scratch)
+    assert np.isnan(ratios).sum() == 4 and all(np.isnan(ratios[sources.index(t), j]) for j, t in enumerate(targets))
+    committed = dptl_validation.RESULTS / "transfer" / domain.config.stem / "area_ratios.csv"
+    for row in files.read_csv(committed):
+        assert ratios[sources.index(row["source"]), targets.index(row["target"])] == pytest.approx(
+            float(row["area_ratio"]), abs=1e-4)
+    _, recorded = transfer_predictability.committed_scores(
+        dptl_validation.RESULTS / "dptl" / f"{domain.out}.csv", sources, targets)
+    np.testing.assert_allclose(recorded, ratios, atol=1e-4)
