@@ -222,19 +222,33 @@ def within_tau_test(scores, ratios, within: str = "target", n_perm: int = 10000,
     return float(tau), float(p)
 
 
+def _relabelled_p(relabelled, ratios, within: str) -> tuple[float, float]:
+    """(statistic at the identity, p) of relabelled score matrices (orderings first, the identity at 0): the mean
+    over R's targets (sources) of the pairwise-complete tau, so the groups are R's alone and a relabelled score
+    without a value on a cell (a game's pair with itself, a target a probe could not score) leaves that cell out
+    instead of changing the groups."""
+    r = np.asarray(ratios, float)
+    if within == "source":
+        relabelled, r = np.swapaxes(relabelled, -1, -2), r.T
+    elif within != "target":
+        raise ValueError(f"within must be 'target' or 'source', got {within!r}")
+    cells = [~np.isnan(r[:, g]) for g in range(r.shape[1])]
+    taus = np.mean([_tau_b(relabelled[:, c, g], r[c, g]) for g, c in enumerate(cells) if c.sum() >= 2], axis=0)
+    return float(taus[0]), float((taus >= taus[0] - 1e-12).mean())
+
+
 def within_tau_game_test(scores, ratios, within: str = "target") -> tuple[float, float]:
     """(mean within-target tau, exact p) over every relabelling of the games: the scores' rows and columns
     permuted together. ``within_tau_test`` treats targets as independent, which they are not where R has a
     source effect (every column ranks the same good sources): a score that only knows its source (or anything
     shared across a source's targets) then passes it too often. Relabelling the games keeps that structure, at
-    the price of n! orderings (24 for 4 games: p >= 1/24)."""
+    the price of n! orderings (24 for 4 games: p >= 1/24). The tau is ``_relabelled_p``'s: a score missing on a
+    cell R has counts as no pair there."""
     s, r = np.asarray(scores, float), np.asarray(ratios, float)
     if s.shape != r.shape or s.shape[0] != s.shape[1]:
         raise ValueError(f"scores and ratios must be one square (games, games) shape, got {s.shape} and {r.shape}")
     orders = np.array(list(itertools.permutations(range(len(s)))))  # the identity first
-    relabelled = s[orders[:, :, None], orders[:, None, :]]
-    taus = np.mean([_tau_b(x, y) for x, y in _groups(relabelled, r, within)], axis=0)
-    return float(taus[0]), float((taus >= taus[0] - 1e-12).mean())
+    return _relabelled_p(s[orders[:, :, None], orders[:, None, :]], r, within)
 
 
 def within_tau_source_test(scores, ratios, within: str = "target", n_perm: int = 40320,
@@ -243,8 +257,7 @@ def within_tau_source_test(scores, ratios, within: str = "target", n_perm: int =
     columns kept. The game test's protection for designs whose sources and targets are not one game list (a
     held-out block: every game a source, some games targets): a score shared across a source's targets keeps
     that structure under the null. Exact (every ordering, the identity included) where the sources allow at most
-    ``n_perm`` orderings, else ``n_perm`` random ones and p = (1 + #null >= tau) / (1 + n_perm). A relabelled
-    score that lands on a cell it has no value for (a game's pair with itself) leaves that cell out."""
+    ``n_perm`` orderings, else ``n_perm`` random ones and p = (1 + #null >= tau) / (1 + n_perm)."""
     s, r = np.asarray(scores, float), np.asarray(ratios, float)
     if s.shape != r.shape:
         raise ValueError(f"scores {s.shape} and ratios {r.shape} differ in shape")
@@ -253,15 +266,7 @@ def within_tau_source_test(scores, ratios, within: str = "target", n_perm: int =
     rng = np.random.default_rng(seed)
     orders = (np.array(list(itertools.permutations(range(n)))) if exact
               else np.concatenate([np.arange(n)[None], np.argsort(rng.random((n_perm, n)), axis=1)]))
-    relabelled = s[orders]
-    if within == "source":
-        relabelled, r = np.swapaxes(relabelled, -1, -2), r.T
-    elif within != "target":
-        raise ValueError(f"within must be 'target' or 'source', got {within!r}")
-    columns = [g for g in range(r.shape[1]) if (~np.isnan(r[:, g])).sum() >= 2]
-    taus = np.mean([_tau_b(relabelled[:, ~np.isnan(r[:, g]), g], r[~np.isnan(r[:, g]), g]) for g in columns], axis=0)
-    exceed = (taus >= taus[0] - 1e-12).sum()
-    return float(taus[0]), float(exceed / len(taus))
+    return _relabelled_p(s[orders], r, within)
 
 
 def pooled_spearman_ci(scores, ratios, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
