@@ -84,10 +84,12 @@ def early_summary(rows: list[dict], pcfg: predictors.PredictConfig) -> dict:
     timed = [r for r in rows if "early_seconds" in r]
     if not timed:
         return {}
-    arm = {k: float(np.median([r["early_seconds"][k] for r in timed])) for k in ("transfer", "scratch")}
+    trained = [r for r in timed if r.get("early_scratch_trained", True)]  # a shared arm counted once
+    arm = {"transfer": float(np.median([r["early_seconds"]["transfer"] for r in timed])),
+           "scratch": float(np.median([r["early_seconds"]["scratch"] for r in trained]))}
     return {"steps": timed[0]["early_steps"], "epochs": timed[0]["early_epochs"], "fraction": pcfg.early_fraction,
             "seeds": f"{timed[0]['source_seeds']} from seed {pcfg.early_seed} (the sweep's are 0-4)",
-            "scratch_arms_trained": sum(r.get("early_scratch_trained", True) for r in timed),
+            "scratch_arms_trained": len(trained),
             "median_seconds_per_pair": arm | {"note": "after compiling, all seeds batched; scratch: per arm trained"},
             "median_compile_seconds_per_pair": float(np.median([r["compile_seconds"]["early_r"] for r in timed]))}
 
