@@ -91,7 +91,10 @@ def score(predictors: dict[str, np.ndarray], ratios: np.ndarray, args, sources: 
         target_tau, target_p = pred.within_tau_test(scores, ratios, "target", args.perm, seed=k)
         source_tau, source_p = pred.within_tau_test(scores, ratios, "source", args.perm, seed=k)
         rho, low, high = pred.pooled_spearman_ci(scores, ratios, args.boot, seed=k, games=(sources, targets))
+        per_target = pred.group_taus(scores, ratios, "target")
         out[name] = {"within_target_tau": target_tau, "within_target_p": target_p,
+                     "within_target_taus": {t: None if np.isnan(v) else round(float(v), 4)
+                                            for t, v in zip(targets, per_target)},
                      f"within_target_p_{relabel}": exact(scores, ratios, "target")[1],
                      "within_source_tau": source_tau, "within_source_p": source_p,
                      f"within_source_p_{relabel}": exact(scores, ratios, "source")[1],
@@ -229,7 +232,7 @@ def main() -> None:
     summary["commands"] = {f"{shown(stem)}.{ext}": command for ext in ("json", "csv", "png")}
     files.write_json(stem.with_suffix(".json"), summary)
     files.write_csv(stem.with_suffix(".csv"), [
-        {"predictor": name} | {k: round(v, 4) for k, v in s.items() if not isinstance(v, list)}
+        {"predictor": name} | {k: round(v, 4) for k, v in s.items() if not isinstance(v, (list, dict))}
         | {"pooled_spearman_low": round(s["pooled_spearman_ci"][0], 4),
            "pooled_spearman_high": round(s["pooled_spearman_ci"][1], 4)}
         for name, s in stats.items()])

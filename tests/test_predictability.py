@@ -119,6 +119,17 @@ def test_a_predictor_that_only_knows_target_ease_is_not_detected_within_targets(
     assert pred.pooled_spearman_ci(scores, ratios, n_boot=200, seed=seed)[0] > 0.7  # yet it correlates pooled
 
 
+def test_group_taus_are_each_targets_tau_and_average_to_the_within_tau():
+    ratios = np.array([[np.nan, 1.0, 3.0], [2.0, np.nan, 1.0], [1.0, 2.0, np.nan], [3.0, 0.0, 2.0]])
+    scores = np.array([[9.0, 1.0, 5.0], [5.0, 7.0, np.nan], [1.0, 2.0, 3.0], [7.0, 2.0, np.nan]])
+    taus = pred.group_taus(scores, ratios)
+    assert taus[0] == pytest.approx(1.0)  # sources 1, 2, 3 in R's order
+    assert taus[1] == pytest.approx(scipy.stats.kendalltau([1.0, 2.0, 2.0], [1.0, 2.0, 0.0])[0])  # with a tie
+    assert np.isnan(taus[2])  # one cell with both values
+    assert pred.within_tau(scores, ratios) == pytest.approx(np.nanmean(taus))
+    assert pred.group_taus(scores, ratios, "source")[3] == pytest.approx(1.0)  # its two cells agree
+
+
 def test_the_leave_one_out_references_leave_the_pair_out():
     ratios, *_ = planted(4, 1.0, 1.0, 1.0, seed=9)
     ease, quality = pred.target_ease(ratios), pred.source_quality(ratios)

@@ -24,7 +24,7 @@ import scipy.stats
 from jaxfer import stats
 
 __all__ = ["ratio_matrix", "seed_ratios", "AdditiveFit", "additive_fit", "decompose", "interaction_noise",
-           "split_half_reliability", "within_tau", "within_tau_test", "within_tau_game_test",
+           "split_half_reliability", "group_taus", "within_tau", "within_tau_test", "within_tau_game_test",
            "within_tau_source_test", "pooled_spearman_ci",
            "top1_regret", "auroc_transfer_helps", "target_ease", "source_quality", "simulate_power",
            "kendall_power_normal"]
@@ -195,10 +195,24 @@ def _groups(scores, ratios, within: str):
     return [(x, y) for x, y in groups if x.shape[-1] >= 2]
 
 
+def group_taus(scores, ratios, within: str = "target") -> np.ndarray:
+    """(targets,) Kendall's tau-b between the scores and R of each target's cells (``within="source"``: each
+    source's), NaN where a target has fewer than 2 cells with both: where a predictor works and where not."""
+    s, r = np.asarray(scores, float), np.asarray(ratios, float)
+    if s.ndim != 2 or s.shape != r.shape:
+        raise ValueError(f"scores and ratios must be one (sources, targets) shape, got {s.shape} and {r.shape}")
+    if within not in ("target", "source"):
+        raise ValueError(f"within must be 'target' or 'source', got {within!r}")
+    if within == "source":
+        s, r = s.T, r.T
+    cells = [~np.isnan(s[:, g]) & ~np.isnan(r[:, g]) for g in range(r.shape[1])]
+    return np.array([float(_tau_b(s[c, g], r[c, g])) if c.sum() >= 2 else np.nan for g, c in enumerate(cells)])
+
+
 def within_tau(scores, ratios, within: str = "target") -> float:
     """Mean over targets (or sources) of Kendall's tau-b between the scores and R of the cells in it: how well
     the predictor ranks the sources for a target, with target ease (constant within a target) taken out."""
-    return float(np.mean([_tau_b(x, y) for x, y in _groups(scores, ratios, within)]))
+    return float(np.nanmean(group_taus(scores, ratios, within)))
 
 
 def _permutation_p(groups, n_perm: int, rng) -> tuple[np.ndarray, np.ndarray]:
