@@ -146,9 +146,14 @@ def main() -> None:
     sweep_dir = args.sweep or ROOT / "runs" / domain.config.stem
     pcfg = predictors.PredictConfig(**({} if args.transitions is None else {"transitions": args.transitions}))
     cfg = sweep.load(domain.config)
-    rows = pair_values(sweep_dir, list(cfg.sources), list(cfg.targets), domain.mode, pcfg, args.cached_only)
+    try:
+        rows = pair_values(sweep_dir, list(cfg.sources), list(cfg.targets), domain.mode, pcfg, args.cached_only)
+    except predictors.PredictError as e:  # a source model not trained yet: one line, what to run
+        raise SystemExit(f"{e} (train the sweep's scratch runs first: see this script's docstring)") from None
     if args.values_only:
         return
+    if not rows:
+        raise SystemExit(f"no pair scored yet under {shown(sweep_dir)}/predictors: run without --cached-only")
     sources, targets, transfer, scratch, curves_path = areas(domain)
     ratios = pred.ratio_matrix(transfer, scratch)
     new = {name: matrix(rows, sources, targets, name) for name in NEW}
