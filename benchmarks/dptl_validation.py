@@ -4,8 +4,9 @@ own transfer mode), the DPTL score and the baselines of ``jaxfer.dptl.baselines`
 measured area ratio R, as Spearman and Kendall correlations with bootstrap CIs over pairs and seeds.
 
 Domains: ``catch`` (12 cross pairs of the four Catch variants), ``minatar`` (20 ordered pairs of
-the five games in the common ``grid_common`` layout) and ``catch_holdout`` (28 pairs: Catch v5-v8 as
-targets of all 8 games, held out until the others were scored). Model-based scores use every scratch seed of
+the five games in the common ``grid_common`` layout), ``catch_holdout`` (28 pairs: Catch v5-v8 as
+targets of all 8 games, held out until the others were scored) and ``minatar_holdout`` (21 pairs: three
+upside-down MinAtar games as targets of all 8). Model-based scores use every scratch seed of
 the source (DPTL: per-frame SSIM averaged over the seeds' models; CKA: one score per seed), on the
 same random-policy frames of each game. R's per-seed areas come from the sweep's curves.csv (or the
 copy committed under benchmarks/results/transfer/<sweep>/).
@@ -67,6 +68,9 @@ DOMAINS = {
     # the held-out block (issue 27): Catch v5-v8 as targets of all 8 games, its analysis fixed in its config
     "catch_holdout": Domain(ROOT / "configs" / "catch_fc_only_holdout.yaml", "first_n:2:frozen",
                             "catch_holdout_fc_only_validation", False),
+    # MinAtar's held-out block: the three upside-down games as targets of all 8
+    "minatar_holdout": Domain(ROOT / "configs" / "minatar_fc_only_holdout.yaml", "first_n:1:frozen",
+                              "minatar_holdout_fc_only_validation", True),
 }
 
 

@@ -1,5 +1,6 @@
 """MinAtar through gymnax behind jaxfer's env API: shapes, episode bookkeeping, jit and vmap."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -93,3 +94,30 @@ def test_space_invaders_trails_stop_at_the_edge_instead_of_wrapping():
     native[5, 9, 2] = native[5, 9, 1] = 1  # one at the right edge moving left
     trail = np.asarray(minatar.common_obs(native, "minatar/SpaceInvaders"))[..., minatar.ROLES.index("trail")]
     assert trail.sum() == 0
+
+
+@pytest.mark.parametrize("variant", sorted(minatar.FLIPPED))
+def test_a_flipped_game_is_its_game_upside_down(variant):
+    """Same key, same actions: the same rewards and ends, every observation's rows reversed, in both layouts."""
+    game = minatar.base_game(variant)
+    actions = jnp.asarray(np.random.default_rng(0).integers(0, envs.make(game).num_actions, 60), jnp.int32)
+
+    def play(env_id, obs):
+        env = envs.make(env_id, obs)
+
+        def body(state, xs):
+            state, o, r, d, _ = env.step(state, *xs)
+            return state, (o, r, d)
+
+        state, first = env.reset(jax.random.PRNGKey(3))
+        _, (o, r, d) = jax.lax.scan(body, state, (actions, jax.random.split(jax.random.PRNGKey(4), 60)))
+        return first, o, r, d
+
+    for obs in ("grid", "grid_common"):
+        first, o, r, d = jax.jit(lambda: play(game, obs))()
+        first_f, o_f, r_f, d_f = jax.jit(lambda: play(variant, obs))()
+        np.testing.assert_array_equal(first_f, first[::-1])
+        np.testing.assert_array_equal(o_f, o[:, ::-1])
+        np.testing.assert_array_equal(r_f, r)
+        np.testing.assert_array_equal(d_f, d)
+        assert np.any(o != o[:, ::-1])  # the flip shows

@@ -27,6 +27,10 @@ Seaquest       0 sub front -> player, 1 sub back -> trail, 2 friendly bullet -> 
                3 trail -> trail, 4 enemy bullet -> enemy_shot, 5 enemy fish / 6 enemy sub -> enemy,
                7 oxygen gauge / 8 diver gauge -> gauge, 9 diver -> collectible
 =============  ==============================================================================
+
+jaxfer's variants (not MinAtar's; they widen the games transfer predictors are validated on):
+``minatar/<Game>-flip`` is the game seen upside down, each observation's rows reversed, with the same
+dynamics, actions and native channels (Breakout's paddle at the top, Freeway's chicken walking down).
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ import numpy as np
 from jaxfer.envs.base import Env, EnvError
 
 GAMES = {f"minatar/{g}": f"{g}-MinAtar" for g in ("Breakout", "SpaceInvaders", "Seaquest", "Asterix", "Freeway")}
+FLIPPED = {f"minatar/{g}-flip": f"minatar/{g}" for g in ("Breakout", "SpaceInvaders", "Freeway")}  # -> its game
+GAMES |= {variant: GAMES[game] for variant, game in FLIPPED.items()}
 OBS_MODES = ("grid", "grid_common")
 ROLES = ("player", "enemy", "player_shot", "enemy_shot", "collectible", "brick", "trail", "gauge")
 # Per game, the role of each native channel in order; None: handled apart (SpaceInvaders' direction maps).
@@ -59,10 +65,16 @@ class MinAtarState(NamedTuple):
     ep_length: jax.Array
 
 
+def base_game(env_id: str) -> str:
+    """The MinAtar game an id plays: itself, or the game a ``-flip`` variant shows upside down."""
+    return FLIPPED.get(env_id, env_id)
+
+
 def role_matrix(env_id: str) -> np.ndarray:
     """(native channels, roles) 0/1 matrix: native channel c feeds role r."""
-    m = np.zeros((len(NATIVE_ROLES[env_id]), len(ROLES)), np.float32)
-    for c, role in enumerate(NATIVE_ROLES[env_id]):
+    roles = NATIVE_ROLES[base_game(env_id)]
+    m = np.zeros((len(roles), len(ROLES)), np.float32)
+    for c, role in enumerate(roles):
         if role is not None:
             m[c, ROLES.index(role)] = 1.0
     return m
@@ -70,9 +82,9 @@ def role_matrix(env_id: str) -> np.ndarray:
 
 def common_obs(x: jax.Array, env_id: str) -> jax.Array:
     """Native 0/1 channels (..., 10, 10, C) -> the common role layout (..., 10, 10, len(ROLES))."""
-    chex.assert_axis_dimension(x, -1, len(NATIVE_ROLES[env_id]))
+    chex.assert_axis_dimension(x, -1, len(NATIVE_ROLES[base_game(env_id)]))
     out = jnp.minimum(x.astype(jnp.float32) @ role_matrix(env_id), 1.0)
-    if env_id == "minatar/SpaceInvaders":  # aliens moving left came from x + 1, moving right from x - 1
+    if base_game(env_id) == "minatar/SpaceInvaders":  # aliens moving left came from x + 1, moving right from x - 1
         left, right = x[..., 2].astype(jnp.float32), x[..., 3].astype(jnp.float32)
         pad = [(0, 0)] * (x.ndim - 2)
         behind = jnp.maximum(jnp.pad(left[..., :-1], pad + [(1, 0)]), jnp.pad(right[..., 1:], pad + [(0, 1)]))
@@ -92,7 +104,8 @@ def make_minatar(env_id: str, obs: str = "grid") -> Env:
 
     env, params = gymnax.make(GAMES[env_id])
     native = env.observation_space(params).shape
-    view = (lambda o: _obs(common_obs(o, env_id))) if obs == "grid_common" else _obs
+    layout = (lambda o: _obs(common_obs(o, env_id))) if obs == "grid_common" else _obs
+    view = (lambda o: layout(o)[::-1]) if env_id in FLIPPED else layout
     shape = (*native[:2], len(ROLES)) if obs == "grid_common" else tuple(native)
 
     def reset(key):
