@@ -132,9 +132,9 @@ def power(observed: np.ndarray, decomposition: dict, noise: dict, args, relabel:
 
 def figure(path: Path, sources: list[str], targets: list[str], ratios: np.ndarray, decomposition: dict, noise: dict,
            reliability: dict, stats: dict, title: str) -> None:
-    relabel = relabelling(sources, targets)
     """R as a matrix; the decomposition's shares with what seed noise alone would give the interaction; each
-    predictor's within-target and within-source tau with its Holm-adjusted p."""
+    predictor's within-target and within-source tau with its primary test's Holm-adjusted p."""
+    relabel = relabelling(sources, targets)
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1, 1, 1.4]})
     ax = axes[0]
     limit = np.nanmax(np.abs(ratios))

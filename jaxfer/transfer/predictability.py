@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import scipy.stats
@@ -276,7 +277,7 @@ def within_tau_source_test(scores, ratios, within: str = "target", n_perm: int =
     if s.shape != r.shape:
         raise ValueError(f"scores {s.shape} and ratios {r.shape} differ in shape")
     n = len(s)
-    exact = np.prod(np.arange(1, n + 1, dtype=float)) <= n_perm
+    exact = math.factorial(n) <= n_perm
     rng = np.random.default_rng(seed)
     orders = (np.array(list(itertools.permutations(range(n)))) if exact
               else np.concatenate([np.arange(n)[None], np.argsort(rng.random((n_perm, n)), axis=1)]))
